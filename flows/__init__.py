@@ -1,0 +1,1 @@
+"""Prefect orchestration for preserve: thin flows whose tasks call the library."""

@@ -1,0 +1,269 @@
+"""One typed Settings object, loaded once at the entry point (CLI or flow) from a TOML file plus
+environment overrides, then passed down. Secrets are never read from files here: credentials come
+from the environment, or, for the embedded server only, from the file `preserve services up`
+generates under the var directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from preserve.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "preserve.toml"
+ENV_PREFIX = "PRESERVE__"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArchiveSettings(_Model):
+    organization: str = "Independent Film Archive"
+    var_dir: Path = Path("../var")
+    ingest_dir: Path | None = None  # default: <var>/ingest
+    catalog_url: str = ""  # default: sqlite:///<var>/catalog.sqlite
+
+
+class IngestSettings(_Model):
+    stable_seconds: float = 30.0  # a submission must be unchanged this long before it is taken
+    poll_seconds: float = 10.0
+    decode_check: bool = True
+    tool_timeout_seconds: float = 6 * 3600
+    lease_seconds: float = 3600.0  # a claim older than this without renewal is taken over
+
+
+class ProxySettings(_Model):
+    max_height: int = 1080
+    crf: int = 23
+    preset: str = "veryfast"
+    audio_bitrate: str = "128k"
+    poster_at_fraction: float = 0.1
+
+
+class ServiceSettings(_Model):
+    """The embedded SeaweedFS server (`preserve services up`)."""
+
+    enabled: bool = True
+    #: every SeaweedFS port is derived from this one (s3 = base, the others base+1..base+9)
+    port_base: int = 8333
+    buckets: list[str] = Field(default_factory=lambda: ["preserve-aips", "preserve-access"])
+    object_lock_buckets: list[str] = Field(default_factory=list)
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port_base}"
+
+
+class TargetSettings(_Model):
+    """One storage target: an S3-compatible bucket or a filesystem path."""
+
+    name: str
+    kind: Literal["s3", "filesystem"]
+    # s3
+    endpoint: str = ""  # "" with embedded=true means the embedded server
+    embedded: bool = False
+    bucket: str = ""
+    prefix: str = ""
+    region: str = "us-east-1"
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    storage_class: str = ""
+    server_side_encryption: str = ""
+    object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
+    object_lock_days: int = 0
+    profile: str = ""  # a named AWS profile, as an alternative to the *_env variables
+    access_key_env: str = ""  # default PRESERVE_<NAME>_ACCESS_KEY_ID
+    secret_key_env: str = ""  # default PRESERVE_<NAME>_SECRET_ACCESS_KEY
+    read_back: bool = False  # after HEAD verification, also re-read and re-hash the object
+    cold: bool = False  # cold storage class: audits only do the inventory check
+    # filesystem
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "TargetSettings":
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError(f"target {self.name!r}: an s3 target needs a bucket")
+        if self.kind == "filesystem" and self.path is None:
+            raise ValueError(f"target {self.name!r}: a filesystem target needs a path")
+        return self
+
+    def env_names(self) -> tuple[str, str]:
+        stem = "PRESERVE_" + "".join(c if c.isalnum() else "_" for c in self.name.upper())
+        return (self.access_key_env or f"{stem}_ACCESS_KEY_ID",
+                self.secret_key_env or f"{stem}_SECRET_ACCESS_KEY")
+
+
+class ReplicationSettings(_Model):
+    min_verified_replicas: int = 1
+    parallel_uploads: int = 4
+    multipart_threshold_mb: int = 64
+    max_attempts: int = 5
+
+
+class AuditSettings(_Model):
+    audit_interval_days: int = 90
+    nightly_byte_budget_gb: float = 500.0
+    cron: str = "0 2 * * *"
+
+
+class Settings(_Model):
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
+    services: ServiceSettings = Field(default_factory=ServiceSettings)
+    replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    targets: list[TargetSettings] = Field(default_factory=list)
+    access_target: TargetSettings | None = None
+    #: where the config file was read from; relative paths resolve against its directory
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> "Settings":
+        names = [t.name for t in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError(f"target names must be unique, got {names}")
+        if self.replication.min_verified_replicas > len(self.targets):
+            raise ValueError(
+                f"min_verified_replicas={self.replication.min_verified_replicas} but only "
+                f"{len(self.targets)} target(s) are configured")
+        return self
+
+    # -- derived paths -------------------------------------------------------------------------
+    def resolve(self, p: Path) -> Path:
+        base = self.source.parent if self.source else PROJECT_ROOT / "config"
+        return (p if p.is_absolute() else base / p).resolve()
+
+    @property
+    def var_dir(self) -> Path:
+        return self.resolve(self.archive.var_dir)
+
+    @property
+    def ingest_dir(self) -> Path:
+        return self.resolve(self.archive.ingest_dir) if self.archive.ingest_dir else self.var_dir / "ingest"
+
+    @property
+    def done_dir(self) -> Path:
+        return self.ingest_dir / "done"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.ingest_dir / "failed"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.var_dir / "staging"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.var_dir / "services"
+
+    @property
+    def catalog_url(self) -> str:
+        return self.archive.catalog_url or f"sqlite:///{self.var_dir / 'catalog.sqlite'}"
+
+    def target(self, name: str) -> TargetSettings:
+        for t in self.all_targets():
+            if t.name == name:
+                return t
+        raise ConfigError(f"no storage target named {name!r}; known: {[t.name for t in self.all_targets()]}")
+
+    def all_targets(self) -> list[TargetSettings]:
+        return self.targets + ([self.access_target] if self.access_target else [])
+
+    def target_path(self, target: TargetSettings) -> Path:
+        assert target.path is not None
+        return self.resolve(target.path)
+
+    def endpoint_of(self, target: TargetSettings) -> str:
+        if target.endpoint:
+            return target.endpoint
+        if target.embedded:
+            return self.services.s3_endpoint
+        return ""  # AWS default endpoint
+
+    def credentials_of(self, target: TargetSettings, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """boto3 session kwargs for one target: its own credential, never a shared one."""
+        env = os.environ if env is None else env
+        key_name, secret_name = target.env_names()
+        if env.get(key_name) and env.get(secret_name):
+            return {"aws_access_key_id": env[key_name], "aws_secret_access_key": env[secret_name]}
+        if target.profile:
+            return {"profile_name": target.profile}
+        if target.embedded:
+            cred_file = self.services_dir / "seaweedfs" / "credentials.json"
+            if cred_file.exists():
+                data = json.loads(cred_file.read_text())
+                return {"aws_access_key_id": data["access_key"], "aws_secret_access_key": data["secret_key"]}
+            raise ConfigError(
+                f"target {target.name!r} uses the embedded server, but it has no credentials yet",
+                advice="Run `preserve services up` first.")
+        raise ConfigError(f"no credentials for target {target.name!r}: set {key_name} and "
+                          f"{secret_name}, or a profile")
+
+
+def _deep_set(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
+    for key in dotted[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[dotted[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """PRESERVE__SECTION__KEY=value sets [section] key; values are parsed as TOML when they can be
+    (numbers, booleans, lists), else taken as strings."""
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        _deep_set(out, path, value)
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("PRESERVE_CONFIG"):
+        return Path(env["PRESERVE_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def load(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+         overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from the config file, then PRESERVE__* environment overrides, then
+    ``overrides`` (used by tests). Raises ConfigError with a readable message."""
+    env = os.environ if env is None else env
+    path = config_path(explicit, env).resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = _merge(data, _env_overrides(env))
+    if overrides:
+        data = _merge(data, overrides)
+    data["source"] = path
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration in {path}: {problems}") from exc
