@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up everything and run the test suite. The tests start their own servers: SeaweedFS on free
+# loopback ports via `preserve.services.up` (the code behind `preserve services up`), PostgreSQL in
+# a temporary directory where a test needs it, and one shared Prefect test harness for flow tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+# the real-media corpus tier runs when ../shared/corpus can be gathered (CI has it); skipped otherwise
+if [ -z "${PRESERVE_CORPUS:-}" ] && [ -x ../shared/corpus/get_corpus.sh ]; then
+  corpus="$PWD/var/corpus"; mkdir -p var
+  if [ ! -f "$corpus/MANIFEST.tsv" ]; then
+    echo "[test] gathering the real-media corpus into $corpus (about 2 minutes)"
+    bash ../shared/corpus/get_corpus.sh "$corpus" >var/corpus.log 2>&1 || echo "[test] corpus incomplete; see var/corpus.log"
+  fi
+  [ -f "$corpus/MANIFEST.tsv" ] && export PRESERVE_CORPUS="$corpus"
+fi
+exec .venv/bin/python -m pytest "$@"

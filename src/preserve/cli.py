@@ -1,0 +1,235 @@
+"""The `preserve` command: parses arguments, loads Settings once, calls the library, prints, and is
+the only place that exits. `--help`, `list` and `show` never import Prefect, so they answer fast;
+commands that run a flow import `flows` lazily (the one link from src/ to orchestration).
+
+Exit codes: 0 success; 1 a submission was quarantined / damage found / restore invalid;
+2 usage, configuration or operational error (storage unreachable)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from preserve import __version__
+
+EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from preserve import settings
+
+    return settings.load(args.config)
+
+
+def _catalog(settings: Any) -> Any:
+    from preserve.catalog import Catalog
+
+    return Catalog(settings.catalog_url)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned text table (no dependencies, fast)."""
+    cells = [[str(h) for h in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(cells[0]), fmt(["-" * w for w in widths]), *(fmt(r) for r in cells[1:])])
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not os.path.lexists(p)]
+    if missing:
+        print(f"preserve: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_ERROR
+    outcomes = run_ingest(settings, paths, direct=args.direct, accept_invalid=args.accept_invalid,
+                          config=args.config)
+    for o in outcomes:
+        print(f"{o['aip_id'] or '-':36}  {o['status']:11}  {o['submission']}"
+              + (f"  ({o['detail']})" if o["status"] != "stored" and o["detail"] else ""))
+    return EXIT_OK if all(o["status"] in ("stored", "duplicate") for o in outcomes) else EXIT_FINDING
+
+
+def run_ingest(settings: Any, paths: Sequence[Path], *, direct: bool = False, accept_invalid: bool = False,
+               config: str | None = None) -> list[dict[str, Any]]:
+    """Ingest each path, through the Prefect flow unless ``direct``; one result dict per path."""
+    results = []
+    if direct:
+        from preserve import ingest
+
+        catalog = _catalog(settings)
+        for p in paths:
+            o = ingest.ingest_submission(settings, catalog, p, accept_invalid=accept_invalid)
+            results.append({"submission": o.submission, "status": o.status, "aip_id": o.aip_id, "detail": o.detail})
+        catalog.close()
+        return results
+    from flows.ingest import ingest_flow
+
+    for p in paths:
+        state = ingest_flow(path=str(p.absolute()), config=str(settings.source), accept_invalid=accept_invalid,
+                            return_state=True)
+        data = state.result(raise_on_failure=False)
+        if not isinstance(data, dict):  # the flow itself crashed (not a quarantine)
+            data = {"submission": p.name, "status": "error", "aip_id": "", "detail": str(data)}
+        results.append(data)
+    return results
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    aip = _catalog(settings).get_aip(args.aip_id)
+    if aip is None:
+        print(f"preserve: no AIP {args.aip_id!r}", file=sys.stderr)
+        return EXIT_ERROR
+    data = aip.to_json()
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"AIP      {aip.id}\nTitle    {aip.title}\nCreated  {aip.created:%Y-%m-%d %H:%M:%S %Z}\n"
+          f"Status   {aip.status}\nAccess   {aip.access_level}\nSize     {_human(aip.size)} in {len(aip.files)} files\n")
+    print(table(["path", "size", "sha256"], [(f.path, _human(f.size), f.sha256) for f in aip.files]))
+    print()
+    print(table(["replica", "status", "verified", "uri"],
+                [(r.target, r.status, r.verified_at.isoformat(timespec="seconds") if r.verified_at else "-", r.uri)
+                 for r in aip.replicas]))
+    if aip.access:
+        print()
+        print(table(["access", "uri"], [(a.kind, a.uri) for a in aip.access]))
+    print()
+    print(table(["when", "event", "outcome", "agent", "detail"],
+                [(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.type.value, e.outcome.value, str(e.agent),
+                  (e.subject + ": " if e.subject else "") + e.detail[:100]) for e in aip.events]))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    aips = _catalog(settings).list_aips()
+    if args.json:
+        print(json.dumps([{"id": a.id, "title": a.title, "created": a.created.isoformat(), "size": a.size,
+                           "files": len(a.files), "status": a.status,
+                           "replicas_verified": sum(r.status == "verified" for r in a.replicas)} for a in aips],
+                         ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(table(["AIP", "title", "size", "files", "replicas", "status", "created"],
+                [(a.id, a.title, _human(a.size), len(a.files),
+                  f"{sum(r.status == 'verified' for r in a.replicas)}/{len(a.replicas)}", a.status,
+                  a.created.strftime("%Y-%m-%d %H:%M")) for a in aips]))
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from preserve import restore
+
+    settings = _settings(args)
+    result = restore.restore(settings, _catalog(settings), args.aip_id, Path(args.dest), replica=args.replica)
+    for a in result.attempts:
+        print(f"skipped {a}")
+    print(f"{result.aip_id}  restored from {result.replica} to {result.path}  bag "
+          f"{'valid' if result.ok else 'INVALID'} (BagIt {result.report.version})")
+    return EXIT_OK if result.ok else EXIT_FINDING
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    from preserve import restore
+
+    settings = _settings(args)
+    written = restore.fetch_access(settings, _catalog(settings), args.aip_id, Path(args.dest))
+    if not written:
+        print(f"{args.aip_id} has no access copies (not a video, or its access level withholds them)")
+        return EXIT_FINDING
+    for p in written:
+        print(p)
+    return EXIT_OK
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from preserve import services
+
+    settings = _settings(args)
+    if args.action == "up":
+        st = services.up(settings)
+    elif args.action == "down":
+        services.down(settings)
+        st = services.status(settings)
+    else:
+        st = services.status(settings)
+    print(st)
+    return EXIT_OK if (st.running or args.action == "down") else EXIT_ERROR
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from preserve import demo
+
+    settings = _settings(args)
+    return demo.run(settings, direct=args.direct, print_=print)
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="preserve", description="Ingest, replicate and audit an archive of films.")
+    p.add_argument("--version", action="version", version=f"preserve {__version__}")
+    p.add_argument("--config", default=None, help="config file (default: $PRESERVE_CONFIG or config/preserve.toml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        return sp
+
+    sp = add("ingest", cmd_ingest, "ingest submissions (files or folders) now")
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("--direct", action="store_true", help="run the library pipeline without Prefect")
+    sp.add_argument("--accept-invalid", action="store_true",
+                    help="preserve media that does not decode cleanly (an archivist's recorded decision)")
+    sp = add("show", cmd_show, "show one AIP: files, replicas, access copies, events")
+    sp.add_argument("aip_id")
+    sp.add_argument("--json", action="store_true")
+    sp = add("list", cmd_list, "list AIPs")
+    sp.add_argument("--json", action="store_true")
+    sp = add("restore", cmd_restore, "download an AIP's bag into DEST/AIP_ID and validate it")
+    sp.add_argument("aip_id")
+    sp.add_argument("dest")
+    sp.add_argument("--replica", default=None, help="only this replica (default: in order of preference)")
+    sp = add("access", cmd_access, "write an AIP's access copies (proxy, poster) into DEST")
+    sp.add_argument("aip_id")
+    sp.add_argument("dest")
+    sp = add("services", cmd_services, "start/stop/show the embedded S3-compatible server (SeaweedFS, loopback)")
+    sp.add_argument("action", choices=["up", "down", "status"])
+    sp = add("demo", cmd_demo, "start services, generate sample films, ingest them, print a summary")
+    sp.add_argument("--direct", action="store_true", help="run without Prefect")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from preserve.errors import ConfigError, PreserveError, StorageUnavailable
+
+    try:
+        return int(args.func(args))
+    except (ConfigError, StorageUnavailable) as exc:
+        print(f"preserve: {exc}\n  what to do: {exc.advice}", file=sys.stderr)
+        return EXIT_ERROR
+    except PreserveError as exc:
+        print(f"preserve: {exc}\n  what to do: {exc.advice}", file=sys.stderr)
+        return EXIT_FINDING if args.command in ("restore",) else EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

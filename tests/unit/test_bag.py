@@ -1,0 +1,69 @@
+"""BagIt 1.0 bags built from our digests validate with bagit-python; damage is reported."""
+
+import os
+from pathlib import Path
+
+import bagit
+
+from preserve.model import Role
+from preserve.packaging import bag
+
+
+def _make(tmp_path: Path, names: list[str]) -> tuple[Path, list]:
+    src = tmp_path / "src"
+    src.mkdir()
+    bag_dir = tmp_path / "bag"
+    files = []
+    for i, name in enumerate(names):
+        p = src / f"f{i}"
+        p.write_bytes(os.urandom(1000 + i))
+        files.append(bag.add_payload_file(bag_dir, bag.payload_path("objects", name), p, Role.VIDEO))
+    files.append(bag.add_payload_bytes(bag_dir, bag.payload_path("metadata", "x.json"), b"{}"))
+    oxum = bag.finalize(bag_dir, files, {"Source-Organization": "Test", "External-Identifier": "aip-1", "Title": ""})
+    return bag_dir, files, oxum
+
+
+def test_bag_is_version_1_and_valid_with_bagit_python(tmp_path: Path) -> None:
+    bag_dir, files, oxum = _make(tmp_path, ["流浪北京 1990.mov", "-dash.srt", "line\nbreak.txt", "100%.pdf"])
+    assert (bag_dir / "bagit.txt").read_text().startswith("BagIt-Version: 1.0\n")
+    b = bagit.Bag(str(bag_dir))
+    assert b.version_info == (1, 0)
+    b.validate()  # full: every digest recomputed
+    assert oxum == f"{sum(f.size for f in files)}.{len(files)}"
+    info = (bag_dir / "bag-info.txt").read_text()
+    assert "External-Identifier: aip-1" in info and "Payload-Oxum: " + oxum in info
+    assert "Title:" not in info  # empty values are left out
+    assert (bag_dir / "tagmanifest-sha256.txt").exists() and (bag_dir / "tagmanifest-sha512.txt").exists()
+    assert "line%0Abreak.txt" in (bag_dir / "manifest-sha256.txt").read_text()
+    assert bag.validate(bag_dir).valid
+
+
+def test_flipped_byte_is_reported_not_raised(tmp_path: Path) -> None:
+    bag_dir, files, _ = _make(tmp_path, ["film.mov"])
+    target = bag_dir / files[0].path
+    data = bytearray(target.read_bytes())
+    data[500] ^= 0x01
+    target.write_bytes(bytes(data))
+    report = bag.validate(bag_dir)
+    assert not report.valid and any("film.mov" in e for e in report.errors)
+    assert bag.validate(bag_dir, fast=True).valid  # same size: only a full check sees it
+
+
+def test_tag_file_tampering_is_reported(tmp_path: Path) -> None:
+    bag_dir, _, _ = _make(tmp_path, ["film.mov"])
+    with open(bag_dir / "bag-info.txt", "a") as fh:
+        fh.write("Contact-Name: someone\n")
+    assert not bag.validate(bag_dir).valid
+
+
+def test_payload_path_refuses_traversal_and_long_names() -> None:
+    import pytest
+
+    from preserve.errors import UnsafeSubmission
+
+    for bad in ("..", "", "a/../../b", "."):
+        with pytest.raises(UnsafeSubmission):
+            bag.payload_path("objects", bad)
+    with pytest.raises(UnsafeSubmission):
+        bag.payload_path("objects", "流" * 86)  # 258 bytes
+    assert bag.payload_path("objects", "流" * 85) .endswith("流")  # 255 bytes is fine
