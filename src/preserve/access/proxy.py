@@ -1,0 +1,138 @@
+"""Access proxy (H.264/AAC MP4) and poster (JPEG) from a source film; runs ffmpeg via tools.run and writes only the destination file (via a temporary name in its directory)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from preserve import tools
+from preserve.errors import ToolError
+from preserve.metadata.ffprobe import ProbeReport
+from preserve.settings import ProxySettings
+
+#: below this duration (s) a poster is the first frame; seeking into a blink is pointless
+POSTER_MIN_DURATION = 1.0
+#: highest audio sample rate passed through; ffmpeg's AAC encoder stops at 96 kHz
+MAX_AUDIO_RATE = 48000
+
+# Metadata allow-list: nothing is copied from the source (global, stream or chapter metadata),
+# and bit-exact mode stops ffmpeg writing its version, the creation time and the JPEG comment.
+_NO_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1",
+                "-fflags", "+bitexact", "-flags:v", "+bitexact"]
+
+
+def _video_filter(probe: ProbeReport, max_height: int) -> str:
+    """Deinterlace when the source declares fields, then scale to at most ``max_height`` lines,
+    never up, with both dimensions even (x264 4:2:0 requires it) and square pixels, keeping the
+    display aspect ratio (``dar`` includes the source's sample aspect ratio)."""
+    if max_height < 2:
+        raise ValueError(f"max_height must be at least 2, got {max_height}")
+    chain = []
+    if probe.interlaced:
+        chain.append("bwdif=mode=send_frame:parity=auto:deint=all")
+    chain.append(f"scale=w='max(2,trunc(oh*dar/2)*2)':h='max(2,trunc(min(ih,{max_height})/2)*2)'")
+    chain.append("setsar=1")
+    return ",".join(chain)
+
+
+def _video_index(probe: ProbeReport) -> int:
+    index = probe.video_index
+    if index is None:
+        raise ValueError("the source has no video stream (cover art does not count); "
+                         "check probe.has_video before asking for a proxy or poster")
+    return index
+
+
+def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings) -> list[str]:
+    """ffmpeg arguments for the access proxy (pure). Maps only the first real video stream and
+    the first audio stream by absolute index, so cover art, subtitles, data tracks (timed GPS),
+    attachments and chapters are never carried over."""
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
+            "-i", tools.media_path(src),
+            "-map", f"0:{_video_index(probe)}"]
+    if probe.audio_index is not None:
+        argv += ["-map", f"0:{probe.audio_index}"]
+    argv += ["-vf", _video_filter(probe, settings.max_height),
+             "-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf),
+             "-pix_fmt", "yuv420p"]
+    if probe.audio_index is not None:
+        argv += ["-c:a", "aac", "-b:a", settings.audio_bitrate, "-ac", "2"]
+        rate = probe.audio_sample_rate
+        if rate is not None and rate > MAX_AUDIO_RATE:
+            argv += ["-ar", str(MAX_AUDIO_RATE)]
+        argv += ["-flags:a", "+bitexact"]
+    else:
+        argv += ["-an"]
+    argv += ["-sn", "-dn", *_NO_METADATA,
+             "-max_muxing_queue_size", "4096",
+             "-movflags", "+faststart",
+             "-f", "mp4", tools.media_path(dst)]
+    return argv
+
+
+def poster_time(probe: ProbeReport, settings: ProxySettings) -> float:
+    """Where the poster frame is taken, in seconds; 0 (first frame) for short or timeless clips."""
+    if probe.duration is None or probe.duration < POSTER_MIN_DURATION:
+        return 0.0
+    fraction = min(max(settings.poster_at_fraction, 0.0), 1.0)
+    return round(probe.duration * fraction, 3)
+
+
+def poster_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *,
+                at: float | None = None) -> list[str]:
+    """ffmpeg arguments for a one-frame JPEG poster (pure). ``-ss`` before ``-i`` seeks the input
+    (fast, and frame-accurate since ffmpeg decodes from the preceding keyframe)."""
+    at = poster_time(probe, settings) if at is None else at
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    if at > 0:
+        argv += ["-ss", f"{at:.3f}"]
+    argv += ["-i", tools.media_path(src),
+             "-map", f"0:{_video_index(probe)}", "-frames:v", "1",
+             "-vf", _video_filter(probe, settings.max_height) + ",format=yuvj420p",
+             "-c:v", "mjpeg", "-q:v", "3",
+             "-an", "-sn", "-dn", *_NO_METADATA,
+             "-f", "image2", "-update", "1", tools.media_path(dst)]
+    return argv
+
+
+@contextlib.contextmanager
+def _staged(dst: Path) -> Iterator[Path]:
+    """A temporary file next to ``dst`` that becomes ``dst`` only if the block succeeds, so a
+    killed or failed transcode never leaves a plausible-looking output behind."""
+    dst = Path(dst)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if tmp.stat().st_size == 0:
+            raise ToolError(f"ffmpeg produced an empty file for {dst.name}")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def make_proxy(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *,
+               timeout: float | None = 6 * 3600) -> Path:
+    """Transcode the access proxy to ``dst`` (replaced atomically). Raises ToolError."""
+    with _staged(dst) as tmp:
+        tools.run(proxy_argv(src, tmp, probe, settings), timeout=timeout)
+    return Path(dst)
+
+
+def make_poster(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *,
+                timeout: float | None = 600) -> Path:
+    """Grab the poster frame to ``dst`` (replaced atomically). If the seek lands past the last
+    frame (durations can lie), falls back to the first frame. Raises ToolError."""
+    with _staged(dst) as tmp:
+        at = poster_time(probe, settings)
+        tools.run(poster_argv(src, tmp, probe, settings, at=at), timeout=timeout)
+        if at > 0 and tmp.stat().st_size == 0:
+            tools.run(poster_argv(src, tmp, probe, settings, at=0.0), timeout=timeout)
+    return Path(dst)
