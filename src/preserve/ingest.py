@@ -318,7 +318,8 @@ def replicate(job: IngestJob) -> IngestJob:
             failures.append(f"{target.name}: {exc}")
             job.event(EventType.REPLICATION, Outcome.FAIL, _store_agent(target.kind), str(exc), subject=target.name)
             continue
-        job.replicas.append(ReplicaRecord(target=target.name, uri=store.uri(f"{job.aip_id}/"), status="verified",
+        job.replicas.append(ReplicaRecord(target=target.name, uri=store.uri(f"{job.aip_id}/bagit.txt").removesuffix("bagit.txt"),
+                                          status="verified",
                                           verified_at=utcnow(), objects=tuple(objects)))
         job.event(EventType.REPLICATION, Outcome.PASS, _store_agent(target.kind),
                   f"{len(objects)} objects stored and verified (size and SHA-256)", subject=target.name)
@@ -363,7 +364,7 @@ def record(job: IngestJob) -> IngestJob:
         submission_name=job.name, access_level=job.metadata.access.level,
         payload_oxum=job.payload_oxum, files=[*job.files, *job.metadata_files], replicas=job.replicas,
         access=job.access, events=job.events,
-        formats={p: (f.format_name, "") for p, f in job.facts.items()}))
+        formats={p: (f.format_name, "") for p, f in job.facts.items()}, content_key=content_key(job.files)))
     return job
 
 
@@ -373,7 +374,7 @@ def accession(job: IngestJob) -> IngestJob:
     job.destination = disposition.move_to_done(job.source, job.submission.companions)
     job.catalog.add_events(job.aip_id, [Event(EventType.ACCESSION, Outcome.PASS, tools.preserve_agent(),
                                               f"source moved to {job.destination}")])
-    job.catalog.release_submission(job.name)
+    job.catalog.finish_submission(job.name)
     shutil.rmtree(job.work_dir, ignore_errors=True)
     return job
 
@@ -442,7 +443,7 @@ def _duplicate(job: IngestJob, existing: str) -> IngestOutcome:
                   f"same files and checksums as AIP {existing}; not stored twice", subject=job.submission.name)
     job.catalog.mark_duplicate(job.name, existing, [*job.events, event])
     job.destination = disposition.move_to_done(job.source, job.submission.companions)
-    job.catalog.release_submission(job.name)
+    job.catalog.finish_submission(job.name)
     shutil.rmtree(job.work_dir, ignore_errors=True)
     return IngestOutcome(job.name, "duplicate", existing, f"duplicate of {existing}", job=job)
 

@@ -51,6 +51,7 @@ class ServiceSettings(_Model):
     """The embedded SeaweedFS server (`preserve services up`)."""
 
     enabled: bool = True
+    data_dir: Path | None = None  # default: <var_dir>/services
     #: every SeaweedFS port is derived from this one (s3 = base, the others base+1..base+9)
     port_base: int = 8333
     buckets: list[str] = Field(default_factory=lambda: ["preserve-aips", "preserve-access"])
@@ -162,7 +163,7 @@ class Settings(_Model):
 
     @property
     def services_dir(self) -> Path:
-        return self.var_dir / "services"
+        return self.resolve(self.services.data_dir) if self.services.data_dir else self.var_dir / "services"
 
     @property
     def catalog_url(self) -> str:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from sqlalchemy import create_engine, event, func, or_, select
+from sqlalchemy import create_engine, event, func, make_url, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -121,6 +122,8 @@ class NewAip:
     access: Sequence[AccessCopy]
     events: Sequence[Event]
     formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (format name, puid)
+    #: identity of the submitted content (see content_key); "" derives it from all files
+    content_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,9 @@ class Catalog:
 
     def __init__(self, url: str) -> None:
         try:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(url, future=True)
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -216,11 +222,12 @@ class Catalog:
             if row is not None and row.claimed_by == worker:
                 row.lease_until = utcnow() + dt.timedelta(seconds=lease_seconds)
 
-    def release_submission(self, name: str) -> None:
-        """Forget a submission so that a retried one is ingested afresh (keeps its events)."""
+    def finish_submission(self, name: str) -> None:
+        """Forget a submission once its source has left the ingest folder (the AIP and the events
+        keep its history), so a later, different drop under the same name is a new submission."""
         with self._tx() as s:
             row = s.get(SubmissionRow, name)
-            if row is not None and row.status != "stored":
+            if row is not None:
                 s.delete(row)
 
     def submission(self, name: str) -> SubmissionState | None:
@@ -267,7 +274,7 @@ class Catalog:
                 raise CatalogError(f"AIP {aip.id} is already recorded")
             row = AipRow(id=aip.id, title=aip.title, submission_name=aip.submission_name, created_at=now,
                          status="stored", access_level=aip.access_level, payload_oxum=aip.payload_oxum,
-                         content_key=content_key(aip.files))
+                         content_key=aip.content_key or content_key(aip.files))
             for f in aip.files:
                 fmt, puid = aip.formats.get(f.path, ("", ""))
                 row.files.append(FileRow(path=f.path, size=f.size, sha256=f.digests.sha256,

@@ -145,7 +145,7 @@ class ProbeReport:
     @property
     def kind(self) -> Kind:
         """What the file is to a viewer: video wins over audio, audio over pictures and text."""
-        if not self.readable:
+        if not self.readable or self.format_name in TEXT_AS_VIDEO_FORMATS:
             return "none"
         if self.has_video:
             return "video"
@@ -162,6 +162,10 @@ class ProbeReport:
         """Playable time-based media: video or audio with a positive duration."""
         return (self.readable and (self.has_video or self.has_audio)
                 and self.duration is not None and self.duration > 0)
+
+
+#: ffprobe renders some text files (.nfo, .asc) as an "ansi" video through the tty demuxer
+TEXT_AS_VIDEO_FORMATS = frozenset({"tty"})
 
 
 def parse(raw: dict[str, Any]) -> ProbeReport:

@@ -1,0 +1,72 @@
+"""The ingest flow on a real (test-harness) Prefect server: one task per library step, named
+runs, Completed for a stored film and Failed (with the source in failed/) for a broken one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from preserve.catalog import Catalog
+from preserve.settings import Settings
+from tests.mediafactory import make_clip, truncated_copy
+from tests.support import isolated_settings
+
+pytestmark = pytest.mark.prefect
+
+
+def _write_config(settings: Settings, path: Path) -> str:
+    """The flow loads its own Settings from a file, as in production: write this test's."""
+    import tomllib  # noqa: F401  (only to document the format)
+
+    lines = [
+        "[archive]", f'var_dir = "{settings.var_dir}"', f'ingest_dir = "{settings.ingest_dir}"',
+        "[services]", f"port_base = {settings.services.port_base}", f'data_dir = "{settings.services_dir}"',
+        "[replication]", "min_verified_replicas = 2",
+    ]
+    for t in settings.targets:
+        lines += ["[[targets]]", f'name = "{t.name}"', f'kind = "{t.kind}"']
+        lines += ([f'embedded = true', f'bucket = "{t.bucket}"', f'prefix = "{t.prefix}"'] if t.kind == "s3"
+                  else [f'path = "{settings.target_path(t)}"'])
+    a = settings.access_target
+    lines += ["[access_target]", f'name = "{a.name}"', 'kind = "s3"', "embedded = true", f'bucket = "{a.bucket}"',
+              f'prefix = "{a.prefix}"']
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_ingest_flow_stores_and_quarantines(prefect_harness, s3_settings: Settings, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.ingest import ingest_flow
+
+    settings = isolated_settings(s3_settings, tmp_path)
+    config = _write_config(settings, tmp_path / "preserve.toml")
+    good = make_clip(settings.ingest_dir / "good film.mp4", duration=1.0)
+    bad = truncated_copy(make_clip(tmp_path / "x.mp4", duration=2.0), settings.ingest_dir / "cut.mp4", 0.5)
+
+    ok_state = ingest_flow(path=str(good), config=config, return_state=True)
+    assert ok_state.is_completed(), ok_state.message
+    data = ok_state.result()
+    assert data["status"] == "stored" and data["aip_id"]
+    bad_state = ingest_flow(path=str(bad), config=config, return_state=True)
+    assert bad_state.is_failed()
+    assert (settings.ingest_dir / "failed" / "cut.mp4" / "REPORT.txt").exists()
+
+    catalog = Catalog(settings.catalog_url)
+    assert catalog.get_aip(data["aip_id"]).replicas[0].status == "verified"
+    catalog.close()
+
+    async def runs():
+        async with get_client() as client:
+            flow_runs = await client.read_flow_runs()
+            task_runs = await client.read_task_runs()
+            return flow_runs, task_runs
+
+    flow_runs, task_runs = asyncio.run(runs())
+    names = {r.name for r in flow_runs}
+    assert "ingest · good film.mp4" in names and "ingest · cut.mp4" in names
+    task_names = {r.name for r in task_runs}
+    for step in ("stage", "characterise", "make_access", "package", "replicate", "record", "accession"):
+        assert f"{step} · good film.mp4" in task_names

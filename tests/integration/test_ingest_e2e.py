@@ -1,0 +1,178 @@
+"""End to end through the library pipeline (no Prefect), on real components: ffmpeg-made clips,
+the session's SeaweedFS on 127.0.0.1 (started by tests/conftest.py via `preserve.services.up`),
+a filesystem replica, and a SQLite catalog per test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import bagit
+import pytest
+
+from preserve import ingest, restore
+from preserve.catalog import Catalog
+from preserve.fixity.digest import digest_chunks
+from preserve.metadata import decode, ffprobe
+from preserve.model import EventType, Outcome
+from preserve.settings import Settings
+from preserve.storage import open_store
+from tests.mediafactory import make_clip, truncated_copy
+from tests.support import isolated_settings
+
+LOCATION = "+39.9042+116.4074/"
+SECRET_TITLE = "Secret Title 秘密"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def env(s3_settings: Settings, tmp_path: Path) -> tuple[Settings, Catalog]:
+    settings = isolated_settings(s3_settings, tmp_path)
+    catalog = Catalog(settings.catalog_url)
+    yield settings, catalog
+    catalog.close()
+
+
+def _submissions(ingest_dir: Path) -> dict[str, Path]:
+    tagged = {"title": SECRET_TITLE, "location": LOCATION}
+    subs = {
+        "prores": make_clip(ingest_dir / "prores.mov", vcodec="prores_aw", size="320x240", audio=True,
+                            acodec="pcm_s16le", metadata=tagged),
+        "h264": make_clip(ingest_dir / "h264.mp4", vcodec="libx264", metadata=tagged),
+        "ffv1": make_clip(ingest_dir / "ffv1.mkv", vcodec="ffv1", size="160x120", acodec="flac"),
+        "silent": make_clip(ingest_dir / "silent.mp4", audio=False),
+        "odd": make_clip(ingest_dir / "odd.mp4", size="1279x717", duration=0.5),
+    }
+    folder = ingest_dir / "流浪北京 1990"
+    folder.mkdir()
+    make_clip(folder / "流浪北京 1990.mov", vcodec="prores_aw", size="320x240", acodec="pcm_s16le", metadata=tagged)
+    (folder / "流浪北京 1990.zh.srt").write_text("1\n00:00:00,000 --> 00:00:00,900\n北京\n", encoding="utf-8")
+    (folder / "metadata.yaml").write_text("title: Bumming in Beijing\noriginal_title: 流浪北京\n"
+                                          "director: Real Person Name\ncontributor_id: contrib-42\n", encoding="utf-8")
+    subs["folder"] = folder
+    return subs
+
+
+def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path) -> None:
+    settings, catalog = env
+    subs = _submissions(settings.ingest_dir)
+    originals = {name: ({p.relative_to(path).as_posix(): _sha256(p) for p in path.rglob("*") if p.is_file()}
+                        if path.is_dir() else {path.name: _sha256(path)}) for name, path in subs.items()}
+    outcomes = {name: ingest.ingest_submission(settings, catalog, path) for name, path in subs.items()}
+    for name, o in outcomes.items():
+        assert o.status == "stored", (name, o.detail)
+        assert not subs[name].exists() and (settings.ingest_dir / "done" / subs[name].name).exists()
+    assert not list(settings.staging_dir.iterdir())  # staging cleaned up
+
+    for name, o in outcomes.items():
+        aip = catalog.get_aip(o.aip_id)
+        assert {r.target: r.status for r in aip.replicas} == {"seaweed": "verified", "local": "verified"}
+        assert all(r.verified_at is not None for r in aip.replicas)
+        # every object on S3 hashes to the catalog's SHA-256 (re-read, not the ETag)
+        seaweed = next(r for r in aip.replicas if r.target == "seaweed")
+        store = open_store(settings, settings.target("seaweed"))
+        for obj in seaweed.objects:
+            assert digest_chunks(store.read_chunks(obj.key)).values["sha256"] == obj.sha256, obj.key
+
+        # restore gives back a valid BagIt 1.0 bag, byte-identical to the source files
+        result = restore.restore(settings, catalog, aip.id, tmp_path / "restored")
+        bag = bagit.Bag(str(result.path))
+        assert bag.version_info == (1, 0)
+        bag.validate()
+        payload = {p.relative_to(result.path / "data" / "objects").as_posix(): _sha256(p)
+                   for p in (result.path / "data" / "objects").rglob("*") if p.is_file()}
+        assert payload == originals[name]
+        info = (result.path / "bag-info.txt").read_text(encoding="utf-8")
+        assert f"External-Identifier: {aip.id}" in info and "Bag-Software-Agent: preserve" in info
+        assert "Real Person Name" not in info  # real names never reach tag files
+        tech = result.path / "data" / "metadata" / "technical"
+        assert any(p.name.endswith(".mediainfo.xml") for p in tech.rglob("*"))
+        assert any(p.name.endswith(".ffprobe.json") for p in tech.rglob("*"))
+
+        # the access proxy plays, is small enough, and carries nothing of the source's tags
+        copies = restore.fetch_access(settings, catalog, aip.id, tmp_path / "access" / name)
+        proxy = next(p for p in copies if p.suffix == ".mp4")
+        assert {p.suffix for p in copies} == {".mp4", ".jpg"}
+        assert decode.decode_check(proxy, timeout=120).ok
+        probe = ffprobe.probe(proxy)
+        assert probe.video_codec == "h264" and probe.height <= 1080 and probe.width % 2 == 0 and probe.height % 2 == 0
+        assert probe.has_audio == (name != "silent")
+        tags = json.dumps(probe.raw.get("format", {}).get("tags", {})) + json.dumps(
+            [s.get("tags", {}) for s in probe.raw["streams"]])
+        assert "location" not in tags and "title" not in tags and "creation_time" not in tags
+        raw = proxy.read_bytes() + next(p for p in copies if p.suffix == ".jpg").read_bytes()
+        for needle in (b"loci", b"+39.9042", SECRET_TITLE.encode(), b"\xa9xyz", b"ISO6709"):
+            assert needle not in raw, needle
+
+    odd = ffprobe.probe(tmp_path / "access" / "odd" / "proxy.mp4")
+    assert (odd.width, odd.height) == (1278, 716)
+    folder = catalog.get_aip(outcomes["folder"].aip_id)
+    assert folder.title == "Bumming in Beijing"
+    assert {f.path for f in folder.files} >= {"data/objects/流浪北京 1990.mov", "data/objects/流浪北京 1990.zh.srt"}
+
+
+def test_truncated_video_is_quarantined_with_source_intact(env: tuple[Settings, Catalog], tmp_path: Path) -> None:
+    settings, catalog = env
+    good = make_clip(tmp_path / "good.mp4", duration=2.0)
+    bad = truncated_copy(good, settings.ingest_dir / "cut.mp4", 0.6)
+    before = _sha256(bad)
+    o = ingest.ingest_submission(settings, catalog, bad)
+    assert o.status == "quarantined" and not bad.exists()
+    folder = settings.ingest_dir / "failed" / "cut.mp4"
+    assert _sha256(folder / "cut.mp4") == before
+    report = (folder / "REPORT.txt").read_text()
+    assert "MediaError" in report and "--accept-invalid" in report
+    assert json.loads((folder / "report.json").read_text())["step"] == "characterise"
+    assert catalog.list_aips() == [] and catalog.submission("cut.mp4").status == "quarantined"
+    # the archivist knowingly accepts the only copy there is
+    shutil.move(folder / "cut.mp4", settings.ingest_dir / "cut.mp4")
+    accepted = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "cut.mp4", accept_invalid=True)
+    assert accepted.status == "stored"
+    events = catalog.get_aip(accepted.aip_id).events
+    assert any(e.type is EventType.VALIDATION and e.outcome is Outcome.WARNING and "archivist" in e.detail
+               for e in events)
+
+
+def test_unreachable_storage_quarantines_and_verifies_nothing(s3_settings: Settings, tmp_path: Path) -> None:
+    settings = isolated_settings(s3_settings, tmp_path, replication={"max_attempts": 1}, targets=[
+        {"name": "seaweed", "kind": "s3", "embedded": True, "endpoint": "http://127.0.0.1:9", "bucket": "preserve-aips"},
+        {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
+    ])
+    catalog = Catalog(settings.catalog_url)
+    clip = make_clip(settings.ingest_dir / "clip.mp4")
+    before = _sha256(clip)
+    o = ingest.ingest_submission(settings, catalog, clip)
+    assert o.status == "quarantined"
+    folder = settings.ingest_dir / "failed" / "clip.mp4"
+    assert _sha256(folder / "clip.mp4") == before
+    assert "replicas verified" in (folder / "REPORT.txt").read_text()
+    assert catalog.list_aips() == []  # nothing recorded, nothing marked verified
+    catalog.close()
+
+
+def test_pdf_is_preserved_without_access_copy(env: tuple[Settings, Catalog]) -> None:
+    settings, catalog = env
+    pdf = settings.ingest_dir / "notes.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
+    o = ingest.ingest_submission(settings, catalog, pdf)
+    assert o.status == "stored"
+    aip = catalog.get_aip(o.aip_id)
+    assert aip.access == ()
+    assert any(e.type is EventType.CREATION and e.outcome is Outcome.NOT_PERFORMED for e in aip.events)
+
+
+def test_same_content_again_is_a_duplicate(env: tuple[Settings, Catalog], tmp_path: Path) -> None:
+    settings, catalog = env
+    clip = make_clip(tmp_path / "a.mp4", audio=False)
+    shutil.copy(clip, settings.ingest_dir / "film.mp4")
+    first = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
+    shutil.copy(clip, settings.ingest_dir / "film.mp4")
+    second = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
+    assert first.status == "stored" and second.status == "duplicate" and second.aip_id == first.aip_id
+    assert len(catalog.list_aips()) == 1
+    assert (settings.ingest_dir / "done" / "film.mp4.2").exists()
