@@ -229,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FINDING if args.command in ("restore",) else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":
