@@ -15,6 +15,10 @@ command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if [ "${PRESERVE_WITH_POSTGRES:-0}" = 1 ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
+# headless Chromium for the dashboard screenshot test (big: only when asked, as scripts/test.sh does)
+if [ "${PRESERVE_WITH_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null; then
+  need_apt+=(chromium)
+fi
 if [ "${#need_apt[@]}" -gt 0 ] && [ "${PRESERVE_SKIP_APT:-0}" != 1 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -4,7 +4,8 @@
 # a temporary directory where a test needs it, and one shared Prefect test harness for flow tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# the tests also need a PostgreSQL server (catalog on PostgreSQL) and Chromium (dashboard screenshot)
+PRESERVE_WITH_POSTGRES=1 PRESERVE_WITH_CHROMIUM=1 bash scripts/setup.sh
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # the real-media corpus tier runs when ../shared/corpus can be gathered (CI has it); skipped otherwise
 if [ -z "${PRESERVE_CORPUS:-}" ] && [ -x ../shared/corpus/get_corpus.sh ]; then

@@ -145,3 +145,22 @@ class SubmissionRow(Base):
     lease_until: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertRow(Base):
+    """A notification to the operators (failed ingest, damage, AIP at risk). Written before it is
+    delivered, so an alert that could not be sent stays visible (`preserve status`) and is retried;
+    ``key`` makes the same condition alert once."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)  # ingest-failed | damage | at-risk
+    subject: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from preserve.catalog import schema
 from preserve.catalog.models import AccessRow, AipRow, Base, EventRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
 from preserve.errors import CatalogError
 from preserve.model import Agent, Event, EventType, Outcome, PayloadFile, utcnow
@@ -172,13 +173,18 @@ class Catalog:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True)
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
+                event.listen(self.engine, "begin", _sqlite_begin)
+            schema.upgrade(self.engine)  # Alembic migrations to head (never create_all)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: write transactions: BEGIN IMMEDIATE on SQLite, so two processes never both read and
+        #: then fail to upgrade to a write lock; PostgreSQL uses row locks (FOR UPDATE) instead
+        self._write_sessions = sessionmaker(self.engine.execution_options(preserve_write=True),
+                                            expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,11 +203,16 @@ class Catalog:
         keeping its AIP id, so a crashed ingest is redone rather than duplicated."""
         now = now or utcnow()
         with self._tx() as s:
-            row = s.get(SubmissionRow, name, with_for_update=True)
-            if row is None:
-                row = SubmissionRow(name=name, status="ingesting", aip_id=str(uuid.uuid4()),
-                                    claimed_by=worker, updated_at=now, attempts=0)
-                s.add(row)
+            # Insert-if-absent, then lock the row: on PostgreSQL two workers on two machines
+            # serialise on the row lock (SELECT ... FOR UPDATE) and the second sees the first's
+            # claim; on SQLite the write transaction (BEGIN IMMEDIATE) serialises them.
+            s.execute(_insert_ignore(s, SubmissionRow).values(
+                name=name, status="new", aip_id=str(uuid.uuid4()), claimed_by="", reason="",
+                updated_at=now, attempts=0))
+            row = s.get(SubmissionRow, name, with_for_update=True, populate_existing=True)
+            assert row is not None
+            if row.status == "new":
+                pass
             elif (row.status == "ingesting" and row.claimed_by != worker
                   and (_aware(row.lease_until) or now) > now and not holder_is_dead(row.claimed_by)):
                 return None
@@ -400,7 +411,7 @@ class _Tx:
         self._catalog = catalog
 
     def __enter__(self) -> Session:
-        self._s = self._catalog._session()
+        self._s = self._catalog._write_sessions()
         self._s.begin()
         return self._s
 
@@ -422,12 +433,30 @@ class _Tx:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # pysqlite's own BEGIN handling off: _sqlite_begin emits it
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _insert_ignore(s: Session, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """SQLAlchemy's recipe for real SQLite transactions: writers take the write lock up front
+    (waiting up to busy_timeout) instead of failing when a reader's snapshot went stale."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("preserve_write") else "BEGIN")
 
 
 def _object_row(o: StoredObject, target: str) -> ObjectRow:
