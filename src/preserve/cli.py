@@ -178,6 +178,109 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(settings, direct=args.direct, print_=print)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """What came in, is everything intact, what needs me: from the catalog alone (no Prefect,
+    no storage round trips), so it answers in well under a second."""
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    try:
+        st = catalog.status(audit_interval_days=settings.audit.audit_interval_days,
+                            min_verified_replicas=settings.replication.min_verified_replicas)
+        alerts_off = not (settings.alerts.webhook_url or (settings.alerts.smtp_host and settings.alerts.smtp_to))
+    finally:
+        catalog.close()
+    if args.json:
+        data = st.to_json()
+        data["alerts_configured"] = not alerts_off
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        _print_status(st, alerts_off)
+    return EXIT_FINDING if st.needs_attention else EXIT_OK
+
+
+def _print_status(st: Any, alerts_off: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    ok, warn = "[green]", "[bold red]"
+    head = Table(title=f"preserve status · {st.at:%Y-%m-%d %H:%M} UTC", show_header=False, title_justify="left")
+    head.add_row("AIPs", f"{st.aips}", f"{_human(st.bytes)} in {st.files} files")
+    head.add_row("being ingested", str(st.ingesting), "")
+    oldest = st.oldest_verification.strftime("%Y-%m-%d %H:%M") if st.oldest_verification else "-"
+    head.add_row("oldest fixity check", oldest,
+                 f"{st.objects_never_verified} of {st.objects} objects never verified" if st.objects_never_verified else "")
+    head.add_row(f"overdue (> {st.audit_interval_days} days)",
+                 (warn if st.objects_overdue else ok) + f"{_human(st.bytes_overdue)}",
+                 f"{st.objects_overdue} objects")
+    head.add_row("quarantined", (warn if st.quarantined else ok) + str(len(st.quarantined)), "")
+    head.add_row("AIPs at risk", (warn if st.at_risk else ok) + str(len(st.at_risk)), "")
+    head.add_row("alerts not delivered", (warn if st.undelivered_alerts else ok) + str(st.undelivered_alerts),
+                 "no webhook or SMTP configured" if alerts_off else "")
+    con.print(head)
+    if st.targets:
+        t = Table(title="replicas per target", title_justify="left")
+        for col in ("target", "replicas", "verified", "damaged", "missing", "objects", "bytes"):
+            t.add_column(col, justify="left" if col == "target" else "right")
+        for r in st.targets:
+            t.add_row(r.target, str(r.replicas), ok + str(r.verified), (warn if r.damaged else "") + str(r.damaged),
+                      (warn if r.missing else "") + str(r.missing), str(r.objects), _human(r.bytes))
+        con.print(t)
+    if st.formats:
+        t = Table(title="files by format", title_justify="left")
+        for col in ("format", "files", "bytes"):
+            t.add_column(col, justify="left" if col == "format" else "right")
+        for f in st.formats:
+            t.add_row(f.format, str(f.files), _human(f.bytes))
+        con.print(t)
+    if st.quarantined:
+        t = Table(title="quarantined submissions (ingest/failed/NAME/REPORT.txt; `preserve retry NAME`)",
+                  title_justify="left")
+        for col in ("submission", "since", "attempts", "reason"):
+            t.add_column(col)
+        for q in st.quarantined:
+            t.add_row(q.name, f"{q.since:%Y-%m-%d %H:%M}", str(q.attempts), q.reason[:160])
+        con.print(t)
+    if st.at_risk:
+        t = Table(title="AIPs at risk", title_justify="left")
+        for col in ("AIP", "title", "verified replicas", "why"):
+            t.add_column(col)
+        for a in st.at_risk:
+            t.add_row(a.aip_id, a.title, str(a.verified_replicas), "; ".join(a.reasons))
+        con.print(t)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from preserve import alerts
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    try:
+        if args.action == "test":
+            result = alerts.deliver(alerts.Alert(alerts.TEST, "test", "test", "a test alert from `preserve alerts test`"),
+                                    settings.alerts, settings.archive.organization, settings.alerts.smtp_login())
+            if not result:
+                print("preserve: no alert channel configured ([alerts] webhook_url / smtp_host + smtp_to)",
+                      file=sys.stderr)
+                return EXIT_ERROR
+            for d in result:
+                print(f"{d.channel:8} {'delivered' if d.ok else 'FAILED: ' + d.error}")
+            return EXIT_OK if all(d.ok for d in result) else EXIT_FINDING
+        if args.action == "sweep":
+            for alert, deliveries in alerts.sweep(settings, catalog):
+                print(f"{alert.kind:14} {alert.subject}  " + ", ".join(
+                    f"{d.channel} {'ok' if d.ok else 'failed'}" for d in deliveries))
+            return EXIT_OK
+        rows = catalog.alerts(limit=args.limit)
+        print(table(["when", "kind", "subject", "delivered", "summary"],
+                    [(a.created.strftime("%Y-%m-%d %H:%M"), a.kind, a.subject,
+                      a.delivered.strftime("%H:%M") if a.delivered else f"no ({a.attempts} tries)", a.summary[:90])
+                     for a in rows]))
+        return EXIT_OK
+    finally:
+        catalog.close()
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="preserve", description="Ingest, replicate and audit an archive of films.")
@@ -209,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest")
     sp = add("services", cmd_services, "start/stop/show the embedded S3-compatible server (SeaweedFS, loopback)")
     sp.add_argument("action", choices=["up", "down", "status"])
+    sp = add("status", cmd_status, "holdings, replicas, fixity age, quarantined submissions, AIPs at risk")
+    sp.add_argument("--json", action="store_true", help="machine-readable (exit 1 when something needs attention)")
+    sp = add("alerts", cmd_alerts, "list alerts, send a test alert, or send what the catalog's state calls for")
+    sp.add_argument("action", nargs="?", choices=["list", "test", "sweep"], default="list")
+    sp.add_argument("--limit", type=int, default=30)
     sp = add("demo", cmd_demo, "start services, generate sample films, ingest them, print a summary")
     sp.add_argument("--direct", action="store_true", help="run without Prefect")
     return p

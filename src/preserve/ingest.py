@@ -457,4 +457,20 @@ def _quarantine(job: IngestJob, exc: BaseException, step: str) -> IngestOutcome:
     folder = disposition.quarantine(job.source, exc, step=step, events=job.events, companions=companions, files=files)
     job.catalog.mark_quarantined(job.name, f"{step}: {exc}", job.events, aip_id=job.aip_id)
     shutil.rmtree(job.work_dir, ignore_errors=True)
+    _alert_quarantine(job, exc, step, folder)
     return IngestOutcome(job.name, "quarantined", job.aip_id, f"{type(exc).__name__}: {exc}", folder, job=job)
+
+
+def _alert_quarantine(job: IngestJob, exc: BaseException, step: str, folder: Path | None) -> None:
+    """Tell the operators, after the quarantine is on disk and in the catalog; alerts.send never
+    raises, so a broken webhook or mail server cannot mask the failure it reports."""
+    from preserve import alerts
+
+    try:
+        state = job.catalog.submission(job.name)
+        advice = exc.advice if isinstance(exc, PreserveError) else PreserveError.advice
+        alerts.send(job.settings, job.catalog, alerts.ingest_failed(
+            job.name, step=step, error_code=type(exc).__name__, message=str(exc), advice=advice,
+            quarantine_dir=str(folder or ""), attempt=state.attempts if state else 0))
+    except Exception:  # noqa: BLE001 - logged; the quarantine itself is already complete
+        alerts.log.exception("could not send the alert for %s", job.name)

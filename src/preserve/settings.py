@@ -113,6 +113,32 @@ class AuditSettings(_Model):
     cron: str = "0 2 * * *"
 
 
+class AlertSettings(_Model):
+    """Where operators are told about a failed ingest, damage found by an audit, or an AIP at
+    risk: a webhook (generic JSON POST, or a Slack-compatible body) and/or email over SMTP.
+    Empty webhook_url / smtp_host switch a channel off. The SMTP login comes from the
+    environment only (the variables named here), never from this file."""
+
+    webhook_url: str = ""  # may carry a token: prefer PRESERVE__ALERTS__WEBHOOK_URL in the environment
+    webhook_format: Literal["json", "slack"] = "json"
+    timeout_seconds: float = 10.0
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_from: str = "preserve@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_username_env: str = "PRESERVE_SMTP_USERNAME"
+    smtp_password_env: str = "PRESERVE_SMTP_PASSWORD"
+    #: an undelivered alert is retried by later sweeps this many times in all
+    max_attempts: int = 10
+
+    def smtp_login(self, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(user, password) from the environment, or None to send without logging in."""
+        env = os.environ if env is None else env
+        user, password = env.get(self.smtp_username_env, ""), env.get(self.smtp_password_env, "")
+        return (user, password) if user and password else None
+
+
 class Settings(_Model):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -120,6 +146,7 @@ class Settings(_Model):
     services: ServiceSettings = Field(default_factory=ServiceSettings)
     replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     targets: list[TargetSettings] = Field(default_factory=list)
     access_target: TargetSettings | None = None
     #: where the config file was read from; relative paths resolve against its directory

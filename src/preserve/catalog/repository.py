@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from sqlalchemy import create_engine, event, func, make_url, or_, select
 from sqlalchemy.engine import Engine
@@ -17,6 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from preserve.catalog import schema
 from preserve.catalog.models import AccessRow, AipRow, Base, EventRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
+from preserve.catalog.models import AlertRow
+
+if TYPE_CHECKING:
+    from preserve.catalog.status import CatalogStatus
 from preserve.errors import CatalogError
 from preserve.model import Agent, Event, EventType, Outcome, PayloadFile, utcnow
 
@@ -402,6 +406,65 @@ class Catalog:
                 "bytes": s.scalar(select(func.coalesce(func.sum(FileRow.size), 0))) or 0,
                 "files": s.scalar(select(func.count()).select_from(FileRow)) or 0,
             }
+
+    # -- operators: status, alerts, claims of dead workers (issue 7) ----------------------------
+    def status(self, *, audit_interval_days: int = 90, min_verified_replicas: int = 1,
+               now: dt.datetime | None = None) -> "CatalogStatus":
+        """Everything `preserve status` shows, from aggregate queries."""
+        from preserve.catalog.status import summarize
+
+        with self._session() as s:
+            return summarize(s, now or utcnow(), audit_interval_days, min_verified_replicas)
+
+    def record_alert(self, key: str, kind: str, subject: str, summary: str, detail: dict[str, Any]) -> bool:
+        """Write an alert before delivering it. False when this condition (``key``) was already
+        alerted and delivered, so the same damage is not announced twice."""
+        with self._tx() as s:
+            s.execute(_insert_ignore(s, AlertRow).values(key=key, kind=kind, subject=subject, summary=summary,
+                                                         detail=detail, created_at=utcnow(), attempts=0,
+                                                         last_error=""))
+            row = s.scalar(select(AlertRow).where(AlertRow.key == key).with_for_update())
+            return row is not None and row.delivered_at is None
+
+    def alert_attempted(self, key: str, error: str = "") -> None:
+        """Count a delivery attempt; ``error`` empty means every channel accepted it."""
+        with self._tx() as s:
+            row = s.scalar(select(AlertRow).where(AlertRow.key == key).with_for_update())
+            if row is None:
+                return
+            row.attempts = (row.attempts or 0) + 1
+            row.last_error = error
+            if not error:
+                row.delivered_at = utcnow()
+
+    def alerts(self, *, undelivered_only: bool = False, limit: int = 100) -> list["AlertRecord"]:
+        with self._session() as s:
+            q = select(AlertRow).order_by(AlertRow.created_at.desc(), AlertRow.id.desc()).limit(limit)
+            if undelivered_only:
+                q = q.where(AlertRow.delivered_at.is_(None))
+            return [AlertRecord(r.key, r.kind, r.subject, r.summary, dict(r.detail or {}),
+                                _aware(r.created_at) or utcnow(), r.attempts or 0, _aware(r.delivered_at),
+                                r.last_error) for r in s.scalars(q)]
+
+    def damaged_objects(self) -> list[StoredObject]:
+        """Objects whose last check found them damaged or missing (what damage alerts are about)."""
+        with self._session() as s:
+            q = select(ObjectRow).where(ObjectRow.status.in_(("damaged", "missing"))).order_by(
+                ObjectRow.aip_id, ObjectRow.target, ObjectRow.key)
+            return [_stored_object(r) for r in s.scalars(q)]
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    key: str
+    kind: str
+    subject: str
+    summary: str
+    detail: dict[str, Any]
+    created: dt.datetime
+    attempts: int
+    delivered: dt.datetime | None
+    last_error: str
 
 
 class _Tx:
