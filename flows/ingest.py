@@ -1,17 +1,24 @@
 """The `ingest` flow: one Prefect task per library step (preserve.ingest.STEPS), so the dashboard
 shows where a submission is and how long each step took. Retries on the I/O steps; no caching
-anywhere (a checksum must never come from a cache)."""
+anywhere (a checksum must never come from a cache). Each run is tagged `ingest` and the target
+names, leaves a keyed markdown artifact `ingest-report` (files, codecs, SHA-256, replicas,
+warnings, poster link), and a progress artifact while bytes are staged and uploaded."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from preserve import ingest, settings as settings_mod
+from preserve import dashboard, ingest, settings as settings_mod
+from preserve.progress import Progress
 from preserve.catalog import Catalog
 
 #: steps that touch storage or the network, and are safe to run again
@@ -35,7 +42,63 @@ STEP_TASKS = {step: _make_task(step) for step in ingest.STEPS}
 
 
 def run_as_task(step: ingest.Step, job: ingest.IngestJob) -> ingest.IngestJob:
-    return STEP_TASKS[step].with_options(task_run_name=f"{step.__name__} · {job.name}")(job)
+    tags = {"ingest", *(t.name for t in job.settings.targets)} if step.__name__ == "replicate" else {"ingest"}
+    return STEP_TASKS[step].with_options(task_run_name=f"{step.__name__} · {job.name}", tags=tags)(job)
+
+
+#: a process-local listener for ingest progress (the CLI's progress bar), beside the artifact
+_listener: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("preserve_progress", default=None)
+
+
+@contextlib.contextmanager
+def progress_listener(progress: Progress | None) -> Iterator[None]:
+    """While inside, ingest flows run in this process also report ``progress(done, total)`` here."""
+    token = _listener.set(progress)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+class ProgressArtifact:
+    """A Prefect progress artifact for one long operation, created on the first report and
+    updated at most every ``interval`` seconds; failures to publish are ignored (decoration)."""
+
+    def __init__(self, description: str, interval: float = 2.0, also: Progress | None = None) -> None:
+        self.description, self.interval, self.also = description, interval, also
+        self._id: Any = None
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.also is not None:
+            self.also(done, total)
+        pct = 100.0 * done / total if total else 0.0
+        now = time.monotonic()
+        if self._id is not None and now - self._last < self.interval and done < total:
+            return
+        self._last = now
+        try:
+            if self._id is None:
+                self._id = create_progress_artifact(progress=pct, description=self.description)
+            else:
+                update_progress_artifact(self._id, progress=pct)
+        except Exception:  # noqa: BLE001 - never fail the work for a progress display
+            pass
+
+
+def tag_this_run(*tags: str) -> None:
+    """Add tags to the current flow run (a directly called flow has no deployment tags)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(ctx.flow_run.id, tags=sorted({*ctx.flow_run.tags, *tags}))
+    except Exception:  # noqa: BLE001 - tags are for people; the ingest goes on
+        pass
 
 
 def _run_name() -> str:
@@ -49,12 +112,20 @@ def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = Fal
     """Ingest one submission. The run ends Failed (visible on the dashboard) when the submission
     was quarantined; the source is then in failed/ with its report."""
     settings = settings_mod.load(config)
+    tag_this_run("ingest", *(t.name for t in settings.targets))
     catalog = Catalog(settings.catalog_url)
+    progress = ProgressArtifact(f"ingest of {Path(path).name}: bytes staged and uploaded", also=_listener.get())
     try:
         outcome = ingest.ingest_submission(settings, catalog, Path(path), runner=run_as_task,
-                                           accept_invalid=accept_invalid)
+                                           accept_invalid=accept_invalid, progress=progress)
     finally:
         catalog.close()
+    if outcome.status != "skipped":
+        try:
+            create_markdown_artifact(markdown=dashboard.ingest_report(outcome), key=dashboard.INGEST_REPORT_KEY,
+                                     description=f"{outcome.submission}: {outcome.status}")
+        except Exception as exc:  # noqa: BLE001 - the AIP is stored; a missing report must not say otherwise
+            get_run_logger().warning("could not publish the ingest report: %s", exc)
     data = {"submission": outcome.submission, "status": outcome.status, "aip_id": outcome.aip_id,
             "detail": outcome.detail,
             "quarantine_dir": str(outcome.quarantine_dir) if outcome.quarantine_dir else None}

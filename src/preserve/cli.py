@@ -8,11 +8,12 @@ Exit codes: 0 success; 1 a submission was quarantined / damage found / restore i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from preserve import __version__
 
@@ -47,6 +48,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([fmt(cells[0]), fmt(["-" * w for w in widths]), *(fmt(r) for r in cells[1:])])
 
 
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar (bytes, speed, ETA) on stderr when it is a terminal; None otherwise,
+    so piped output and logs stay clean. Yields the ``progress(done, total)`` callback."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total or None)
+
+
 # -- commands ------------------------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _settings(args)
@@ -72,15 +90,19 @@ def run_ingest(settings: Any, paths: Sequence[Path], *, direct: bool = False, ac
 
         catalog = _catalog(settings)
         for p in paths:
-            o = ingest.ingest_submission(settings, catalog, p, accept_invalid=accept_invalid)
+            with progress_bar(f"ingest {p.name}") as progress:
+                o = ingest.ingest_submission(settings, catalog, p, accept_invalid=accept_invalid, progress=progress)
             results.append({"submission": o.submission, "status": o.status, "aip_id": o.aip_id, "detail": o.detail})
         catalog.close()
         return results
     from flows.ingest import ingest_flow
 
+    from flows.ingest import progress_listener
+
     for p in paths:
-        state = ingest_flow(path=str(p.absolute()), config=str(settings.source), accept_invalid=accept_invalid,
-                            return_state=True)
+        with progress_bar(f"ingest {p.name}") as progress, progress_listener(progress):
+            state = ingest_flow(path=str(p.absolute()), config=str(settings.source), accept_invalid=accept_invalid,
+                                return_state=True)
         data = state.result(raise_on_failure=False)
         if not isinstance(data, dict):  # the flow itself crashed (not a quarantine)
             data = {"submission": p.name, "status": "error", "aip_id": "", "detail": str(data)}
@@ -135,7 +157,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from preserve import restore
 
     settings = _settings(args)
-    result = restore.restore(settings, _catalog(settings), args.aip_id, Path(args.dest), replica=args.replica)
+    with progress_bar(f"restore {args.aip_id[:8]}") as progress:
+        result = restore.restore(settings, _catalog(settings), args.aip_id, Path(args.dest), replica=args.replica,
+                                 progress=progress)
     for a in result.attempts:
         print(f"skipped {a}")
     print(f"{result.aip_id}  restored from {result.replica} to {result.path}  bag "

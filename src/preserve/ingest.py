@@ -27,6 +27,7 @@ from preserve.errors import MediaError, PreserveError, PrivacyError, StorageErro
 from preserve.metadata import decode, ffprobe, mediainfo
 from preserve.model import Agent, Event, EventType, Outcome, PayloadFile, Role, utcnow
 from preserve.packaging import bag
+from preserve.progress import Meter, Progress
 from preserve.settings import Settings
 from preserve.storage import open_store
 
@@ -75,6 +76,8 @@ class IngestJob:
     duplicate_of: str | None = None
     destination: Path | None = None  # where the source went (done/...)
     timings: dict[str, float] = field(default_factory=dict)
+    #: bytes copied into staging and uploaded to the targets, for progress bars and artifacts
+    meter: Meter = field(default_factory=Meter)
 
     @property
     def name(self) -> str:
@@ -134,6 +137,7 @@ def stage(job: IngestJob) -> IngestJob:
     for ignored in sub.ignored:
         job.event(EventType.VALIDATION, Outcome.WARNING, me, f"ignored system/partial file {ignored!r}", subject=ignored)
     job.files = []
+    job.meter.expect(sum(sf.size for sf in sub.files) * (1 + len(job.settings.targets)))
     extra_files = [(c, c.name) for c in sub.companions]
     for f in [*((sf.path, sf) for sf in sub.files), *extra_files]:
         src, meta = f
@@ -144,6 +148,7 @@ def stage(job: IngestJob) -> IngestJob:
             role, orig = Role.SIDECAR, None
         payload = bag.add_payload_file(job.bag_dir, bag.payload_path(OBJECTS_DIR, *rel.split("/")), src, role, orig)
         job.files.append(payload)
+        job.meter.advance(payload.size)
         job.event(EventType.MESSAGE_DIGEST_CALCULATION, Outcome.PASS, me,
                   f"sha256={payload.digests.sha256} size={payload.size}", subject=payload.path)
         if orig is not None:
@@ -302,6 +307,7 @@ def replicate(job: IngestJob) -> IngestJob:
     job.replicas = []
     failures: list[str] = []
     started = time.monotonic()
+    job.meter.expect(job.meter.done + sum(m.stat().st_size for m in members) * len(settings.targets))
     for target in settings.targets:
         store = open_store(settings, target)
         objects: list[StoredObject] = []
@@ -311,6 +317,7 @@ def replicate(job: IngestJob) -> IngestJob:
                 d = digests.get(rel) or digest_file(member, ("sha256",))
                 key = f"{job.aip_id}/{rel}"
                 info = store.put_file(key, member, sha256=d.values["sha256"], size=d.size)
+                job.meter.advance(d.size)
                 objects.append(StoredObject(target=target.name, key=key, size=d.size, sha256=d.values["sha256"],
                                             verified_at=utcnow(), version_id=info.version_id or "",
                                             lock_mode=info.lock_mode or "", lock_until=info.lock_until))
@@ -402,8 +409,10 @@ def holder_is_dead(holder: str) -> bool:
 
 
 def ingest_submission(settings: Settings, catalog: Catalog, source: Path, *, runner: StepRunner = run_directly,
-                      worker: str | None = None, accept_invalid: bool = False) -> IngestOutcome:
-    """Ingest one submission end to end. Never raises for a bad submission or a storage outage:
+                      worker: str | None = None, accept_invalid: bool = False,
+                      progress: Progress | None = None) -> IngestOutcome:
+    """Ingest one submission end to end. ``progress(done, total)`` hears about bytes staged and
+    uploaded. Never raises for a bad submission or a storage outage:
     the source goes to failed/ with a report and the outcome says so. Raises only for faults of
     the archive itself that make quarantining impossible (e.g. the catalog is down)."""
     source = Path(source)
@@ -421,7 +430,8 @@ def ingest_submission(settings: Settings, catalog: Catalog, source: Path, *, run
             return IngestOutcome(key, "stored", state.aip_id, "completed an interrupted accession", job=job)
         return IngestOutcome(key, "skipped", state.aip_id if state else "",
                              "another worker holds this submission" if state else "")
-    job = IngestJob(settings, catalog, source, claim.aip_id, worker, accept_invalid=accept_invalid)
+    job = IngestJob(settings, catalog, source, claim.aip_id, worker, accept_invalid=accept_invalid,
+                    meter=Meter(progress, interval=0.5))
     step_name = "start"
     try:
         for step in STEPS:

@@ -14,6 +14,7 @@ from preserve.catalog import AipView, Catalog
 from preserve.errors import ConfigError, PreserveError, StorageError, VerificationError
 from preserve.model import Event, EventType, Outcome
 from preserve.packaging import bag
+from preserve.progress import Meter, Progress
 from preserve.settings import Settings
 from preserve.storage import open_store
 
@@ -44,11 +45,14 @@ def _ordered_replicas(settings: Settings, aip: AipView, only: str | None) -> lis
     return [n for n in ordered if n in configured]
 
 
-def restore(settings: Settings, catalog: Catalog, aip_id: str, dest: Path, *, replica: str | None = None) -> RestoreResult:
-    """Restore into ``dest/<aip_id>``. Raises PreserveError when no replica yields a valid bag."""
+def restore(settings: Settings, catalog: Catalog, aip_id: str, dest: Path, *, replica: str | None = None,
+            progress: Progress | None = None) -> RestoreResult:
+    """Restore into ``dest/<aip_id>``. Raises PreserveError when no replica yields a valid bag.
+    ``progress(done, total)`` hears about bytes downloaded."""
     aip = catalog.get_aip(aip_id)
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")
+    meter = Meter(progress, interval=0.2)
     out = Path(dest) / aip.id
     attempts: list[str] = []
     for name in _ordered_replicas(settings, aip, replica):
@@ -57,12 +61,14 @@ def restore(settings: Settings, catalog: Catalog, aip_id: str, dest: Path, *, re
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
+        meter.expect(meter.done + sum(o.size for o in rep.objects))
         try:
             for obj in rep.objects:
                 rel = obj.key.removeprefix(f"{aip.id}/")
                 target_path = out / rel
                 target_path.parent.mkdir(parents=True, exist_ok=True)
                 got = store.get_file(obj.key, target_path)
+                meter.advance(obj.size)
                 if got != obj.sha256:
                     raise VerificationError(f"{obj.key}: SHA-256 {got} differs from the catalog's {obj.sha256}")
         except StorageError as exc:
