@@ -1,0 +1,126 @@
+"""The one protocol every object store implements (S3, local filesystem), its ObjectInfo value and
+the key rules they share. Side effects: none, except fsync_dir (flushes a directory)."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Protocol, runtime_checkable
+
+from preserve.errors import StorageError
+
+#: S3's limit on a whole key (prefix included), in UTF-8 bytes
+MAX_KEY_BYTES = 1024
+#: default read size for streaming reads and hashing
+CHUNK_SIZE = 8 << 20
+#: name prefix of the temporary files stores write before renaming; keys may not use it
+TEMP_PREFIX = ".preserve-tmp."
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store can tell about one stored object."""
+
+    key: str  # relative to the target's prefix
+    size: int
+    #: hex SHA-256 of the WHOLE object when the store can vouch for it (S3 single-part
+    #: ChecksumSHA256; after put_file, the digest it verified); None when it cannot
+    sha256: str | None
+    #: the checksum as the server reported it, verbatim (e.g. "b64...=-3" for a multipart upload)
+    checksum_raw: str | None
+    version_id: str | None = None
+    lock_mode: str | None = None
+    lock_until: datetime | None = None
+    storage_class: str | None = None
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A place that keeps bytes under keys. Implementations raise only preserve.errors types."""
+
+    name: str
+
+    def uri(self, key: str) -> str:
+        """``s3://bucket/prefix/key`` or ``file:///abs/path``; for logs and PREMIS records."""
+        ...
+
+    def check_reachable(self) -> None:
+        """Raise StorageUnavailable unless the store answers and accepts our credentials."""
+        ...
+
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int) -> ObjectInfo:
+        """Store the file under key and verify it against ``sha256``/``size`` (VerificationError,
+        FeatureNotHonoured); returns the verified ObjectInfo."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """The object's info, None when it does not exist. Never reads the body."""
+        ...
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream the object's bytes; ObjectMissing if it does not exist."""
+        ...
+
+    def get_file(self, key: str, dest: Path) -> str:
+        """Download to dest (a temporary name, then rename); the hex SHA-256 of what was written."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with prefix (plain string prefix, as S3 does)."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object's bytes; ObjectLocked when retention refuses. Missing key: no-op."""
+        ...
+
+    def close(self) -> None:
+        """Release network connections. Idle keep-alive connections left open after a GET make
+        SeaweedFS take ~30 s to shut down, so close stores you are done with."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that would mean different things on different stores, so S3 and filesystem
+    targets stay interchangeable: relative POSIX paths in NFC, with no empty, '.' or '..'
+    segments and no control characters. Returns the key unchanged (never rewrites it)."""
+    if not isinstance(key, str) or not key:
+        raise StorageError(f"object key must be a non-empty string, got {key!r}")
+    if unicodedata.normalize("NFC", key) != key:
+        raise StorageError(f"object key {key!r} is not in Unicode NFC; normalise names before storing")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise StorageError(f"object key {key!r} contains control characters")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise StorageError(f"object key {key!r} is not valid UTF-8") from exc
+    if key.startswith("/") or key.endswith("/"):
+        raise StorageError(f"object key {key!r} must be relative and name a file (no leading or "
+                           "trailing '/')")
+    segments = key.split("/")
+    if any(seg in ("", ".", "..") for seg in segments):
+        raise StorageError(f"object key {key!r} has an empty, '.' or '..' path segment")
+    if segments[-1].startswith(TEMP_PREFIX):
+        raise StorageError(f"object key {key!r} uses the reserved name prefix {TEMP_PREFIX!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: '' or a string that could start a valid key."""
+    if prefix:
+        if prefix.startswith("/") or unicodedata.normalize("NFC", prefix) != prefix:
+            raise StorageError(f"listing prefix {prefix!r} must be relative and in NFC")
+        if any(seg in (".", "..") for seg in prefix.split("/")[:-1]):
+            raise StorageError(f"listing prefix {prefix!r} has a '.' or '..' segment")
+    return prefix
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
