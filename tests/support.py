@@ -69,3 +69,40 @@ def write_config(settings: Settings, path: Path, **extra_sections: dict[str, Any
                   f'bucket = "{a.bucket}"', f'prefix = "{a.prefix}"']
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """A TOML config file equivalent to ``settings``, for code that loads its own Settings from a
+    file as production does (flows, the CLI in a subprocess)."""
+    import json
+
+    def val(v: Any) -> str:
+        return json.dumps(str(v)) if isinstance(v, Path) else json.dumps(v)
+
+    lines = ["[archive]", f"var_dir = {val(settings.var_dir)}", f"ingest_dir = {val(settings.ingest_dir)}",
+             f"organization = {val(settings.archive.organization)}"]
+    for section in ("ingest", "proxy", "replication", "audit"):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {val(v)}" for k, v in getattr(settings, section).model_dump().items() if v is not None]
+    lines += ["[services]", f"port_base = {settings.services.port_base}", f"data_dir = {val(settings.services_dir)}"]
+    for t in [*settings.targets, settings.access_target]:
+        if t is None:
+            continue
+        lines.append("[access_target]" if t is settings.access_target else "[[targets]]")
+        for k, v in t.model_dump().items():
+            if v in (None, "") or (k == "path" and v is None):
+                continue
+            lines.append(f"{k} = {val(settings.target_path(t) if k == 'path' else v)}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def raw_s3(settings: Settings, target_name: str) -> tuple[Any, str, str]:
+    """A plain boto3 client, bucket and key prefix for a target: how tests damage stored objects
+    behind preserve's back."""
+    import boto3
+
+    t = settings.target(target_name)
+    client = boto3.client("s3", endpoint_url=settings.endpoint_of(t), region_name=t.region,
+                          **settings.credentials_of(t, env={}))
+    return client, t.bucket, (t.prefix.strip("/") + "/") if t.prefix else ""

@@ -11,29 +11,9 @@ import pytest
 from preserve.catalog import Catalog
 from preserve.settings import Settings
 from tests.mediafactory import make_clip, truncated_copy
-from tests.support import isolated_settings
+from tests.support import isolated_settings, write_config
 
 pytestmark = pytest.mark.prefect
-
-
-def _write_config(settings: Settings, path: Path) -> str:
-    """The flow loads its own Settings from a file, as in production: write this test's."""
-    import tomllib  # noqa: F401  (only to document the format)
-
-    lines = [
-        "[archive]", f'var_dir = "{settings.var_dir}"', f'ingest_dir = "{settings.ingest_dir}"',
-        "[services]", f"port_base = {settings.services.port_base}", f'data_dir = "{settings.services_dir}"',
-        "[replication]", "min_verified_replicas = 2",
-    ]
-    for t in settings.targets:
-        lines += ["[[targets]]", f'name = "{t.name}"', f'kind = "{t.kind}"']
-        lines += ([f'embedded = true', f'bucket = "{t.bucket}"', f'prefix = "{t.prefix}"'] if t.kind == "s3"
-                  else [f'path = "{settings.target_path(t)}"'])
-    a = settings.access_target
-    lines += ["[access_target]", f'name = "{a.name}"', 'kind = "s3"', "embedded = true", f'bucket = "{a.bucket}"',
-              f'prefix = "{a.prefix}"']
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
 
 
 def test_ingest_flow_stores_and_quarantines(prefect_harness, s3_settings: Settings, tmp_path: Path) -> None:
@@ -42,7 +22,7 @@ def test_ingest_flow_stores_and_quarantines(prefect_harness, s3_settings: Settin
     from flows.ingest import ingest_flow
 
     settings = isolated_settings(s3_settings, tmp_path)
-    config = _write_config(settings, tmp_path / "preserve.toml")
+    config = str(write_config(settings, tmp_path / "preserve.toml"))
     good = make_clip(settings.ingest_dir / "good film.mp4", duration=1.0)
     bad = truncated_copy(make_clip(tmp_path / "x.mp4", duration=2.0), settings.ingest_dir / "cut.mp4", 0.5)
 
