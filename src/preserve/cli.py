@@ -180,6 +180,45 @@ def cmd_access(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_premis(args: argparse.Namespace) -> int:
+    from preserve.packaging import premis
+
+    settings = _settings(args)
+    aip = _catalog(settings).get_aip(args.aip_id)
+    if aip is None:
+        print(f"preserve: no AIP {args.aip_id!r}", file=sys.stderr)
+        return EXIT_ERROR
+    document = premis.from_catalog(aip)
+    problems = premis.validate(document)
+    if args.output:
+        Path(args.output).write_bytes(document)
+    else:
+        sys.stdout.write(document.decode("utf-8"))
+    for problem in problems:
+        print(f"preserve: PREMIS schema error: {problem}", file=sys.stderr)
+    return EXIT_FINDING if problems else EXIT_OK
+
+
+def cmd_embargo_release(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from preserve import embargo
+    from preserve.model import utcnow
+
+    settings = _settings(args)
+    try:
+        today = dt.date.fromisoformat(args.today) if args.today else utcnow().date()
+    except ValueError:
+        print(f"preserve: --today must be a date (YYYY-MM-DD), got {args.today!r}", file=sys.stderr)
+        return EXIT_ERROR
+    results = embargo.release_due(settings, _catalog(settings), today=today)
+    for r in results:
+        print(f"{r.aip_id:36}  {r.status:9}  {r.detail}")
+    if not results:
+        print(f"no embargoed AIPs (as of {today})")
+    return EXIT_ERROR if any(r.status == "failed" for r in results) else EXIT_OK
+
+
 def cmd_services(args: argparse.Namespace) -> int:
     from preserve import services
 
@@ -334,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("access", cmd_access, "write an AIP's access copies (proxy, poster) into DEST")
     sp.add_argument("aip_id")
     sp.add_argument("dest")
+    sp = add("premis", cmd_premis, "print an AIP's full PREMIS 3.0 record (every event so far), validated against the XSD")
+    sp.add_argument("aip_id")
+    sp.add_argument("--output", "-o", default=None, help="write it to this file instead of standard output")
+    sp = add("embargo-release", cmd_embargo_release,
+             "publish the access copies of embargoed AIPs whose embargo date has come (run daily)")
+    sp.add_argument("--today", default=None, help="release as if today were this date (YYYY-MM-DD)")
     sp = add("services", cmd_services, "start/stop/show the embedded S3-compatible server (SeaweedFS, loopback)")
     sp.add_argument("action", choices=["up", "down", "status"])
     sp = add("status", cmd_status, "holdings, replicas, fixity age, quarantined submissions, AIPs at risk")

@@ -10,6 +10,7 @@ source into done/ or failed/."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -27,6 +28,10 @@ from preserve.errors import MediaError, PreserveError, PrivacyError, StorageErro
 from preserve.metadata import decode, ffprobe, mediainfo
 from preserve.model import Agent, Event, EventType, Outcome, PayloadFile, Role, utcnow
 from preserve.packaging import bag
+from preserve import normalization
+from preserve.access import contactsheet
+from preserve.metadata import framemd5, identify, mediaconch, virus
+from preserve.packaging import premis
 from preserve.progress import Meter, Progress
 from preserve.settings import Settings
 from preserve.storage import open_store
@@ -78,6 +83,11 @@ class IngestJob:
     timings: dict[str, float] = field(default_factory=dict)
     #: bytes copied into staging and uploaded to the targets, for progress bars and artifacts
     meter: Meter = field(default_factory=Meter)
+    infos: dict[str, mediainfo.MediaInfoReport] = field(default_factory=dict)
+    formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (format name, PRONOM PUID)
+    masters: list[PayloadFile] = field(default_factory=list)  # preservation masters, beside their originals
+    master_of: dict[str, str] = field(default_factory=dict)  # master path -> original path
+    contact_sheet: Path | None = None
 
     @property
     def name(self) -> str:
@@ -159,8 +169,9 @@ def stage(job: IngestJob) -> IngestJob:
 
 def characterise(job: IngestJob) -> IngestJob:
     """Technical metadata (MediaInfo JSON+XML, ffprobe JSON) for every file, stored in the bag,
-    and a full decode check of every audio/video file. A video that does not decode is a
-    MediaError unless an archivist accepted it knowingly (`accept_invalid`)."""
+    and its PRONOM format (fido, cross-checked with MediaInfo and ffprobe). A file with a media
+    extension that ffprobe cannot read is a MediaError unless an archivist accepted it knowingly
+    (`accept_invalid`). The decode check is part of `validate`."""
     timeout = job.settings.ingest.tool_timeout_seconds
     for f in job.files:
         staged = job.bag_dir / f.path
@@ -168,6 +179,7 @@ def characterise(job: IngestJob) -> IngestJob:
         probe = ffprobe.probe(staged, timeout=min(timeout, 600))
         info = mediainfo.extract(staged)
         job.probes[f.path] = probe
+        job.infos[f.path] = info
         tech = (METADATA_DIR, "technical")
         for suffix, content in ((".mediainfo.json", json.dumps(info.data, ensure_ascii=False, indent=1).encode()),
                                 (".mediainfo.xml", info.xml.encode("utf-8")),
@@ -177,23 +189,207 @@ def characterise(job: IngestJob) -> IngestJob:
         job.event(EventType.METADATA_EXTRACTION, Outcome.PASS if probe.readable else Outcome.WARNING,
                   tools.agent("ffprobe"), "ffprobe format/streams/chapters" + ("" if probe.readable else f": {probe.error}"),
                   subject=f.path)
+        _identify_format(job, f.path, staged, info, probe)
         facts = MediaFacts(path=f.path, kind=probe.kind, format_name=probe.format_name, duration=probe.duration,
                            width=probe.width, height=probe.height, video_codec=probe.video_codec or "",
                            audio_codec=probe.audio_codec or "")
         expects_media = f.role in (Role.VIDEO, Role.AUDIO)
         if expects_media and not probe.readable:
             _media_failure(job, f.path, f"{rel} has a media file extension but ffprobe cannot read it: {probe.error}")
-        if probe.kind in ("video", "audio") and job.settings.ingest.decode_check:
-            report = decode.decode_check(staged, timeout=timeout)
-            facts = MediaFacts(**{**facts.__dict__, "decode_ok": report.ok, "decode_errors": report.error_count})
-            detail = "decoded without errors" if report.ok else (
-                f"{report.error_count} decode error(s): " + "; ".join(report.errors[:5]))
-            job.event(EventType.VALIDATION, Outcome.PASS if report.ok else Outcome.FAIL, tools.agent("ffmpeg"),
-                      detail, subject=f.path, error_count=report.error_count)
-            if not report.ok:
-                _media_failure(job, f.path, f"{rel} does not decode cleanly: {detail}")
         job.facts[f.path] = facts
     return job
+
+
+def _identify_format(job: IngestJob, path: str, staged: Path, info: mediainfo.MediaInfoReport,
+                     probe: ffprobe.ProbeReport) -> None:
+    """PRONOM identification of one file; a disagreement between fido and the container tools is
+    a warning event, and fido failing is recorded without stopping the ingest."""
+    try:
+        ident = identify.identify(staged, info, probe)
+    except PreserveError as exc:
+        job.formats[path] = (probe.format_name, "")
+        job.event(EventType.FORMAT_IDENTIFICATION, Outcome.FAIL, identify.agent(), f"fido failed: {exc}", subject=path)
+        return
+    job.formats[path] = (ident.format_name or probe.format_name, ident.puid)
+    job.event(EventType.FORMAT_IDENTIFICATION, Outcome.PASS if ident.consistent else Outcome.WARNING,
+              identify.agent(), ident.describe() + (f"; DISAGREEMENT: {ident.disagreement}" if ident.disagreement else ""),
+              subject=path, puid=ident.puid, format=ident.format_name, basis=ident.basis)
+
+
+def validate(job: IngestJob) -> IngestJob:
+    """Validate every original with each tool on its own, so one tool's failure is recorded and
+    does not stop the others: the full decode check (errors counted), MediaConch's implementation
+    checks for Matroska/FFV1, a virus check (its real outcome, "not performed" included), and a
+    framemd5 sidecar of every video and audio stream (data/metadata/framemd5/). Only then does a
+    file that does not decode stop the ingest (MediaError, unless `accept_invalid`); a virus
+    found stops it too."""
+    settings, timeout = job.settings, job.settings.ingest.tool_timeout_seconds
+    undecodable: list[tuple[str, str]] = []
+    media = [f for f in job.files if job.probes.get(f.path) and job.probes[f.path].kind in ("video", "audio")]
+    for f in media:
+        staged, probe = job.bag_dir / f.path, job.probes[f.path]
+        if settings.ingest.decode_check:
+            try:
+                report = decode.decode_check(staged, timeout=timeout)
+            except PreserveError as exc:
+                job.event(EventType.VALIDATION, Outcome.FAIL, tools.agent("ffmpeg"), f"decode check could not run: {exc}",
+                          subject=f.path)
+                undecodable.append((f.path, f"{f.path}: decode check could not run: {exc}"))
+            else:
+                job.facts[f.path] = MediaFacts(**{**job.facts[f.path].__dict__, "decode_ok": report.ok,
+                                                  "decode_errors": report.error_count})
+                detail = "full decode: no errors" if report.ok else (
+                    f"full decode: {report.error_count} decode error(s): " + "; ".join(report.errors[:5]))
+                job.event(EventType.VALIDATION, Outcome.PASS if report.ok else Outcome.FAIL, tools.agent("ffmpeg"),
+                          detail, subject=f.path, error_count=report.error_count)
+                if not report.ok:
+                    undecodable.append((f.path, f"{f.path.removeprefix('data/objects/')} does not decode cleanly: {detail}"))
+        if settings.validation.mediaconch and mediaconch.applies_to(probe):
+            try:
+                conch = mediaconch.check_implementation(staged, timeout=timeout)
+                job.event(EventType.VALIDATION, Outcome.PASS if conch.ok else Outcome.FAIL, mediaconch.agent(),
+                          conch.describe(), subject=f.path, checks_run=conch.checks_run)
+            except PreserveError as exc:
+                job.event(EventType.VALIDATION, Outcome.NOT_PERFORMED, mediaconch.agent(),
+                          f"MediaConch implementation checks could not run: {exc}", subject=f.path)
+        if settings.validation.framemd5:
+            _write_framemd5(job, f, staged, probe, timeout)
+    _virus_check(job)
+    for subject, message in undecodable:
+        _media_failure(job, subject, message)
+    return job
+
+
+def _write_framemd5(job: IngestJob, f: PayloadFile, staged: Path, probe: ffprobe.ProbeReport, timeout: float) -> None:
+    if not (probe.video_streams or probe.audio_streams):
+        return
+    rel = bag.payload_path(METADATA_DIR, "framemd5", *(f.path.removeprefix(f"data/{OBJECTS_DIR}/") + ".framemd5").split("/"))
+    dest = job.bag_dir / rel
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = framemd5.write(staged, dest, probe, timeout=timeout)
+    except PreserveError as exc:
+        dest.unlink(missing_ok=True)
+        job.event(EventType.MESSAGE_DIGEST_CALCULATION, Outcome.FAIL, tools.agent("ffmpeg"),
+                  f"framemd5 could not be made: {exc}", subject=f.path)
+        return
+    from preserve.fixity.digest import digest_file
+
+    job.metadata_files.append(PayloadFile(path=rel, digests=digest_file(dest), role=Role.SIDECAR))
+    job.event(EventType.MESSAGE_DIGEST_CALCULATION, Outcome.PASS, tools.agent("ffmpeg"),
+              f"framemd5 of every video and audio stream ({framemd5.stream_summary(result.manifest)}; audio in "
+              f"blocks of {framemd5.AUDIO_BLOCK_SAMPLES} samples at full precision) in {rel}", subject=f.path,
+              sidecar=rel)
+
+
+def _virus_check(job: IngestJob) -> None:
+    """ClamAV over every original (and sidecar) in one run; each file gets its real outcome."""
+    cfg = job.settings.validation
+    if not cfg.virus_check:
+        for f in job.files:
+            job.event(EventType.VIRUS_CHECK, Outcome.NOT_PERFORMED, tools.preserve_agent(),
+                      "virus check switched off (validation.virus_check = false)", subject=f.path)
+        return
+    database = job.settings.resolve(cfg.clamav_database) if cfg.clamav_database else None
+    try:
+        results = virus.scan([job.bag_dir / f.path for f in job.files], database=database,
+                             max_bytes=cfg.virus_scan_max_mb * 1024 * 1024,
+                             timeout=job.settings.ingest.tool_timeout_seconds)
+    except PreserveError as exc:
+        for f in job.files:
+            job.event(EventType.VIRUS_CHECK, Outcome.NOT_PERFORMED, virus.agent(), f"clamscan failed: {exc}",
+                      subject=f.path)
+        return
+    found = []
+    for f, r in zip(job.files, results):
+        job.event(EventType.VIRUS_CHECK, r.outcome, virus.agent(), r.detail, subject=f.path)
+        if r.outcome is Outcome.FAIL:
+            found.append(f"{f.path}: {r.detail}")
+    if found:
+        from preserve.errors import SubmissionError
+
+        raise SubmissionError("virus check: " + "; ".join(found),
+                              advice="ClamAV matched a signature. Do not open the file; ask the operator to "
+                                     "examine it in isolation before anything else is done with it.")
+
+
+def normalise(job: IngestJob) -> IngestJob:
+    """Preservation masters under the normalization policy: an uncompressed or lossless-intended
+    video gets an FFV1 level 3 / Matroska master beside its original (which is always kept), kept
+    only if framemd5 proves it lossless on every video and audio stream and it passes the shipped
+    MediaConch policy. Every decision is an event; a master that fails is not kept, and says why."""
+    settings, timeout = job.settings, job.settings.ingest.tool_timeout_seconds
+    ffmpeg_agent = tools.agent("ffmpeg")
+    taken = {f.path for f in job.files}
+    for f in list(job.files):
+        probe = job.probes.get(f.path)
+        if probe is None or not probe.has_video:
+            continue
+        decision = normalization.decide(probe, job.infos.get(f.path), settings.normalization)
+        if not decision.normalise:
+            job.event(EventType.NORMALIZATION, Outcome.NOT_PERFORMED, tools.preserve_agent(),
+                      f"no preservation master: {decision.reason} (policy {settings.normalization.policy})",
+                      subject=f.path)
+            continue
+        rel = f"{f.path}.ffv1.mkv"
+        n = 2
+        while rel in taken:
+            rel, n = f"{f.path}.{n}.ffv1.mkv", n + 1
+        work = job.work_dir / "normalise"
+        work.mkdir(exist_ok=True)
+        made = work / "master.mkv"
+        why_not = ""
+        try:
+            normalization.make_master(job.bag_dir / f.path, made, probe, settings.normalization, timeout=timeout)
+            master_probe = ffprobe.probe(made, timeout=min(timeout, 600))
+            source_manifest = _source_manifest(job, f.path, probe, work, timeout)
+            proof = normalization.prove_lossless(source_manifest, probe, made, master_probe, timeout=timeout,
+                                                 scratch=work / "master.framemd5")
+            if not proof.lossless:
+                why_not = proof.detail
+            else:
+                policy = mediaconch.check_policy(made, timeout=timeout)
+                job.event(EventType.VALIDATION, Outcome.PASS if policy.ok else Outcome.FAIL, mediaconch.agent(),
+                          policy.describe(), subject=rel)
+                if not policy.ok:
+                    why_not = f"the master fails the preservation-master policy: {'; '.join(policy.failures[:5])}"
+        except PreserveError as exc:
+            why_not, proof = f"the master could not be made or checked: {exc}", None
+        if why_not:
+            made.unlink(missing_ok=True)
+            job.event(EventType.NORMALIZATION, Outcome.FAIL, ffmpeg_agent,
+                      f"FFV1/Matroska master NOT kept: {why_not}; the original is preserved as it is", subject=f.path)
+            continue
+        from preserve.fixity.digest import digest_file
+
+        digests = digest_file(made)
+        (job.bag_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(made, job.bag_dir / rel)
+        master = PayloadFile(path=rel, digests=digests, role=f.role)
+        job.masters.append(master)
+        job.master_of[rel] = f.path
+        taken.add(rel)
+        job.probes[rel] = master_probe
+        skipped = normalization.left_out(probe)
+        job.event(EventType.NORMALIZATION, Outcome.PASS, ffmpeg_agent,
+                  f"FFV1 level 3 / Matroska master {rel} ({decision.reason}; -slicecrc 1, GOP 1, every audio track "
+                  f"at its own bit depth); {proof.detail if proof else ''}"
+                  + (f"; not carried (kept in the original): {', '.join(skipped)}" if skipped else ""),
+                  subject=f.path, master=rel)
+        job.event(EventType.MESSAGE_DIGEST_CALCULATION, Outcome.PASS, tools.preserve_agent(),
+                  f"sha256={digests.sha256} size={digests.size}", subject=rel)
+        _identify_format(job, rel, job.bag_dir / rel, mediainfo.extract(job.bag_dir / rel), master_probe)
+    return job
+
+
+def _source_manifest(job: IngestJob, path: str, probe: ffprobe.ProbeReport, work: Path,
+                     timeout: float) -> framemd5.Manifest:
+    """The original's framemd5: the sidecar `validate` wrote, or a fresh one."""
+    sidecar_rel = bag.payload_path(METADATA_DIR, "framemd5", *(path.removeprefix(f"data/{OBJECTS_DIR}/") + ".framemd5").split("/"))
+    written = job.bag_dir / sidecar_rel
+    if written.exists():
+        return framemd5.parse(written.read_text(encoding="utf-8"))
+    return framemd5.manifest(job.bag_dir / path, probe, timeout=timeout, scratch=work / "source.framemd5")
 
 
 def _media_failure(job: IngestJob, subject: str, message: str) -> None:
@@ -210,8 +406,10 @@ def main_video(job: IngestJob) -> PayloadFile | None:
 
 
 def make_access(job: IngestJob) -> IngestJob:
-    """An H.264/AAC proxy and a poster of the main video, with no source metadata, post-checked
-    for anything identifying. Non-video submissions get no access copy, and an event says so."""
+    """An H.264/AAC proxy, a poster and a contact sheet of the main video, with no source
+    metadata, post-checked for anything identifying. Non-video submissions and dark films get no
+    access copy, and an event says so. Where the copies go (published, restricted, held under
+    embargo) is decided when they are stored (`_publish_access`)."""
     film = main_video(job)
     level = job.metadata.access.level
     if film is None:
@@ -219,7 +417,8 @@ def make_access(job: IngestJob) -> IngestJob:
                   "no access copy: the submission holds no video")
         return job
     if level == "dark":
-        job.event(EventType.ACCESS_DECISION, Outcome.PASS, tools.preserve_agent(), "access level dark: no access copy made")
+        job.event(EventType.ACCESS_DECISION, Outcome.PASS, tools.preserve_agent(),
+                  "access level dark: no access copy at all (no proxy, poster or contact sheet)", level="dark")
         return job
     src = job.bag_dir / film.path
     probe = job.probes[film.path]
@@ -230,12 +429,18 @@ def make_access(job: IngestJob) -> IngestJob:
     job.proxy = proxies.make_proxy(src, out / "proxy.mp4", probe, job.settings.proxy, timeout=timeout)
     job.poster = proxies.make_poster(src, out / "poster.jpg", probe, job.settings.proxy, timeout=timeout)
     job.timings["proxy"] = time.monotonic() - started
+    sheet = job.settings.access
+    if sheet.contact_sheet:
+        job.contact_sheet = contactsheet.make_contact_sheet(
+            src, out / "contact-sheet.jpg", probe, frames=sheet.contact_sheet_frames, columns=sheet.contact_sheet_columns,
+            tile_width=sheet.contact_sheet_tile_width, timeout=timeout)
     ffmpeg_agent = tools.agent("ffmpeg")
     job.event(EventType.CREATION, Outcome.PASS, ffmpeg_agent,
-              f"access proxy H.264/AAC MP4, at most {job.settings.proxy.max_height} lines, and poster JPEG", subject=film.path)
+              f"access proxy H.264/AAC MP4, at most {job.settings.proxy.max_height} lines, poster JPEG"
+              + (f", contact sheet of {sheet.contact_sheet_frames} frames" if job.contact_sheet else ""), subject=film.path)
     forbidden = [v for v in (job.metadata.title, job.metadata.original_title, *job.metadata.directors,
                              *_identifying_tags(probe.raw)) if v and len(v) >= 4]
-    for made in (job.proxy, job.poster):
+    for made in (p for p in (job.proxy, job.poster, job.contact_sheet) if p is not None):
         leak = scrub.check_clean(made, forbidden_values=forbidden)
         if not leak.ok:
             job.event(EventType.METADATA_MODIFICATION, Outcome.FAIL, ffmpeg_agent,
@@ -243,7 +448,7 @@ def make_access(job: IngestJob) -> IngestJob:
             raise PrivacyError(f"the access copy {made.name} still carries identifying metadata: "
                                + "; ".join(leak.findings[:5]))
     job.event(EventType.METADATA_MODIFICATION, Outcome.PASS, ffmpeg_agent,
-              "source metadata removed from proxy and poster (no title, location, device, dates, chapters); "
+              "source metadata removed from proxy, poster and contact sheet (no title, location, device, dates, chapters); "
               "verified with ffprobe, MediaInfo and a byte scan", subject=film.path)
     return job
 
@@ -277,18 +482,43 @@ def package(job: IngestJob) -> IngestJob:
         "Contributor-Identifier": job.metadata.contributor_id,  # a pseudonym only: tag files travel everywhere
         "Access-Level": job.metadata.access.level,
     }
-    events = [{"type": e.type.value, "outcome": e.outcome.value, "at": e.at.isoformat(), "agent": str(e.agent),
-               "subject": e.subject, "detail": e.detail} for e in job.events]
-    job.metadata_files.append(bag.add_payload_bytes(
-        job.bag_dir, bag.payload_path(METADATA_DIR, "events.json"),
-        json.dumps(events, ensure_ascii=False, indent=1).encode()))
-    job.payload_oxum = bag.finalize(job.bag_dir, [*job.files, *job.metadata_files], info)
+    _recheck_fixity(job)
+    document = premis.document(job.aip_id, premis_files(job), job.events)
+    problems = premis.validate(document)
+    if problems:
+        raise PreserveError(f"the PREMIS record does not validate against the PREMIS 3.0 schema: {problems[:3]}")
+    job.metadata_files.append(bag.add_payload_bytes(job.bag_dir, bag.payload_path(METADATA_DIR, "premis.xml"), document))
+    job.payload_oxum = bag.finalize(job.bag_dir, [*job.files, *job.masters, *job.metadata_files], info)
     report = bag.validate(job.bag_dir, fast=True)
     if not report.valid:
         raise PreserveError(f"the bag does not validate: {'; '.join(report.errors[:5])}")
     job.event(EventType.PACKING, Outcome.PASS, tools.python_agent("bagit"),
               f"BagIt {report.version} bag, Payload-Oxum {job.payload_oxum}")
     return job
+
+
+def premis_files(job: IngestJob) -> list[premis.PremisFile]:
+    """The originals and preservation masters of the job, as PREMIS file objects."""
+    out = []
+    for f in [*job.files, *job.masters]:
+        name, puid = job.formats.get(f.path, ("", ""))
+        out.append(premis.PremisFile(f.path, f.size, f.digests.sha256, f.digests.sha512, name, puid,
+                                     job.master_of.get(f.path, "")))
+    return out
+
+
+def _recheck_fixity(job: IngestJob) -> None:
+    """Re-read every original in the staging bag and compare it with the digest taken as it was
+    copied in: proof that no tool run since (ffprobe, MediaInfo, decoding, normalization) changed
+    a byte. A mismatch stops the ingest."""
+    from preserve.fixity.digest import digest_file
+
+    changed = [f.path for f in job.files if digest_file(job.bag_dir / f.path, ("sha256",)).values["sha256"] != f.digests.sha256]
+    job.event(EventType.FIXITY_CHECK, Outcome.FAIL if changed else Outcome.PASS, tools.preserve_agent(),
+              (f"changed in staging: {', '.join(changed)}" if changed else
+               f"all {len(job.files)} original(s) re-read before packing; SHA-256 unchanged since they were copied in"))
+    if changed:
+        raise PreserveError(f"originals changed in staging: {changed[:5]}")
 
 
 def bag_members(bag_dir: Path) -> list[Path]:
@@ -344,21 +574,43 @@ def _store_agent(kind: str) -> Agent:
 
 def _publish_access(job: IngestJob) -> None:
     target = job.settings.access_target
-    if target is None or job.proxy is None:
+    if target is None:
+        if job.proxy is not None:
+            job.event(EventType.ACCESS_DECISION, Outcome.NOT_PERFORMED, tools.preserve_agent(),
+                      "no access target is configured: the access copies were made and checked but not stored")
         return
     from preserve.fixity.digest import digest_file
 
-    store = open_store(job.settings, target)
-    for kind, path in (("proxy", job.proxy), ("poster", job.poster)):
+    if job.proxy is None:
+        return
+    level, until, note = effective_access(job.metadata.access.level, job.metadata.access.until, utcnow().date())
+    location = job.settings.access_location(level)
+    assert location is not None
+    store = open_store(job.settings, location)
+    for kind, path in (("proxy", job.proxy), ("poster", job.poster), ("contact sheet", job.contact_sheet)):
         if path is None:
             continue
         d = digest_file(path, ("sha256",))
         key = f"{job.aip_id}/{path.name}"
         store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
-        job.access.append(AccessCopy(kind=kind, target=target.name, key=key, uri=store.uri(key), size=d.size,
+        job.access.append(AccessCopy(kind=kind, target=location.name, key=key, uri=store.uri(key), size=d.size,
                                      sha256=d.values["sha256"]))
-    job.event(EventType.ACCESS_DECISION, Outcome.PASS, tools.preserve_agent(),
-              f"access copies published to {target.name} (access level {job.metadata.access.level})")
+    where = f"{location.name} ({job.access[-1].uri.rsplit('/', 1)[0]}/)" if job.access else location.name
+    detail = {
+        "open": f"access level open: access copies published to {where}",
+        "restricted": f"access level restricted: access copies stored at the restricted location {where}, not published",
+        "embargoed": f"access level embargoed until {until}: access copies held at {where} and NOT published; "
+                     "`preserve embargo-release` publishes them on or after that date",
+    }[level]
+    job.event(EventType.ACCESS_DECISION, Outcome.PASS, tools.preserve_agent(), detail + note, level=level,
+              location=location.name, **({"embargo_until": until.isoformat()} if until else {}))
+
+
+def effective_access(level: str, until: dt.date | None, today: dt.date) -> tuple[str, dt.date | None, str]:
+    """The access level that applies today: an embargo whose date has come is open (pure)."""
+    if level == "embargoed" and until is not None and until <= today:
+        return "open", until, f" (the embargo until {until} has already ended)"
+    return level, until, ""
 
 
 def record(job: IngestJob) -> IngestJob:
@@ -368,11 +620,18 @@ def record(job: IngestJob) -> IngestJob:
               f"stored with {len(job.replicas)} verified replica(s)")
     job.catalog.record_aip(NewAip(
         id=job.aip_id, title=job.metadata.title or job.metadata.original_title or job.submission.name,
-        submission_name=job.name, access_level=job.metadata.access.level,
-        payload_oxum=job.payload_oxum, files=[*job.files, *job.metadata_files], replicas=job.replicas,
+        submission_name=job.name, access_level=_access_level_now(job),
+        payload_oxum=job.payload_oxum, files=[*job.files, *job.masters, *job.metadata_files], replicas=job.replicas,
         access=job.access, events=job.events,
-        formats={p: (f.format_name, "") for p, f in job.facts.items()}, content_key=content_key(job.files)))
+        formats={**{p: (f.format_name, "") for p, f in job.facts.items()}, **job.formats},
+        content_key=content_key(job.files)))
     return job
+
+
+def _access_level_now(job: IngestJob) -> str:
+    """The level the access decision applied (an embargo already over is open)."""
+    applied = [e.extra["level"] for e in job.events if e.type is EventType.ACCESS_DECISION and "level" in e.extra]
+    return str(applied[-1]) if applied else job.metadata.access.level
 
 
 def accession(job: IngestJob) -> IngestJob:
@@ -386,7 +645,7 @@ def accession(job: IngestJob) -> IngestJob:
     return job
 
 
-STEPS: tuple[Step, ...] = (stage, characterise, make_access, package, replicate, record, accession)
+STEPS: tuple[Step, ...] = (stage, characterise, validate, normalise, make_access, package, replicate, record, accession)
 
 
 def worker_id() -> str:

@@ -47,6 +47,42 @@ class ProxySettings(_Model):
     poster_at_fraction: float = 0.1
 
 
+class ValidationSettings(_Model):
+    """Validation beyond the decode check (which `ingest.decode_check` switches)."""
+
+    mediaconch: bool = True  # MediaConch implementation checks of Matroska/FFV1 files
+    framemd5: bool = True  # framemd5 sidecar of every video and audio stream of each original
+    virus_check: bool = True  # ClamAV, when installed with a signature database
+    clamav_database: Path | None = None  # default: clamscan's own (/var/lib/clamav)
+    #: files larger than this are not scanned (event "not performed"): ClamAV's own default is
+    #: 100 MB, above which it answers OK without scanning; it cannot scan 2 GiB or more at all
+    virus_scan_max_mb: int = Field(default=100, ge=1, le=2047)
+
+
+class NormalizationSettings(_Model):
+    """FFV1 level 3 / Matroska preservation masters, beside the originals (always kept)."""
+
+    #: lossless-only: uncompressed and lossless-intended sources (v210, rawvideo, FFV1 below
+    #: level 3, ...) get a master; lossy sources never do. never: no masters at all.
+    policy: Literal["lossless-only", "never"] = "lossless-only"
+    #: flac: integer PCM of up to 24 bits becomes FLAC, anything else is copied; copy: all copied
+    audio: Literal["flac", "copy"] = "flac"
+    slices: int = 16
+
+
+class AccessSettings(_Model):
+    """Where access copies go, by access level, and the cataloguers' contact sheet. Restricted
+    and embargoed copies go to the access target's bucket under these prefixes instead of its
+    own (public) prefix; a filesystem access target gets sibling directories."""
+
+    restricted_prefix: str = "restricted"
+    embargo_prefix: str = "embargoed"
+    contact_sheet: bool = True
+    contact_sheet_frames: int = Field(default=12, ge=1, le=100)
+    contact_sheet_columns: int = Field(default=4, ge=1, le=10)
+    contact_sheet_tile_width: int = Field(default=320, ge=32, le=1920)
+
+
 class ServiceSettings(_Model):
     """The embedded SeaweedFS server (`preserve services up`)."""
 
@@ -149,6 +185,9 @@ class Settings(_Model):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     targets: list[TargetSettings] = Field(default_factory=list)
     access_target: TargetSettings | None = None
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    normalization: NormalizationSettings = Field(default_factory=NormalizationSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
     #: where the config file was read from; relative paths resolve against its directory
     source: Path | None = None
 
@@ -157,6 +196,13 @@ class Settings(_Model):
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"target names must be unique, got {names}")
+        if self.access_target is not None and self.access_target.kind == "s3":
+            public = self.access_target.prefix.strip("/")
+            for private in (self.access.restricted_prefix, self.access.embargo_prefix):
+                p = private.strip("/")
+                if not p or not public or p == public or p.startswith(public + "/"):
+                    raise ValueError(f"access prefix {private!r} must differ from, and not lie under, the "
+                                     f"access target's public prefix {self.access_target.prefix!r}")
         if self.replication.min_verified_replicas > len(self.targets):
             raise ValueError(
                 f"min_verified_replicas={self.replication.min_verified_replicas} but only "
@@ -203,7 +249,27 @@ class Settings(_Model):
         raise ConfigError(f"no storage target named {name!r}; known: {[t.name for t in self.all_targets()]}")
 
     def all_targets(self) -> list[TargetSettings]:
-        return self.targets + ([self.access_target] if self.access_target else [])
+        extra = [self.access_location(level) for level in ("open", "restricted", "embargoed")]
+        return self.targets + [t for t in extra if t is not None]
+
+    def access_location(self, level: str) -> TargetSettings | None:
+        """Where access copies of this level go: the access target itself for ``open``; the same
+        bucket under `access.restricted_prefix` / `access.embargo_prefix` (never under the public
+        prefix) for ``restricted`` / ``embargoed``; None for ``dark`` or without an access target."""
+        base = self.access_target
+        if base is None or level == "dark":
+            return None
+        if level == "open":
+            return base
+        prefix = self.access.restricted_prefix if level == "restricted" else self.access.embargo_prefix
+        key_env, secret_env = base.env_names()  # the same bucket, so the same credentials
+        update: dict[str, Any] = {"name": f"{base.name}-{level}", "access_key_env": key_env,
+                                  "secret_key_env": secret_env}
+        if base.kind == "filesystem" and base.path is not None:
+            update["path"] = base.path.parent / f"{base.path.name}-{level}"
+        else:
+            update["prefix"] = prefix
+        return base.model_copy(update=update)
 
     def target_path(self, target: TargetSettings) -> Path:
         assert target.path is not None

@@ -101,7 +101,7 @@ class AccessRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))  # proxy | poster
+    kind: Mapped[str] = mapped_column(String(32))  # proxy | poster | contact sheet
     target: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(Text)
     uri: Mapped[str] = mapped_column(Text)

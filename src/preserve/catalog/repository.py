@@ -343,6 +343,27 @@ class Catalog:
                 raise CatalogError(f"no AIP {aip_id}")
             row.status = status
 
+    # -- access copies and access levels (embargo release) -------------------------------------
+    def aip_ids_with_access_level(self, level: str) -> list[str]:
+        with self._session() as s:
+            return list(s.scalars(select(AipRow.id).where(AipRow.access_level == level).order_by(AipRow.created_at)))
+
+    def replace_access(self, aip_id: str, copies: Sequence[AccessCopy], *, access_level: str,
+                       events: Sequence[Event] = ()) -> None:
+        """Record where an AIP's access copies now are and its new access level (an embargo
+        released), with the events saying so, in one transaction."""
+        with self._tx() as s:
+            aip = s.get(AipRow, aip_id)
+            if aip is None:
+                raise CatalogError(f"no AIP {aip_id}")
+            aip.access.clear()
+            s.flush()
+            for a in copies:
+                aip.access.append(AccessRow(kind=a.kind, target=a.target, key=a.key, uri=a.uri, size=a.size,
+                                            sha256=a.sha256))
+            aip.access_level = access_level
+            s.add_all(_event_row(e, aip_id) for e in events)
+
     # -- replicas and objects (audits, back-fill, repair) ---------------------------------------
     def objects(self, aip_id: str | None = None, target: str | None = None) -> list[StoredObject]:
         with self._session() as s:

@@ -1,0 +1,58 @@
+"""Contact sheet for cataloguers: one JPEG grid of N frames spread evenly over the film, built with
+the same metadata-free discipline as the proxy and poster (nothing copied from the source, bit-exact
+mode). Runs ffmpeg via tools.run; writes only the destination file (via a temporary name).
+
+Each frame is reached by its own input seek (``-ss`` before ``-i``), so a two-hour film costs N
+short decodes, not a full one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from preserve import tools
+from preserve.access.proxy import _NO_METADATA, _staged, _video_index
+from preserve.metadata.ffprobe import ProbeReport
+
+
+def frame_times(duration: float | None, frames: int) -> list[float]:
+    """Seek points (s): the middle of N equal parts of the film; the first frame if it has no
+    known duration."""
+    if not duration or duration <= 0:
+        return [0.0]
+    return [round(duration * (i + 0.5) / frames, 3) for i in range(frames)]
+
+
+def contact_sheet_argv(src: Path, dst: Path, probe: ProbeReport, *, frames: int = 12, columns: int = 4,
+                       tile_width: int = 320) -> list[str]:
+    """ffmpeg arguments (pure). Deinterlaces when the source declares fields, squares the pixels,
+    scales every tile to ``tile_width`` (even height), and tiles them in ``columns``."""
+    index = _video_index(probe)
+    times = frame_times(probe.duration, frames)
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
+    for t in times:
+        if t > 0:
+            argv += ["-ss", f"{t:.3f}"]
+        argv += ["-i", tools.media_path(src)]
+    width = max(2, tile_width // 2 * 2)
+    prep = ("bwdif=mode=send_frame:parity=auto:deint=all," if probe.interlaced else "")
+    chains = [f"[{i}:{index}]trim=end_frame=1,setpts=PTS-STARTPTS,{prep}"
+              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p[f{i}]"
+              for i in range(len(times))]
+    rows = math.ceil(len(times) / max(1, columns))
+    cols = min(columns, len(times))
+    joined = "".join(f"[f{i}]" for i in range(len(times)))
+    graph = ";".join(chains) + f";{joined}concat=n={len(times)}:v=1:a=0,tile={cols}x{rows}:padding=4:margin=4[sheet]"
+    argv += ["-filter_complex", graph, "-map", "[sheet]", "-frames:v", "1",
+             "-c:v", "mjpeg", "-q:v", "4", "-an", "-sn", "-dn", *_NO_METADATA,
+             "-f", "image2", "-update", "1", tools.media_path(dst)]
+    return argv
+
+
+def make_contact_sheet(src: Path, dst: Path, probe: ProbeReport, *, frames: int = 12, columns: int = 4,
+                       tile_width: int = 320, timeout: float | None = 1800) -> Path:
+    """Write the contact sheet to ``dst`` (replaced atomically). Raises ToolError."""
+    with _staged(dst) as tmp:
+        tools.run(contact_sheet_argv(src, tmp, probe, frames=frames, columns=columns, tile_width=tile_width),
+                  timeout=timeout)
+    return Path(dst)
