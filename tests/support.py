@@ -36,54 +36,29 @@ def isolated_settings(server: Settings, tmp: Path, **sections: Any) -> Settings:
     return s
 
 
-def write_config(settings: Settings, path: Path, **extra_sections: dict[str, Any]) -> str:
-    """A config file equivalent to ``settings`` (for code that loads its own Settings from a file:
-    flows, `preserve ...` in a subprocess, `preserve serve`). ``extra_sections`` add or override
-    [section] keys, e.g. audit={"audit_interval_days": 30}."""
-    import json
-
-    def toml_value(v: Any) -> str:
-        return json.dumps(str(v)) if isinstance(v, Path) else json.dumps(v)
-
-    sections: dict[str, dict[str, Any]] = {
-        "archive": {"var_dir": str(settings.var_dir), "ingest_dir": str(settings.ingest_dir),
-                    "catalog_url": settings.catalog_url},
-        "ingest": {"stable_seconds": settings.ingest.stable_seconds, "poll_seconds": settings.ingest.poll_seconds},
-        "services": {"port_base": settings.services.port_base, "data_dir": str(settings.services_dir)},
-        "replication": {"min_verified_replicas": settings.replication.min_verified_replicas},
-        "alerts": settings.alerts.model_dump(),
-    }
-    for name, values in extra_sections.items():
-        sections[name] = {**sections.get(name, {}), **values}
-    lines: list[str] = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if v is not None]
-    for t in settings.targets:
-        lines += ["[[targets]]", f'name = "{t.name}"', f'kind = "{t.kind}"']
-        lines += (["embedded = true", f'bucket = "{t.bucket}"', f'prefix = "{t.prefix}"'] if t.kind == "s3"
-                  else [f"path = {toml_value(str(settings.target_path(t)))}"])
-    a = settings.access_target
-    if a is not None:
-        lines += ["[access_target]", f'name = "{a.name}"', 'kind = "s3"', "embedded = true",
-                  f'bucket = "{a.bucket}"', f'prefix = "{a.prefix}"']
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return str(path)
-
-
-def write_config(settings: Settings, path: Path) -> Path:
+def write_config(settings: Settings, path: Path, **extra_sections: dict[str, Any]) -> Path:
     """A TOML config file equivalent to ``settings``, for code that loads its own Settings from a
-    file as production does (flows, the CLI in a subprocess)."""
+    file as production does (flows, the CLI in a subprocess, `preserve serve`). ``extra_sections``
+    add or override [section] keys, e.g. audit={"audit_interval_days": 30}."""
     import json
 
     def val(v: Any) -> str:
         return json.dumps(str(v)) if isinstance(v, Path) else json.dumps(v)
 
-    lines = ["[archive]", f"var_dir = {val(settings.var_dir)}", f"ingest_dir = {val(settings.ingest_dir)}",
-             f"organization = {val(settings.archive.organization)}"]
-    for section in ("ingest", "proxy", "replication", "audit"):
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {val(v)}" for k, v in getattr(settings, section).model_dump().items() if v is not None]
+    archive = {"var_dir": settings.var_dir, "ingest_dir": settings.ingest_dir,
+               "organization": settings.archive.organization}
+    if settings.archive.catalog_url:
+        archive["catalog_url"] = settings.archive.catalog_url
+    sections: dict[str, dict[str, Any]] = {"archive": archive}
+    for section in ("ingest", "proxy", "replication", "audit", "alerts", "serve"):
+        if hasattr(settings, section):
+            sections[section] = getattr(settings, section).model_dump()
+    for name, values in extra_sections.items():
+        sections[name] = {**sections.get(name, {}), **values}
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {val(v)}" for k, v in values.items() if v is not None]
     lines += ["[services]", f"port_base = {settings.services.port_base}", f"data_dir = {val(settings.services_dir)}"]
     for t in [*settings.targets, settings.access_target]:
         if t is None:

@@ -344,6 +344,37 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         catalog.close()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The Prefect server with the dashboard and the served deployments (flows/serve.py)."""
+    import signal
+
+    settings = _settings(args)
+    if args.no_server:
+        if not os.environ.get("PREFECT_API_URL"):
+            print("preserve: --no-server needs PREFECT_API_URL (e.g. http://prefect:4200/api)", file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        os.environ["PREFECT_API_URL"] = f"http://{settings.serve.host}:{settings.serve.port}/api"
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+    def terminate(*_: Any) -> None:  # docker stop / systemd: the same clean stop as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from flows.serve import serve
+
+    only = set(args.deployments.split(",")) if args.deployments else None
+    if not args.no_server:
+        print(f"preserve: dashboard at http://{settings.serve.host}:{settings.serve.port} (starting the server); "
+              "Ctrl-C stops everything", file=sys.stderr)
+    return serve(settings, str(settings.source), start=not args.no_server, only=only)
+
+
 # -- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="preserve", description="Ingest, replicate and audit an archive of films.")
@@ -386,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("alerts", cmd_alerts, "list alerts, send a test alert, or send what the catalog's state calls for")
     sp.add_argument("action", nargs="?", choices=["list", "test", "sweep"], default="list")
     sp.add_argument("--limit", type=int, default=30)
+    sp = add("serve", cmd_serve, "Prefect server + dashboard (127.0.0.1:4200) and the scheduled deployments")
+    sp.add_argument("--no-server", action="store_true", help="use the server at $PREFECT_API_URL instead")
+    sp.add_argument("--deployments", default="", metavar="NAMES",
+                    help="comma-separated subset of ingest-watch,fixity-audit,embargo-release")
     sp = add("demo", cmd_demo, "start services, generate sample films, ingest them, print a summary")
     sp.add_argument("--direct", action="store_true", help="run without Prefect")
     return p

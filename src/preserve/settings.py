@@ -175,6 +175,20 @@ class AlertSettings(_Model):
         return (user, password) if user and password else None
 
 
+class ServeSettings(_Model):
+    """`preserve serve`: the Prefect server with the dashboard, and the served deployments."""
+
+    host: str = "127.0.0.1"  # the dashboard is for this machine unless you put a proxy in front
+    port: int = 4200
+    #: Prefect's own database; "" = SQLite under <var>/prefect. PostgreSQL:
+    #: "postgresql+asyncpg://user@host/prefect" (or PREFECT_API_DATABASE_CONNECTION_URL)
+    prefect_database_url: str = ""
+    watch_interval_seconds: float = 120.0  # ingest-watch runs this often
+    embargo_cron: str = "15 3 * * *"  # embargo-release, daily (UTC)
+    #: how often alerts are swept (damage, AIPs at risk, undelivered) and dead runs reconciled
+    housekeeping_minutes: float = 10.0
+
+
 class Settings(_Model):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -183,6 +197,7 @@ class Settings(_Model):
     replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     targets: list[TargetSettings] = Field(default_factory=list)
     access_target: TargetSettings | None = None
     validation: ValidationSettings = Field(default_factory=ValidationSettings)

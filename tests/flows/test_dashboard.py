@@ -24,7 +24,7 @@ def test_ingest_runs_leave_reports_progress_and_tags(prefect_harness, s3_setting
     from preserve.fixity.digest import digest_file
 
     settings = isolated_settings(s3_settings, tmp_path)
-    config = write_config(settings, tmp_path / "preserve.toml")
+    config = str(write_config(settings, tmp_path / "preserve.toml"))
     good = make_clip(settings.ingest_dir / "report film.mov", vcodec="prores_aw", size="320x240",
                      acodec="pcm_s16le", duration=1.0)
     good_sha = digest_file(good, ("sha256",)).values["sha256"]

@@ -35,7 +35,7 @@ def test_status_json_matches_the_catalog(s3_settings: Settings, tmp_path: Path) 
     old = catalog.objects(aip_id=outcomes[0].aip_id, target="seaweed")[0]
     catalog.record_object_check(old.aip_id, "seaweed", old.key, status="verified",
                                 verified_at=utcnow() - dt.timedelta(days=45))
-    config = write_config(settings, tmp_path / "preserve.toml", audit={"audit_interval_days": 30})
+    config = str(write_config(settings, tmp_path / "preserve.toml", audit={"audit_interval_days": 30}))
 
     code = ("import sys, json\nfrom preserve import cli\n"
             f"rc = cli.main(['--config', {config!r}, 'status', '--json'])\n"
@@ -51,8 +51,13 @@ def test_status_json_matches_the_catalog(s3_settings: Settings, tmp_path: Path) 
     assert st["bytes"] == sum(a.size for a in aips)
     assert sum(f["files"] for f in st["formats"]) == st["files"]
     assert sum(f["bytes"] for f in st["formats"]) == st["bytes"]
-    formats = {f["format"] for f in st["formats"]}
-    assert {"matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2"} <= formats
+    expected: dict[str, list[int]] = {}
+    for f in (f for a in aips for f in a.files):
+        counts = expected.setdefault(f.format_name or "(not identified)", [0, 0])
+        counts[0] += 1
+        counts[1] += f.size
+    assert {f["format"]: [f["files"], f["bytes"]] for f in st["formats"]} == expected
+    assert len(expected) >= 3  # at least the MP4, the Matroska and the subtitle file are told apart
     targets = {t["target"]: t for t in st["targets"]}
     assert set(targets) == {"seaweed", "local"}
     assert targets["seaweed"]["replicas"] == 2 and targets["seaweed"]["verified"] == 2

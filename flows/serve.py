@@ -1,0 +1,191 @@
+"""`preserve serve`: a Prefect server with the dashboard (http://127.0.0.1:4200 by default, SQLite
+under var/prefect unless [serve] prefect_database_url or PREFECT_API_DATABASE_CONNECTION_URL
+says otherwise) and the served deployments:
+
+    ingest-watch     every [serve] watch_interval_seconds   flows/watch.py
+    fixity-audit     [audit] cron                           flows/audit.py
+    embargo-release  daily, [serve] embargo_cron            flows/embargo.py
+
+plus a housekeeping thread (alert sweep, reconciling runs left Running by dead workers).
+Ctrl-C (or SIGTERM) stops the served deployments first and the server last: the other way round,
+serve hangs on shutdown (FACTS.md). The server runs in its own session, so the terminal's Ctrl-C
+reaches only this process, which then stops it. Side effects: a server process, its database,
+Prefect deployments and schedules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from preserve import alerts
+from preserve.catalog import Catalog
+from preserve.settings import Settings
+
+log = logging.getLogger("preserve.serve")
+
+#: (module, flow name, deployment name): a flow that is not there yet is skipped with a warning,
+#: so a deployment is added by adding its module
+DEPLOYMENTS = (
+    ("flows.watch", "ingest-watch", "ingest-watch"),
+    ("flows.audit", "fixity-audit", "fixity-audit"),
+    ("flows.embargo", "embargo-release", "embargo-release"),
+)
+HEALTH_TIMEOUT = 240.0
+
+
+def api_url(settings: Settings) -> str:
+    return f"http://{settings.serve.host}:{settings.serve.port}/api"
+
+
+def server_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
+    """The environment of the Prefect server process: no telemetry, its files under var/prefect,
+    our database URL (an explicit PREFECT_API_DATABASE_CONNECTION_URL wins)."""
+    home = settings.var_dir / "prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(base)
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env.setdefault("PREFECT_HOME", str(home))
+    if not env.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (settings.serve.prefect_database_url
+                                                      or f"sqlite+aiosqlite:///{home / 'prefect.db'}")
+    env["PREFECT_UI_API_URL"] = api_url(settings)
+    env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another server
+    return env
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:  # noqa: S310 - our loopback URL
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def start_server(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `prefect server start` in a new session (Ctrl-C on the terminal does not reach it) and
+    wait until /api/health answers. Its output goes to var/prefect/server.log."""
+    (settings.var_dir / "prefect").mkdir(parents=True, exist_ok=True)
+    logf = open(settings.var_dir / "prefect" / "server.log", "ab")  # noqa: SIM115 - owned by the child
+    # Popen directly, like services.py: a long-running server is not a tool run (tools.run waits)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", settings.serve.host,
+         "--port", str(settings.serve.port)],
+        env=server_env(settings, env), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    logf.close()
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Prefect server exited with status {proc.returncode}; "
+                               f"see {settings.var_dir / 'prefect' / 'server.log'}")
+        if healthy(api_url(settings)):
+            return proc
+        time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"the Prefect server did not answer within {HEALTH_TIMEOUT:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM to the server's process group, then SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _find_flow(module_name: str, flow_name: str) -> Any | None:
+    from prefect import Flow
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    return next((v for v in vars(module).values() if isinstance(v, Flow) and v.name == flow_name), None)
+
+
+def deployments(settings: Settings, config: str, only: set[str] | None = None) -> list[Any]:
+    """The RunnerDeployments to serve, each with ``config`` as its parameter and tags for the
+    dashboard's filters."""
+    schedules: dict[str, dict[str, Any]] = {
+        "ingest-watch": {"interval": dt.timedelta(seconds=settings.serve.watch_interval_seconds)},
+        "fixity-audit": {"cron": settings.audit.cron},
+        "embargo-release": {"cron": settings.serve.embargo_cron},
+    }
+    tags = {"ingest-watch": ["ingest"], "fixity-audit": ["audit"], "embargo-release": ["access"]}
+    out = []
+    for module, flow_name, name in DEPLOYMENTS:
+        if only is not None and name not in only:
+            continue
+        fl = _find_flow(module, flow_name)
+        if fl is None:
+            log.warning("deployment %s not served: %s has no flow %r yet", name, module, flow_name)
+            continue
+        params = {"config": config}
+        out.append(fl.to_deployment(name=name, parameters=params, tags=tags[name],
+                                    description=(fl.description or "").strip().splitlines()[0] if fl.description else None,
+                                    **schedules[name]))
+    return out
+
+
+def housekeeping(settings: Settings, stop: threading.Event, first_delay: float = 5.0) -> None:
+    """Every [serve] housekeeping_minutes: send the alerts the catalog calls for (and retry
+    undelivered ones), and set ingest runs of dead workers to Crashed."""
+    from flows.reconcile import reconcile_ingest_runs
+
+    if stop.wait(first_delay):
+        return
+    while True:
+        try:
+            catalog = Catalog(settings.catalog_url)
+            try:
+                for alert, _ in alerts.sweep(settings, catalog):
+                    log.info("alert sent: %s", alert.title)
+                for r in reconcile_ingest_runs(catalog):
+                    log.warning("run %s set to Crashed: %s", r["run"], r["reason"])
+            finally:
+                catalog.close()
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not stop serving
+            log.error("housekeeping failed: %s", exc)
+        if stop.wait(settings.serve.housekeeping_minutes * 60):
+            return
+
+
+def serve(settings: Settings, config: str, *, start: bool = True, only: set[str] | None = None) -> int:
+    """Run until Ctrl-C/SIGTERM. ``start``: also run the Prefect server (else PREFECT_API_URL must
+    point at one). Returns 0 after a clean stop."""
+    from prefect import serve as prefect_serve
+
+    proc = start_server(settings, dict(os.environ)) if start else None
+    stop = threading.Event()
+    keeper = threading.Thread(target=housekeeping, args=(settings, stop), name="housekeeping", daemon=True)
+    try:
+        deps = deployments(settings, config, only)
+        keeper.start()
+        prefect_serve(*deps, print_starting_message=True)  # returns on Ctrl-C / SIGTERM
+    finally:
+        stop.set()  # 1. the deployments have stopped (serve returned); 2. housekeeping; 3. the server
+        if keeper.is_alive():
+            keeper.join(timeout=30)
+        if proc is not None:
+            stop_server(proc)
+    return 0
