@@ -44,10 +44,9 @@ def ingest_report(outcome: Any) -> str:
     title = ""
     if job is not None:
         title = job.metadata.title or job.metadata.original_title or ""
-    icon = {"stored": "✅", "duplicate": "♻️", "quarantined": "⛔"}.get(outcome.status, "•")
-    lines.append(f"# {icon} {_cell(title or outcome.submission)}")
+    lines.append(f"# {_cell(title or outcome.submission)}")
     lines.append("")
-    lines.append(f"| | |\n|---|---|\n| submission | `{_cell(outcome.submission)}` |\n| status | **{outcome.status}** |")
+    lines.append(f"| submission | `{_cell(outcome.submission)}` |\n|---|---|\n| status | **{outcome.status}** |")
     if outcome.aip_id:
         lines.append(f"| AIP | `{outcome.aip_id}` |")
     if outcome.status != "stored" and outcome.detail:

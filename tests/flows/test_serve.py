@@ -1,23 +1,33 @@
 """`preserve serve` for real, once: a Prefect server on a free loopback port (SQLite under the
-test's var dir), the deployments registered with their schedules, and a clean stop on SIGINT
-(deployments paused first, then the server stopped)."""
+test's var dir), the deployments registered with their schedules; then `preserve demo` ingests its
+samples through the flows against that server, headless Chromium photographs the dashboard's runs
+page and the ingest-report artifacts (test-artifacts/, not a pixel assertion), and SIGINT stops
+everything cleanly (deployments paused first, then the server stopped)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from preserve import settings as settings_mod
+from preserve.settings import Settings
 from tests.conftest import free_port_base
-from tests.support import write_config
+from tests.support import isolated_settings, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--virtual-time-budget=30000", "--window-size=1400,900"]
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -30,14 +40,26 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def test_serve_registers_the_deployments_and_stops_cleanly(tmp_path: Path) -> None:
+def screenshot(url: str, dest: Path, tmp: Path) -> bool:
+    """Headless Chromium's picture of a page; False when Chromium is not installed."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        return False
+    profile = tempfile.mkdtemp(dir=tmp)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={dest}", url],
+                   capture_output=True, timeout=180)
+    return True
+
+
+def test_serve_dashboard_and_clean_stop(s3_settings: Settings, tmp_path: Path) -> None:
     from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     port = free_port_base(1)
-    settings = settings_mod.load(settings_mod.DEFAULT_CONFIG, env={}, overrides={
-        "archive": {"var_dir": str(tmp_path / "var")}, "replication": {"min_verified_replicas": 1},
-        "targets": [{"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica")}],
-        "access_target": None})
+    settings = isolated_settings(s3_settings, tmp_path / "served")
+    demo_settings = isolated_settings(s3_settings, tmp_path / "demo")  # its own ingest folder: no race
+    demo_config = str(write_config(demo_settings, tmp_path / "demo.toml"))
     config = str(write_config(settings, tmp_path / "preserve.toml",
                               serve={"port": port, "watch_interval_seconds": 3600, "housekeeping_minutes": 60},
                               audit={"cron": "0 2 * * *"}))
@@ -68,6 +90,23 @@ def test_serve_registers_the_deployments_and_stops_cleanly(tmp_path: Path) -> No
         assert deps["embargo-release"].schedules[0].schedule.cron == settings.serve.embargo_cron
         assert deps["ingest-watch"].parameters == {"config": config}
         assert "ingest" in deps["ingest-watch"].tags and "audit" in deps["fixity-audit"].tags
+
+        # the demo's samples go through the ingest flow, reported to this server
+        demo = subprocess.run([sys.executable, "-m", "preserve.cli", "--config", demo_config, "demo"],
+                              env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True, timeout=900)
+        assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
+
+        async def reports() -> list:
+            async with PrefectClient(api) as client:
+                return await client.read_artifacts(
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-report"])))
+
+        made = asyncio.run(reports())
+        assert len(made) >= 3 and all(a.type == "markdown" for a in made)
+        ui = f"http://127.0.0.1:{port}"
+        if screenshot(f"{ui}/runs", ARTIFACTS / "dashboard-runs.png", tmp_path):
+            screenshot(f"{ui}/artifacts/artifact/{made[0].id}", ARTIFACTS / "dashboard-ingest-report.png", tmp_path)
+            assert (ARTIFACTS / "dashboard-runs.png").stat().st_size > 20_000  # a rendered page, not a blank one
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does
         out, _ = proc.communicate(timeout=90)
