@@ -12,7 +12,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from preserve import audit, settings as settings_mod
+from flows.ingest import tag_this_run
+from preserve import alerts, audit, settings as settings_mod
 from preserve.catalog import Catalog
 
 
@@ -55,10 +56,16 @@ def fixity_audit_flow(aip: str | None = None, replica: str | None = None, full: 
     unreachable, so the dashboard shows what needs a person."""
     settings = settings_mod.load(config)
     names = [t.name for t in settings.targets if replica in (None, t.name)]
+    tag_this_run("audit", *names)
     reports = [audit_replica.with_options(task_run_name=f"audit · {name}", tags=["audit", name])(
         str(settings.source), name, aip, full) for name in names]
     create_table_artifact(key="fixity-summary", table=summary_table(reports),
                           description="Fixity audit: objects checked, bytes read, failures, repairs, oldest verification")
+    catalog = Catalog(settings.catalog_url)
+    try:  # damage and AIPs at risk are announced now (webhook, email), once per condition
+        alerts.sweep(settings, catalog)
+    finally:
+        catalog.close()
     code = max((r.exit_code for r in reports), default=0)
     data = {"exit_code": code, "report": "\n\n".join(audit.format_report(r) for r in reports)}
     if code:
