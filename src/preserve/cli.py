@@ -167,6 +167,23 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_FINDING
 
 
+def cmd_replicate(args: argparse.Namespace) -> int:
+    """Back-fill replicas (a target added later). Exit 0 all present or copied, 1 a copy failed."""
+    from preserve import replication
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    try:
+        results = replication.backfill(settings, catalog, aip_id=args.aip, target=args.target,
+                                       on_result=lambda r: print(f"{r.aip_id:36}  {r.target:12}  {r.status:8}  {r.detail}",
+                                                                 flush=True))
+    finally:
+        catalog.close()
+    if not results:
+        print("no AIPs in the catalog")
+    return EXIT_FINDING if any(r.status == "failed" for r in results) else EXIT_OK
+
+
 def cmd_access(args: argparse.Namespace) -> int:
     from preserve import restore
 
@@ -401,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("aip_id")
     sp.add_argument("dest")
     sp.add_argument("--replica", default=None, help="only this replica (default: in order of preference)")
+    sp = add("replicate", cmd_replicate,
+             "copy AIPs to targets that lack a verified replica (e.g. a target added later), verified and recorded")
+    sp.add_argument("--aip", default=None, metavar="ID", help="only this AIP (default: every AIP)")
+    sp.add_argument("--target", default=None, metavar="NAME", help="only this target (default: every configured target)")
     sp = add("access", cmd_access, "write an AIP's access copies (proxy, poster) into DEST")
     sp.add_argument("aip_id")
     sp.add_argument("dest")

@@ -526,9 +526,11 @@ def bag_members(bag_dir: Path) -> list[Path]:
 
 
 def replicate(job: IngestJob) -> IngestJob:
-    """Upload every file of the bag to every target, sending SHA-256 checksums and verifying each
-    object against our own digest; publish the access copies. Ingest succeeds only when
+    """Upload every file of the bag to every target, `replication.parallel_uploads` at a time
+    (preserve.replication.upload_all), sending SHA-256 checksums and verifying each object
+    against our own digest; publish the access copies. Ingest succeeds only when
     `min_verified_replicas` replicas verify."""
+    from preserve import replication
     from preserve.fixity.digest import digest_file
 
     settings = job.settings
@@ -538,28 +540,22 @@ def replicate(job: IngestJob) -> IngestJob:
     failures: list[str] = []
     started = time.monotonic()
     job.meter.expect(job.meter.done + sum(m.stat().st_size for m in members) * len(settings.targets))
-    for target in settings.targets:
-        store = open_store(settings, target)
-        objects: list[StoredObject] = []
-        try:
-            for member in members:
-                rel = member.relative_to(job.bag_dir).as_posix()
-                d = digests.get(rel) or digest_file(member, ("sha256",))
-                key = f"{job.aip_id}/{rel}"
-                info = store.put_file(key, member, sha256=d.values["sha256"], size=d.size)
-                job.meter.advance(d.size)
-                objects.append(StoredObject(target=target.name, key=key, size=d.size, sha256=d.values["sha256"],
-                                            verified_at=utcnow(), version_id=info.version_id or "",
-                                            lock_mode=info.lock_mode or "", lock_until=info.lock_until))
-        except StorageError as exc:
-            failures.append(f"{target.name}: {exc}")
-            job.event(EventType.REPLICATION, Outcome.FAIL, _store_agent(target.kind), str(exc), subject=target.name)
+    uploads = []
+    for member in members:
+        rel = member.relative_to(job.bag_dir).as_posix()
+        d = digests.get(rel) or digest_file(member, ("sha256",))
+        uploads.append(replication.Upload(f"{job.aip_id}/{rel}", member, d.values["sha256"], d.size))
+    outcomes = replication.upload_all(settings, settings.targets, job.aip_id, uploads,
+                                      on_uploaded=job.meter.advance)
+    for out in outcomes:
+        if not out.ok:
+            failures.append(f"{out.target}: {out.error}")
+            job.event(EventType.REPLICATION, Outcome.FAIL, _store_agent(out.kind), out.detail(), subject=out.target)
             continue
-        job.replicas.append(ReplicaRecord(target=target.name, uri=store.uri(f"{job.aip_id}/bagit.txt").removesuffix("bagit.txt"),
-                                          status="verified",
-                                          verified_at=utcnow(), objects=tuple(objects)))
-        job.event(EventType.REPLICATION, Outcome.PASS, _store_agent(target.kind),
-                  f"{len(objects)} objects stored and verified (size and SHA-256)", subject=target.name)
+        job.replicas.append(ReplicaRecord(target=out.target, uri=out.uri, status="verified", verified_at=utcnow(),
+                                          objects=tuple(out.objects)))
+        job.event(EventType.REPLICATION, Outcome.PASS, _store_agent(out.kind), out.detail(), subject=out.target,
+                  parts=out.parts, parts_reused=out.parts_reused, retries=out.retries)
     job.timings["replicate"] = time.monotonic() - started
     need = settings.replication.min_verified_replicas
     if len(job.replicas) < need:
@@ -586,15 +582,15 @@ def _publish_access(job: IngestJob) -> None:
     level, until, note = effective_access(job.metadata.access.level, job.metadata.access.until, utcnow().date())
     location = job.settings.access_location(level)
     assert location is not None
-    store = open_store(job.settings, location)
-    for kind, path in (("proxy", job.proxy), ("poster", job.poster), ("contact sheet", job.contact_sheet)):
-        if path is None:
-            continue
-        d = digest_file(path, ("sha256",))
-        key = f"{job.aip_id}/{path.name}"
-        store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
-        job.access.append(AccessCopy(kind=kind, target=location.name, key=key, uri=store.uri(key), size=d.size,
-                                     sha256=d.values["sha256"]))
+    with open_store(job.settings, location) as store:
+        for kind, path in (("proxy", job.proxy), ("poster", job.poster), ("contact sheet", job.contact_sheet)):
+            if path is None:
+                continue
+            d = digest_file(path, ("sha256",))
+            key = f"{job.aip_id}/{path.name}"
+            store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
+            job.access.append(AccessCopy(kind=kind, target=location.name, key=key, uri=store.uri(key), size=d.size,
+                                         sha256=d.values["sha256"]))
     where = f"{location.name} ({job.access[-1].uri.rsplit('/', 1)[0]}/)" if job.access else location.name
     detail = {
         "open": f"access level open: access copies published to {where}",

@@ -57,31 +57,37 @@ def restore(settings: Settings, catalog: Catalog, aip_id: str, dest: Path, *, re
     attempts: list[str] = []
     for name in _ordered_replicas(settings, aip, replica):
         rep = next(r for r in aip.replicas if r.target == name)
-        store = open_store(settings, settings.target(name))
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
         meter.expect(meter.done + sum(o.size for o in rep.objects))
         try:
-            for obj in rep.objects:
-                rel = obj.key.removeprefix(f"{aip.id}/")
-                target_path = out / rel
-                target_path.parent.mkdir(parents=True, exist_ok=True)
-                got = store.get_file(obj.key, target_path)
-                meter.advance(obj.size)
-                if got != obj.sha256:
-                    raise VerificationError(f"{obj.key}: SHA-256 {got} differs from the catalog's {obj.sha256}")
+            with open_store(settings, settings.target(name)) as store:
+                for obj in rep.objects:
+                    rel = obj.key.removeprefix(f"{aip.id}/")
+                    target_path = out / rel
+                    target_path.parent.mkdir(parents=True, exist_ok=True)
+                    got = store.get_file(obj.key, target_path)
+                    meter.advance(obj.size)
+                    if got != obj.sha256:
+                        raise VerificationError(f"{obj.key}: SHA-256 {got} differs from the catalog's {obj.sha256}")
         except StorageError as exc:
             attempts.append(f"{name}: {exc}")
             catalog.add_events(aip.id, [Event(EventType.RESTORE, Outcome.FAIL, tools.preserve_agent(),
-                                              f"restore from {name} failed: {exc}", subject=name)])
+                                              f"restore from {name} failed, trying the next replica: {exc}",
+                                              subject=name)])
             continue
         report = bag.validate(out)
         if not report.valid:
             attempts.append(f"{name}: bag invalid: {'; '.join(report.errors[:3])}")
+            catalog.add_events(aip.id, [Event(EventType.RESTORE, Outcome.FAIL, tools.python_agent("bagit"),
+                                              f"restore from {name}: bag invalid ({'; '.join(report.errors[:3])}), "
+                                              "trying the next replica", subject=name)])
             continue
+        fell_back = f" after {len(attempts)} replica(s) failed" if attempts else ""
         catalog.add_events(aip.id, [Event(EventType.RESTORE, Outcome.PASS, tools.python_agent("bagit"),
-                                          f"restored from {name} to {out}; bag valid", subject=name)])
+                                          f"restored from {name} to {out}{fell_back}; every object matched the "
+                                          "catalog's SHA-256; bag valid", subject=name)])
         return RestoreResult(aip.id, out, name, report, tuple(attempts))
     raise PreserveError(f"no replica of {aip.id} gave a valid bag: " + " | ".join(attempts or ["no replicas"]),
                         advice="Run `preserve audit --aip ID` to see the state of each replica.")
@@ -95,9 +101,9 @@ def fetch_access(settings: Settings, catalog: Catalog, aip_id: str, dest: Path) 
     Path(dest).mkdir(parents=True, exist_ok=True)
     written = []
     for copy in aip.access:
-        store = open_store(settings, settings.target(copy.target))
         path = Path(dest) / Path(copy.key).name
-        got = store.get_file(copy.key, path)
+        with open_store(settings, settings.target(copy.target)) as store:
+            got = store.get_file(copy.key, path)
         if got != copy.sha256:
             raise VerificationError(f"access copy {copy.key} does not match its recorded SHA-256")
         written.append(path)

@@ -138,9 +138,13 @@ class TargetSettings(_Model):
 
 class ReplicationSettings(_Model):
     min_verified_replicas: int = 1
-    parallel_uploads: int = 4
-    multipart_threshold_mb: int = 64
-    max_attempts: int = 5
+    #: files uploaded at the same time (over all targets); memory: one part per upload
+    parallel_uploads: int = Field(default=4, ge=1, le=64)
+    multipart_threshold_mb: int = Field(default=64, ge=5)
+    #: tries of each request (part, PUT, HEAD, completion) on 5xx, timeouts, dropped connections
+    max_attempts: int = Field(default=5, ge=1)
+    #: wait before the first retry; doubled each time (with jitter), at most 60 s
+    retry_backoff_seconds: float = Field(default=2.0, ge=0)
 
 
 class AuditSettings(_Model):

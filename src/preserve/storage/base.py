@@ -1,5 +1,6 @@
-"""The one protocol every object store implements (S3, local filesystem), its ObjectInfo value and
-the key rules they share. Side effects: none, except fsync_dir (flushes a directory)."""
+"""The one protocol every object store implements (S3, local filesystem), its ObjectInfo and
+UploadStats values, and the key rules they share. Side effects: none, except fsync_dir (flushes a
+directory)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Iterator, Protocol, runtime_checkable
 
 from preserve.errors import StorageError
@@ -18,6 +20,18 @@ MAX_KEY_BYTES = 1024
 CHUNK_SIZE = 8 << 20
 #: name prefix of the temporary files stores write before renaming; keys may not use it
 TEMP_PREFIX = ".preserve-tmp."
+
+
+@dataclass(frozen=True)
+class UploadStats:
+    """How one put_file went: how many parts it took, how many of them an interrupted earlier
+    upload had already sent (a resume), how many requests had to be retried, and whether the
+    stored object was also read back and re-hashed."""
+
+    parts: int = 1
+    parts_reused: int = 0
+    retries: int = 0
+    read_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,8 @@ class ObjectInfo:
     lock_mode: str | None = None
     lock_until: datetime | None = None
     storage_class: str | None = None
+    #: set by put_file only
+    upload: UploadStats | None = None
 
 
 @runtime_checkable
@@ -80,6 +96,28 @@ class ObjectStore(Protocol):
         """Release network connections. Idle keep-alive connections left open after a GET make
         SeaweedFS take ~30 s to shut down, so close stores you are done with."""
         ...
+
+    def __enter__(self) -> "ObjectStore":
+        """``with open_store(settings, target) as store:`` closes the store on the way out."""
+        ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        ...
+
+
+class Closing:
+    """The context-manager half of ObjectStore, shared by the implementations."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Closing":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def check_key(key: str) -> str:

@@ -24,7 +24,9 @@ from preserve.settings import Settings, TargetSettings
 from preserve.storage.base import (
     CHUNK_SIZE,
     TEMP_PREFIX,
+    Closing,
     ObjectInfo,
+    UploadStats,
     check_key,
     check_prefix,
     fsync_dir,
@@ -71,12 +73,16 @@ def _hash_file(f: BinaryIO) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-class LocalStore:
+class LocalStore(Closing):
     """A directory (local disk or mount) as an ObjectStore."""
 
     def __init__(self, settings: Settings, target: TargetSettings) -> None:
         if target.kind != "filesystem":
             raise ConfigError(f"target {target.name!r} is not a filesystem target")
+        if target.object_lock_mode or target.object_lock_days:
+            # asked-for protection that cannot be given is refused, never silently dropped
+            raise ConfigError(f"target {target.name!r}: a filesystem target cannot enforce Object Lock; "
+                              "remove object_lock_mode/object_lock_days or use an S3 target with Object Lock")
         self.name = target.name
         root = settings.target_path(target)
         prefix = target.prefix.strip("/")
@@ -164,7 +170,8 @@ class LocalStore:
             except OSError:
                 pass
         log.info("stored %s (%d bytes) on %s, verified by re-reading", key, size, self.name)
-        return ObjectInfo(key=key, size=size, sha256=sha256, checksum_raw=None)
+        return ObjectInfo(key=key, size=size, sha256=sha256, checksum_raw=None,
+                          upload=UploadStats(parts=1, read_back=True))
 
     def _copy(self, source: Path, tmp: Path) -> tuple[str, int]:
         """Copy source to a new tmp file; returns the hex SHA-256 and size of what was written."""
