@@ -4,6 +4,7 @@ and the flows publish a Prefect progress artifact. Side effects: whatever the ca
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
@@ -15,7 +16,7 @@ class Meter:
     """Adds up bytes across the phases of one operation and reports them, at most every
     ``interval`` seconds (plus the last call), so a callback that talks to a server (a Prefect
     artifact update) is never called thousands of times. A callback error is swallowed: progress
-    is decoration and must never fail the work."""
+    is decoration and must never fail the work. Thread-safe: parallel uploads advance one meter."""
 
     def __init__(self, progress: Progress | None = None, interval: float = 0.0) -> None:
         self.progress = progress
@@ -23,16 +24,19 @@ class Meter:
         self.done = 0
         self.total = 0
         self._last = 0.0
+        self._lock = threading.Lock()
 
     def expect(self, total: int) -> None:
         """The total as now known (never below what is done)."""
-        self.total = max(total, self.done)
-        self._emit(force=True)
+        with self._lock:
+            self.total = max(total, self.done)
+            self._emit(force=True)
 
     def advance(self, n: int) -> None:
-        self.done += n
-        self.total = max(self.total, self.done)
-        self._emit(force=self.done >= self.total)
+        with self._lock:
+            self.done += n
+            self.total = max(self.total, self.done)
+            self._emit(force=self.done >= self.total)
 
     def _emit(self, force: bool) -> None:
         if self.progress is None:

@@ -65,3 +65,34 @@ def test_ingest_runs_leave_reports_progress_and_tags(prefect_harness, s3_setting
         assert {"ingest", "seaweed", "local"} <= set(runs[state].tags)
     replicate = [t for t in tasks if t.name == "replicate · report film.mov"]
     assert replicate and {"ingest", "seaweed", "local"} <= set(replicate[0].tags)
+
+
+def test_runs_left_running_by_dead_workers_are_reconciled(prefect_harness, tmp_path: Path) -> None:
+    """The catalog is the source of truth: a Running ingest run whose submission has no live claim
+    is set to Crashed; one whose claim is live is left alone."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Pending, Running
+
+    from flows.ingest import ingest_flow
+    from flows.reconcile import reconcile_ingest_runs
+    from preserve import ingest
+    from preserve.catalog import Catalog
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    catalog.claim_submission("live.mov", ingest.worker_id(), 3600)  # this process: alive, lease valid
+    catalog.claim_submission("dead.mov", "otherhost:1:x", -60)  # a worker elsewhere whose lease ran out
+    with get_client(sync_client=True) as client:
+        ids = {}
+        for name in ("ghost.mov", "live.mov", "dead.mov"):
+            run = client.create_flow_run(ingest_flow, parameters={"path": f"/ingest/{name}"}, state=Pending())
+            client.set_flow_run_state(run.id, Running(), force=True)
+            ids[name] = run.id
+        import datetime as dt
+
+        done = reconcile_ingest_runs(catalog, grace=dt.timedelta(0))
+        states = {name: client.read_flow_run(i).state for name, i in ids.items()}
+    catalog.close()
+    assert states["ghost.mov"].type.value == "CRASHED" and "no open claim" in states["ghost.mov"].message
+    assert states["dead.mov"].type.value == "CRASHED" and "expired" in states["dead.mov"].message
+    assert states["live.mov"].type.value == "RUNNING"
+    assert {d["id"] for d in done} == {str(ids["ghost.mov"]), str(ids["dead.mov"])}
