@@ -110,6 +110,74 @@ def run_ingest(settings: Any, paths: Sequence[Path], *, direct: bool = False, ac
     return results
 
 
+def _outcome_line(o: Any) -> str:
+    """`preserve ingest`'s line for one submission (o: a dict or anything with those fields)."""
+    get = o.get if isinstance(o, dict) else (lambda k: getattr(o, k, ""))
+    return (f"{get('aip_id') or '-':36}  {get('status'):11}  {get('submission')}"
+            + (f"  ({get('detail')})" if get("status") != "stored" and get("detail") else ""))
+
+
+def _ingest_fn(settings: Any, catalog: Any, args: argparse.Namespace, accept_invalid: bool = False) -> Any:
+    """Ingest one path through the ingest flow, or the library with --direct."""
+    if args.direct:
+        from preserve import ingest
+
+        return lambda p: ingest.ingest_submission(settings, catalog, p, accept_invalid=accept_invalid)
+    return lambda p: run_ingest(settings, [p], accept_invalid=accept_invalid, config=args.config)[0]
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from preserve import watch
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    ingest_fn = _ingest_fn(settings, catalog, args)
+    try:
+        if args.once:
+            report = watch.watch_once(settings, catalog, ingest_fn, timeout=args.timeout)
+            for h in report.handled:
+                print(_outcome_line(h))
+            for w in report.waiting:
+                print(f"{'-':36}  {'waiting':11}  {w.name}  ({w.reason})")
+            return EXIT_OK if report.ok else EXIT_FINDING
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"preserve: watching {settings.ingest_dir} every {settings.ingest.poll_seconds:g} s "
+              f"(stable after {settings.ingest.stable_seconds:g} s); Ctrl-C stops", file=sys.stderr)
+        watch.watch_forever(settings, catalog, ingest_fn, stop=stop,
+                            on_handled=lambda h: print(_outcome_line(h), flush=True))
+        return EXIT_OK
+    finally:
+        catalog.close()
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from preserve import retry
+
+    settings = _settings(args)
+    catalog = _catalog(settings)
+    try:
+        if args.no_ingest and args.accept_invalid:
+            print("preserve: --accept-invalid needs the ingest to run now (drop --no-ingest)", file=sys.stderr)
+            return EXIT_ERROR
+        released = retry.release(settings, catalog, args.name, accept_invalid=args.accept_invalid)
+        print(f"put back {released.source} (it was quarantined for {released.previous_problem.splitlines()[0]})")
+        if args.no_ingest:
+            return EXIT_OK
+        outcome = _ingest_fn(settings, catalog, args, accept_invalid=args.accept_invalid)(released.source)
+        print(_outcome_line(outcome))
+        status = outcome.get("status") if isinstance(outcome, dict) else outcome.status
+        return EXIT_OK if status in ("stored", "duplicate") else EXIT_FINDING
+    finally:
+        catalog.close()
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
     aip = _catalog(settings).get_aip(args.aip_id)
@@ -409,6 +477,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--direct", action="store_true", help="run the library pipeline without Prefect")
     sp.add_argument("--accept-invalid", action="store_true",
                     help="preserve media that does not decode cleanly (an archivist's recorded decision)")
+    sp = add("watch", cmd_watch, "watch the ingest folder and ingest each submission once its copy is complete")
+    sp.add_argument("--once", action="store_true",
+                    help="one pass: wait until what is there has settled (at most --timeout), ingest what is ready, exit")
+    sp.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="with --once: how long to wait for entries to settle (default 2 x stable_seconds + poll)")
+    sp.add_argument("--direct", action="store_true", help="run the library pipeline without Prefect")
+    sp = add("retry", cmd_retry, "put a quarantined submission (failed/NAME) back and ingest it again")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--accept-invalid", action="store_true",
+                    help="preserve media that does not decode cleanly, as it is (recorded as an archivist's decision)")
+    sp.add_argument("--no-ingest", action="store_true", help="only move it back; the watcher takes it from there")
+    sp.add_argument("--direct", action="store_true", help="run the library pipeline without Prefect")
     sp = add("show", cmd_show, "show one AIP: files, replicas, access copies, events")
     sp.add_argument("aip_id")
     sp.add_argument("--json", action="store_true")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from preserve.errors import PreserveError
+from preserve.submission import printable
 from preserve.model import Event, utcnow
 
 REPORT_TXT = "REPORT.txt"
@@ -94,12 +95,14 @@ def quarantine(source: Path, error: BaseException, *, step: str, events: Sequenc
     for c in companions:
         if os.path.lexists(c):
             os.rename(c, folder / c.name)
-    report = build_report(source.name, error, step=step, events=events, files=files)
-    (folder / REPORT_TXT).write_text(report.as_text(), encoding="utf-8")
+    report = build_report(printable(source.name), error, step=step, events=events, files=files)
+    # a name that is not UTF-8 survives as \xNN escapes instead of making the report unwritable
+    (folder / REPORT_TXT).write_text(report.as_text(), encoding="utf-8", errors="backslashreplace")
     payload = {**report.__dict__, "events": list(report.events), "files": list(report.files)}
     if not isinstance(error, PreserveError):
         payload["traceback"] = "".join(traceback.format_exception(error))
-    (folder / REPORT_JSON).write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (folder / REPORT_JSON).write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8",
+                                      errors="backslashreplace")
     return folder
 
 

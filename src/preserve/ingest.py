@@ -15,18 +15,20 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from preserve import disposition, sidecar, submission as submissions, tools
+from preserve import disposition, sidecar, submission as submissions, supplied, tools
 from preserve.access import proxy as proxies, scrub
 from preserve.catalog import AccessCopy, Catalog, NewAip, ReplicaRecord, StoredObject, content_key
-from preserve.errors import MediaError, PreserveError, PrivacyError, StorageError
+from preserve.errors import (MediaError, ObjectLocked, PreserveError, PrivacyError, StorageError,
+                             SuppliedChecksumMismatch)
 from preserve.metadata import decode, ffprobe, mediainfo
-from preserve.model import Agent, Event, EventType, Outcome, PayloadFile, Role, utcnow
+from preserve.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
 from preserve.packaging import bag
 from preserve import normalization
 from preserve.access import contactsheet
@@ -34,7 +36,7 @@ from preserve.metadata import framemd5, identify, mediaconch, virus
 from preserve.packaging import premis
 from preserve.progress import Meter, Progress
 from preserve.settings import Settings
-from preserve.storage import open_store
+from preserve.storage import ObjectStore, open_store
 
 OBJECTS_DIR = "objects"
 METADATA_DIR = "metadata"
@@ -136,9 +138,12 @@ def run_directly(step: Step, job: IngestJob) -> IngestJob:
 # -- steps -----------------------------------------------------------------------------------------
 def stage(job: IngestJob) -> IngestJob:
     """Scan the submission, read its sidecar, and copy every original into the staging bag while
-    computing SHA-256 and SHA-512 in the same read. The source is opened read-only."""
+    computing SHA-256 and SHA-512 in the same read. The source is opened read-only. Checksums the
+    submitter supplied are verified on receipt: their algorithms are computed in that same read
+    (a submitted BagIt bag is also fully validated first), and a mismatch stops the ingest here."""
     sub = submissions.scan(job.source)
     job.submission = sub
+    expected = supplied.find(sub)  # parsed and path-checked before a byte is copied
     job.metadata = sidecar.load(sub.sidecar)
     if job.work_dir.exists():  # a crashed or retried attempt: redo from scratch
         shutil.rmtree(job.work_dir)
@@ -146,9 +151,15 @@ def stage(job: IngestJob) -> IngestJob:
     me = tools.preserve_agent()
     for ignored in sub.ignored:
         job.event(EventType.VALIDATION, Outcome.WARNING, me, f"ignored system/partial file {ignored!r}", subject=ignored)
+    if expected.is_bag:
+        bag_event, bag_valid, bag_errors = supplied.validate_bag(sub.path)
+        job.events.append(bag_event)
+        if not bag_valid:
+            raise SuppliedChecksumMismatch(f"the submitted BagIt bag does not validate: {bag_errors}")
     job.files = []
     job.meter.expect(sum(sf.size for sf in sub.files) * (1 + len(job.settings.targets)))
-    extra_files = [(c, c.name) for c in sub.companions]
+    received: dict[str, Digests] = {}
+    extra_files = [(c, c.name) for c in sub.sidecar_files]
     for f in [*((sf.path, sf) for sf in sub.files), *extra_files]:
         src, meta = f
         if isinstance(meta, submissions.SourceFile):
@@ -156,14 +167,19 @@ def stage(job: IngestJob) -> IngestJob:
         else:
             rel, _ = submissions.safe_name(os.fsencode(meta), meta)
             role, orig = Role.SIDECAR, None
-        payload = bag.add_payload_file(job.bag_dir, bag.payload_path(OBJECTS_DIR, *rel.split("/")), src, role, orig)
+        payload = bag.add_payload_file(job.bag_dir, bag.payload_path(OBJECTS_DIR, *rel.split("/")), src, role, orig,
+                                       extra_algorithms=expected.algorithms_for(rel))
         job.files.append(payload)
         job.meter.advance(payload.size)
+        received[rel] = payload.digests
         job.event(EventType.MESSAGE_DIGEST_CALCULATION, Outcome.PASS, me,
                   f"sha256={payload.digests.sha256} size={payload.size}", subject=payload.path)
         if orig is not None:
             job.event(EventType.FILENAME_CHANGE, Outcome.PASS, me,
                       f"name normalised to NFC; original bytes (hex) {orig.hex()}", subject=payload.path)
+    report = supplied.verify(expected, received)
+    job.events.extend(supplied.events(expected, report))
+    supplied.raise_on_mismatch(report)
     return job
 
 
@@ -540,12 +556,15 @@ def replicate(job: IngestJob) -> IngestJob:
     failures: list[str] = []
     started = time.monotonic()
     job.meter.expect(job.meter.done + sum(m.stat().st_size for m in members) * len(settings.targets))
+    if job.catalog.get_aip(job.aip_id) is not None:  # never overwrite (or sweep) a recorded AIP
+        raise StorageError(f"AIP {job.aip_id} is already recorded; refusing to upload over it")
     uploads = []
     for member in members:
         rel = member.relative_to(job.bag_dir).as_posix()
         d = digests.get(rel) or digest_file(member, ("sha256",))
         uploads.append(replication.Upload(f"{job.aip_id}/{rel}", member, d.values["sha256"], d.size))
     outcomes = replication.upload_all(settings, settings.targets, job.aip_id, uploads,
+                                      prepare=lambda store, target: _sweep_unrecorded(job, store, target.name),
                                       on_uploaded=job.meter.advance)
     for out in outcomes:
         if not out.ok:
@@ -568,6 +587,27 @@ def _store_agent(kind: str) -> Agent:
     return tools.python_agent("boto3") if kind == "s3" else tools.preserve_agent()
 
 
+def _sweep_unrecorded(job: IngestJob, store: ObjectStore, target: str) -> None:
+    """Remove what an interrupted earlier attempt (killed, or quarantined mid-upload) left under
+    this AIP's prefix. The AIP is not recorded yet, so nothing there is: every object under the
+    prefix is an unrecorded orphan, and all its versions go, so the recorded AIP is exactly what
+    this attempt uploads. Locked objects cannot go; the event says so."""
+    prefix = f"{job.aip_id}/"
+    stale = [info.key for info in store.list(prefix)]
+    if not stale:
+        return
+    locked: list[str] = []
+    for key in stale:
+        try:
+            store.delete(key)
+        except ObjectLocked:
+            locked.append(key)
+    job.event(EventType.DELETION, Outcome.WARNING if locked else Outcome.PASS, tools.preserve_agent(),
+              f"removed {len(stale) - len(locked)} unrecorded object(s) under {prefix} left by an interrupted "
+              f"earlier attempt" + (f"; {len(locked)} are under Object Lock and stay" if locked else ""),
+              subject=target, keys=stale[:50])
+
+
 def _publish_access(job: IngestJob) -> None:
     target = job.settings.access_target
     if target is None:
@@ -577,6 +617,12 @@ def _publish_access(job: IngestJob) -> None:
         return
     from preserve.fixity.digest import digest_file
 
+    with open_store(job.settings, target) as store:  # stores hold keep-alive connections: close them
+        _sweep_unrecorded(job, store, target.name)  # e.g. a proxy from an attempt before the film went dark
+    for private in (job.settings.access_location("restricted"), job.settings.access_location("embargoed")):
+        if private is not None:
+            with open_store(job.settings, private) as store:
+                _sweep_unrecorded(job, store, private.name)
     if job.proxy is None:
         return
     level, until, note = effective_access(job.metadata.access.level, job.metadata.access.until, utcnow().date())
@@ -673,33 +719,82 @@ def ingest_submission(settings: Settings, catalog: Catalog, source: Path, *, run
     source = Path(source)
     worker = worker or worker_id()
     key = submissions.key_for(source)
+    if not os.path.lexists(source):
+        return IngestOutcome(key, "skipped", "", "no longer in the ingest folder")
     claim = catalog.claim_submission(key, worker, settings.ingest.lease_seconds,
                                      holder_is_dead=holder_is_dead)
+    if claim is not None and not os.path.lexists(source):
+        # another worker finished it between our look and our claim: undo the claim we just made
+        _release_vanished(catalog, source, key, claim.aip_id)
+        return IngestOutcome(key, "skipped", "", "no longer in the ingest folder (taken by another worker)")
     if claim is None:
         state = catalog.submission(key)
-        if state is not None and state.status == "stored" and source.exists():
-            # a crash after the catalog commit: finish the accession
+        # a worker killed after the catalog commit (stored, or recorded as a duplicate) left the
+        # source behind: finish its move to done/, but only once that worker is known dead (it
+        # may be moving it right now)
+        orphaned = state is not None and os.path.lexists(source) and holder_is_dead(state.claimed_by)
+        if orphaned and state.status == "stored":
             job = IngestJob(settings, catalog, source, state.aip_id, worker)
             job.submission = submissions.scan(source)
             accession(job)
             return IngestOutcome(key, "stored", state.aip_id, "completed an interrupted accession", job=job)
+        if orphaned and state.status == "duplicate":
+            disposition.move_to_done(source, submissions.companions_of(source))
+            catalog.finish_submission(key)
+            return IngestOutcome(key, "duplicate", state.aip_id, "completed an interrupted duplicate disposal")
         return IngestOutcome(key, "skipped", state.aip_id if state else "",
                              "another worker holds this submission" if state else "")
     job = IngestJob(settings, catalog, source, claim.aip_id, worker, accept_invalid=accept_invalid,
                     meter=Meter(progress, interval=0.5))
     step_name = "start"
     try:
-        for step in STEPS:
-            step_name = step.__name__
-            job = runner(step, job)
-            if step is stage:
-                existing = catalog.find_by_content(content_key(job.files))
-                if existing:
-                    return _duplicate(job, existing)
-            catalog.renew_lease(key, worker, settings.ingest.lease_seconds)
+        with _LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):
+            for step in STEPS:
+                step_name = step.__name__
+                job = runner(step, job)
+                if step is stage:
+                    existing = catalog.find_by_content(content_key(job.files))
+                    if existing:
+                        return _duplicate(job, existing)
+                catalog.renew_lease(key, worker, settings.ingest.lease_seconds)
     except Exception as exc:  # noqa: BLE001 - every failure ends in quarantine, never in a lost source
         return _quarantine(job, exc, step_name)
     return IngestOutcome(job.name, "stored", job.aip_id, f"{len(job.replicas)} replica(s) verified", job=job)
+
+
+class _LeaseHeartbeat:
+    """Renews the claim's lease every third of its length while the ingest runs, so a step
+    longer than the lease (a six-hour decode check) is never taken over by a second watcher while
+    its worker is alive. A killed worker stops renewing, and its lease runs out."""
+
+    def __init__(self, catalog: Catalog, key: str, worker: str, lease_seconds: float) -> None:
+        self._args = (key, worker, lease_seconds)
+        self._catalog, self._stop = catalog, threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease {key}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(1.0, self._args[2] / 3)):
+            try:
+                self._catalog.renew_lease(*self._args)
+            except PreserveError:
+                pass  # the catalog is busy or down: the next beat tries again
+
+    def __enter__(self) -> "_LeaseHeartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _release_vanished(catalog: Catalog, source: Path, key: str, aip_id: str) -> None:
+    """A claimed source that is gone went to done/ (its row was finished) or, if its worker died
+    while quarantining it, to failed/: record that, never an ingest of nothing."""
+    if os.path.lexists(source.parent / "failed" / source.name):
+        catalog.mark_quarantined(key, "the worker stopped while quarantining it; see failed/", [], aip_id=aip_id)
+    else:
+        catalog.finish_submission(key)
 
 
 def _duplicate(job: IngestJob, existing: str) -> IngestOutcome:
@@ -715,15 +810,16 @@ def _duplicate(job: IngestJob, existing: str) -> IngestOutcome:
 
 def _quarantine(job: IngestJob, exc: BaseException, step: str) -> IngestOutcome:
     agent = tools.preserve_agent()
-    job.event(EventType.QUARANTINE, Outcome.FAIL, agent, f"{step}: {exc}")
-    companions = job.submission.companions if job.submission else tuple(
-        p for p in submissions.sibling_sidecars(job.source) if p.exists())
+    reason = submissions.printable(f"{step}: {exc}")  # a non-UTF-8 name must not make it unrecordable
+    job.event(EventType.QUARANTINE, Outcome.FAIL, agent, reason)
+    companions = job.submission.companions if job.submission else submissions.companions_of(job.source)
     files = [f.rel for f in job.submission.files] if job.submission else []
     folder = disposition.quarantine(job.source, exc, step=step, events=job.events, companions=companions, files=files)
-    job.catalog.mark_quarantined(job.name, f"{step}: {exc}", job.events, aip_id=job.aip_id)
+    job.catalog.mark_quarantined(job.name, reason, job.events, aip_id=job.aip_id)
     shutil.rmtree(job.work_dir, ignore_errors=True)
     _alert_quarantine(job, exc, step, folder)
-    return IngestOutcome(job.name, "quarantined", job.aip_id, f"{type(exc).__name__}: {exc}", folder, job=job)
+    return IngestOutcome(job.name, "quarantined", job.aip_id, submissions.printable(f"{type(exc).__name__}: {exc}"),
+                         folder, job=job)
 
 
 def _alert_quarantine(job: IngestJob, exc: BaseException, step: str, folder: Path | None) -> None:

@@ -67,6 +67,10 @@ def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
     for key in data:
         if key not in FIELDS:
             bad(str(key), f"unknown field (allowed: {', '.join(FIELDS)})")
+    for key, value in data.items():
+        for path in _path_like(value):
+            bad(str(key), f"{path!r} is a path outside the submission; a sidecar cannot point at files, "
+                          "least of all outside the folder it came in")
 
     def text_field(key: str) -> str:
         v = data.get(key, "")
@@ -131,6 +135,22 @@ def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
     return Sidecar(title=title, original_title=original_title, directors=directors, year=year,
                    language=language, synopsis=synopsis, rights=rights, access=access,
                    contributor_id=contributor_id)
+
+
+_ESCAPING_PATH = re.compile(r"^(?:\.\./|/|~/|[A-Za-z]:[\\/]|\.\.\\)|(?:^|[/\\])\.\.(?:[/\\]|$)")
+
+
+def _path_like(value: Any) -> list[str]:
+    """Values that look like paths leaving the submission (`../../x`, `/etc/passwd`, `C:\\x`), at
+    any depth of the YAML."""
+    if isinstance(value, str):
+        v = value.strip()
+        return [v] if " " not in v and _ESCAPING_PATH.search(v) else []
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _path_like(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _path_like(v)]
+    return []
 
 
 def load(path: Path | None) -> Sidecar:

@@ -19,6 +19,8 @@ from preserve.model import Role
 IGNORED_PATTERNS = (".DS_Store", "Thumbs.db", "desktop.ini", "._*", "*.part", "*.crdownload", "~$*",
                     ".~lock.*", "*.tmp")
 READY_MARKER = "READY"
+#: files beside a single-file submission that belong to it (`film.mov.yaml`, `film.mov.md5`, ...)
+COMPANION_SUFFIXES = (".yaml", ".yml", ".md5", ".sha1", ".sha256", ".sha512")
 FOLDER_SIDECAR = "metadata.yaml"
 MAX_COMPONENT_BYTES = 255
 #: S3 allows 1024-byte keys; keep room for the target prefix, AIP id and "data/objects/"
@@ -59,11 +61,21 @@ class Submission:
 
     @property
     def companions(self) -> tuple[Path, ...]:
-        """Entries beside a single-file submission that travel with it (its sidecar and
-        checksum files), so done/ and failed/ receive them too."""
-        if self.is_dir:
-            return ()
-        return tuple(p for p in sibling_sidecars(self.path) if p.exists())
+        """Entries beside a single-file submission that travel with it (its sidecar, checksum
+        files and `<name>.READY` marker), so done/ and failed/ receive them too."""
+        return () if self.is_dir else companions_of(self.path)
+
+    @property
+    def sidecar_files(self) -> tuple[Path, ...]:
+        """The companions that are preserved with the file (everything but the READY marker)."""
+        marker = ready_marker_for(self.path)
+        return tuple(p for p in self.companions if p != marker)
+
+
+def printable(text: str) -> str:
+    """Text safe to print, store in the catalog and write as UTF-8: bytes of a name that are not
+    UTF-8 (kept by Python as surrogates) become \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def key_for(path: Path) -> str:
@@ -79,7 +91,27 @@ def is_ignored(name: str) -> bool:
 
 def sibling_sidecars(path: Path) -> list[Path]:
     """Files that belong to a single-file submission: film.mov.yaml, film.mov.md5, ..."""
-    return [path.with_name(path.name + ext) for ext in (".yaml", ".yml", ".md5", ".sha256", ".sha512")]
+    return [path.with_name(path.name + ext) for ext in COMPANION_SUFFIXES]
+
+
+def companions_of(path: Path) -> tuple[Path, ...]:
+    """The companions of a single file that exist now (nothing for a folder)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        return ()
+    return tuple(p for p in (*sibling_sidecars(path), ready_marker_for(path)) if os.path.lexists(p))
+
+
+def ready_marker_for(path: Path) -> Path:
+    """`film.mov.READY` beside a single file, or `READY` inside a folder: "the copy is complete"."""
+    return path / READY_MARKER if path.is_dir() and not path.is_symlink() else path.with_name(f"{path.name}.{READY_MARKER}")
+
+
+def companion_of(name: str) -> str | None:
+    """For `film.mov.yaml` / `film.mov.md5` / `film.mov.READY`: the name of the file it belongs to."""
+    for ext in (*COMPANION_SUFFIXES, f".{READY_MARKER}"):
+        if name.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return None
 
 
 def role_for(name: str) -> Role:
@@ -93,8 +125,11 @@ def role_for(name: str) -> Role:
 
 def safe_name(raw: bytes, where: str) -> tuple[str, bytes | None]:
     """Decode an on-disk name: UTF-8, NFC, within the byte limit. Returns the name and the
-    original bytes when normalisation changed them. Newlines, control characters and a leading
-    '-' are kept (stored safely, percent-encoded in manifests, never passed as options)."""
+    original bytes when normalisation changed them. A leading '-', spaces, quotes, any script and
+    emoji are kept (never passed to a tool as options, no shell anywhere). Control characters
+    (newline, tab, ESC, DEL, ...) are refused: the storage targets refuse them in object keys
+    (storage.base.check_key), and a clear report now beats a storage failure after the upload."""
+    where = printable(where)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -104,6 +139,13 @@ def safe_name(raw: bytes, where: str) -> tuple[str, bytes | None]:
     nfc = unicodedata.normalize("NFC", text)
     if "\0" in nfc or nfc in (".", ".."):
         raise UnsafeSubmission(f"{where}: hostile name {nfc!r}")
+    controls = sorted({c for c in nfc if ord(c) < 0x20 or ord(c) == 0x7F})
+    if controls:
+        raise UnsafeSubmission(
+            f"{where}: the name {nfc!r} contains control character(s) {', '.join(repr(c) for c in controls)}, "
+            "which cannot be part of a storage key",
+            advice="Rename the file without line breaks, tabs or other control characters (keep the rest of "
+                   "the name as it is; any script is fine) and retry.")
     if len(nfc.encode("utf-8")) > MAX_COMPONENT_BYTES:
         raise UnsafeSubmission(
             f"{where}: the name {nfc[:40]!r}... is {len(nfc.encode('utf-8'))} bytes long; the limit is "
@@ -113,6 +155,7 @@ def safe_name(raw: bytes, where: str) -> tuple[str, bytes | None]:
 
 
 def _check_entry(path: Path, st: os.stat_result, where: str) -> None:
+    where = printable(where)
     if stat.S_ISLNK(st.st_mode):
         raise UnsafeSubmission(f"{where} is a symbolic link (to {os.readlink(path)!r}); links are never followed",
                                advice="Replace the link with the real file and retry.")
@@ -128,6 +171,12 @@ def _check_entry(path: Path, st: os.stat_result, where: str) -> None:
                               advice="Make the file readable by the ingest user and retry.")
 
 
+def _unreadable_folder(exc: OSError) -> None:
+    """os.walk would silently skip a folder it cannot list: a submission must never lose files."""
+    raise SubmissionError(f"the folder {exc.filename!r} cannot be read: {exc.strerror}",
+                          advice="Make the folder readable by the ingest user and retry.") from exc
+
+
 def scan(path: Path) -> Submission:
     """Describe a submission without touching its contents. Raises UnsafeSubmission or
     SubmissionError for anything that must be quarantined."""
@@ -141,7 +190,7 @@ def scan(path: Path) -> Submission:
     files: list[SourceFile] = []
     ignored: list[str] = []
     if stat.S_ISDIR(top.st_mode):
-        for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        for dirpath, dirnames, filenames in os.walk(path, followlinks=False, onerror=_unreadable_folder):
             dirnames.sort()
             base = Path(dirpath)
             rel_dir = base.relative_to(path)
@@ -171,8 +220,8 @@ def scan(path: Path) -> Submission:
         _, orig = safe_name(os.fsencode(path.name), name)
         files.append(SourceFile(path=path, rel=name, size=top.st_size, role=role_for(name), original_name_bytes=orig))
         sidecar = next((p for p in sibling_sidecars(path)[:2] if p.is_file()), None)
-        for extra in sibling_sidecars(path):
-            if extra.exists():
+        for extra in (*sibling_sidecars(path), ready_marker_for(path)):
+            if os.path.lexists(extra):
                 _check_entry(extra, os.lstat(extra), extra.name)
     if not files:
         raise SubmissionError(f"{name} holds no files", advice="Put the film's files in the folder and retry.")

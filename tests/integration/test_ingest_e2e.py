@@ -176,3 +176,17 @@ def test_same_content_again_is_a_duplicate(env: tuple[Settings, Catalog], tmp_pa
     assert first.status == "stored" and second.status == "duplicate" and second.aip_id == first.aip_id
     assert len(catalog.list_aips()) == 1
     assert (settings.ingest_dir / "done" / "film.mp4.2").exists()
+
+
+def test_document_that_sniffs_as_broken_video_is_preserved_as_a_document(env: tuple[Settings, Catalog],
+                                                                        tmp_path: Path) -> None:
+    """ffprobe reads some documents (and random-looking bytes) as video; the extension decides:
+    a .pdf is never decoded, never quarantined as broken media, and gets no proxy."""
+    settings, catalog = env
+    clip = make_clip(tmp_path / "c.mp4", duration=2.0, movflags="+faststart")  # moov first: still probes
+    doc = truncated_copy(clip, settings.ingest_dir / "notes.pdf", 0.5)
+    o = ingest.ingest_submission(settings, catalog, doc)
+    assert o.status == "stored", o.detail
+    aip = catalog.get_aip(o.aip_id)
+    assert aip.access == ()
+    assert any(e.outcome is Outcome.WARNING and "not as media" in e.detail for e in aip.events)

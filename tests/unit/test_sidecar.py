@@ -29,3 +29,14 @@ def test_schema_errors_report_lines() -> None:
 
 def test_empty_sidecar_is_defaults() -> None:
     assert sidecar.parse("") == sidecar.Sidecar()
+
+
+@pytest.mark.parametrize("text", ["files: ../../x\n", "poster: [cover.jpg, /etc/passwd]\n", "title: ../../x\n",
+                                  "extra: {cover: 'C:\\\\Users\\\\x.jpg'}\n"])
+def test_paths_leaving_the_submission_are_refused_with_their_line(text: str) -> None:
+    with pytest.raises(SidecarError, match="line 1: .*path outside the submission"):
+        sidecar.parse(text)
+
+
+def test_free_text_with_slashes_is_not_a_path() -> None:
+    assert sidecar.parse("title: AC/DC\nsynopsis: back/../forth and 1/2\n").title == "AC/DC"

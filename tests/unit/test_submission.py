@@ -69,10 +69,20 @@ def test_names_over_255_bytes_and_empty_files(tmp_path: Path) -> None:
 def test_hostile_names_are_kept(tmp_path: Path) -> None:
     folder = tmp_path / "hostile"
     folder.mkdir()
-    for name in ("-i.mov", "new\nline.txt", "emoji 🎬.mp4"):
+    for name in ("-i.mov", "--help", "emoji 🎬.mp4", "it's \"quoted\" $(x) `y`.txt"):
         (folder / name).write_bytes(b"1")
     rels = {f.rel for f in submission.scan(folder).files}
-    assert rels == {"-i.mov", "new\nline.txt", "emoji 🎬.mp4"}
+    assert rels == {"-i.mov", "--help", "emoji 🎬.mp4", "it's \"quoted\" $(x) `y`.txt"}
+
+
+@pytest.mark.parametrize("name", ["new\nline.txt", "tab\there.mov", "esc\x1b[31m.mov", "del\x7f.mov"])
+def test_control_characters_are_refused_with_a_clear_report(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / name).write_bytes(b"1")
+    with pytest.raises(UnsafeSubmission, match="control character") as err:
+        submission.scan(folder)
+    assert "Rename the file" in err.value.advice
 
 
 def test_invalid_utf8_name_refused(tmp_path: Path) -> None:

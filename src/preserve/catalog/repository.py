@@ -314,6 +314,13 @@ class Catalog:
         with self._tx() as s:
             s.add_all(_event_row(e, aip_id, submission) for e in events)
 
+    def submission_events(self, submission: str) -> list[Event]:
+        """Events recorded under a submission's name that belong to no AIP (quarantines, entries
+        the watcher ignored, releases from quarantine), oldest first."""
+        with self._session() as s:
+            q = select(EventRow).where(EventRow.submission == submission, EventRow.aip_id.is_(None))
+            return [_event_from_row(r) for r in s.scalars(q.order_by(EventRow.at, EventRow.id))]
+
     def get_aip(self, aip_id: str) -> AipView | None:
         with self._session() as s:
             row = s.get(AipRow, aip_id)

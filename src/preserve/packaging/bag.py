@@ -47,11 +47,14 @@ def payload_path(*parts: str) -> str:
 
 
 def add_payload_file(bag_dir: Path, rel: str, source: Path, role: Role = Role.OTHER,
-                     original_name_bytes: bytes | None = None) -> PayloadFile:
-    """Copy one original into the bag's payload, hashing it in the same read."""
+                     original_name_bytes: bytes | None = None,
+                     extra_algorithms: Sequence[str] = ()) -> PayloadFile:
+    """Copy one original into the bag's payload, hashing it in the same read. ``extra_algorithms``
+    (e.g. md5 for a checksum the submitter supplied) are computed in that same read too."""
     dest = bag_dir / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    digests = copy_with_digests(source, dest, BAG_ALGORITHMS)
+    algorithms = (*BAG_ALGORITHMS, *(a for a in extra_algorithms if a not in BAG_ALGORITHMS))
+    digests = copy_with_digests(source, dest, algorithms)
     return PayloadFile(path=rel, digests=digests, role=role, original_name_bytes=original_name_bytes)
 
 
