@@ -4,7 +4,9 @@ damage requests on the way, as a faulty network card, middlebox or gateway would
 - ``corrupt``: flip one byte in the body of that many requests that carry a body (after their
   headers, so the request still parses and is signed correctly; only the bytes change);
 - ``drop_headers``: remove request headers whose names start with these prefixes (a gateway that
-  silently drops what it does not know, e.g. ``x-amz-checksum-``).
+  silently drops what it does not know, e.g. ``x-amz-checksum-``);
+- ``cut_response_after``: drop the connection once, after relaying that many bytes of a response
+  (a connection lost mid-download).
 
 Requests are framed by Content-Length (botocore sends no chunked bodies here). Runs in daemon
 threads; ``close()`` stops it. Only ever listens on and connects to loopback addresses."""
@@ -21,7 +23,9 @@ class FaultProxy:
     upstream: tuple[str, int]
     corrupt: int = 0  # how many request bodies still to damage; -1 = every one
     drop_headers: tuple[str, ...] = ()
+    cut_response_after: int = 0  # 0 = never
     corrupted: int = 0  # bodies damaged so far
+    cuts: int = 0  # connections dropped so far
     _sock: socket.socket = field(init=False, repr=False)
     _threads: list[threading.Thread] = field(default_factory=list, repr=False)
     _closing: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -66,15 +70,22 @@ class FaultProxy:
             except OSError:
                 client.close()
                 continue
-            for target, args in ((self._requests, (client, server)), (self._pipe, (server, client))):
+            for target, args in ((self._requests, (client, server)), (self._responses, (server, client))):
                 t = threading.Thread(target=target, args=args, daemon=True)
                 t.start()
                 self._threads.append(t)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _responses(self, src: socket.socket, dst: socket.socket) -> None:
+        relayed = 0
         try:
             while data := src.recv(1 << 16):
+                limit = self.cut_response_after
+                if limit and relayed + len(data) > limit and self.cuts == 0:
+                    self.cuts += 1
+                    dst.sendall(data[:max(0, limit - relayed)])
+                    return
                 dst.sendall(data)
+                relayed += len(data)
         except OSError:
             pass
         finally:

@@ -744,29 +744,57 @@ class S3Store(Closing):
 
     def get_file(self, key: str, dest: Path) -> str:
         """Stream to a temporary name beside dest, fsync, rename. When the server knows the
-        whole-object SHA-256 it is checked too (VerificationError, nothing left at dest)."""
+        whole-object SHA-256 it is checked too (VerificationError, nothing left at dest). A
+        connection dropped mid-download is picked up where it stopped (a ranged GET of the same
+        version), with the same retries and backoff as uploads, so a 200 GB restore does not
+        start over; a server that ignores the range makes it start over instead."""
         dest = Path(dest)
+        full = self._full(key)
         resp = self._get(key, f"download of {key!r}")
+        total = int(resp["ContentLength"])
+        version = _version_args(resp.get("VersionId"))
         expected = resp.get("ChecksumSHA256")
-        expected_hex = b64_to_hex(expected) if expected else None
+        expected_hex = b64_to_hex(expected) if expected and resp.get("ChecksumType") != "COMPOSITE" else None
         tmp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         digest = hashlib.sha256()
         written = 0
+        tally = _Tally()
+        attempt = 1
         try:
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with open(tmp, "wb") as out:
-                    for chunk in self._stream(resp, key, CHUNK_SIZE):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        written += len(chunk)
+                    while True:
+                        body = resp["Body"]
+                        try:
+                            for chunk in body.iter_chunks(CHUNK_SIZE):
+                                out.write(chunk)
+                                digest.update(chunk)
+                                written += len(chunk)
+                            break
+                        except (bex.BotoCoreError, urllib3.exceptions.HTTPError) as exc:
+                            if self._transient(exc, False) is None or attempt >= self.attempts:
+                                raise self._translate(exc, f"download of {key!r}") from exc
+                            attempt += 1
+                            tally.retries += 1
+                            time.sleep(min(self.backoff * 2 ** (attempt - 2), MAX_BACKOFF) * random.uniform(0.75, 1.0))
+                            log.warning("download of %s from %s dropped after %d bytes (%s); continuing",
+                                        key, self.name, written, exc)
+                        finally:
+                            body.close()
+                        resp = self._retrying(f"download of {key!r}", lambda: self._client.get_object(
+                            Bucket=self.bucket, Key=full, Range=f"bytes={written}-", **version), tally)
+                        if not str(resp.get("ContentRange", "")).startswith(f"bytes {written}-"):
+                            out.seek(0)  # the range was not honoured: the whole object came again
+                            out.truncate()
+                            digest, written = hashlib.sha256(), 0
                     out.flush()
                     os.fsync(out.fileno())
             except OSError as exc:
                 raise StorageError(f"cannot write {dest}: {exc}") from exc
-            if written != int(resp["ContentLength"]):
+            if written != total:
                 raise VerificationError(f"{self.uri(key)}: received {written} bytes, the server "
-                                        f"announced {resp['ContentLength']}")
+                                        f"announced {total}")
             if expected_hex is not None and digest.hexdigest() != expected_hex:
                 raise VerificationError(f"{self.uri(key)}: downloaded bytes hash to "
                                         f"{digest.hexdigest()}, the server's checksum is {expected_hex}")
@@ -780,6 +808,8 @@ class S3Store(Closing):
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+        if tally.retries:
+            log.info("downloaded %s from %s after %d retries", key, self.name, tally.retries)
         return digest.hexdigest()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
