@@ -6,7 +6,9 @@ damage requests on the way, as a faulty network card, middlebox or gateway would
 - ``drop_headers``: remove request headers whose names start with these prefixes (a gateway that
   silently drops what it does not know, e.g. ``x-amz-checksum-``);
 - ``cut_response_after``: drop the connection once, after relaying that many bytes of a response
-  (a connection lost mid-download).
+  (a connection lost mid-download);
+- ``unavailable``: answer that many requests that carry a body with ``503 Slow Down`` (as S3 does
+  when overloaded) instead of passing them on, then close the connection.
 
 Requests are framed by Content-Length (botocore sends no chunked bodies here). Runs in daemon
 threads; ``close()`` stops it. Only ever listens on and connects to loopback addresses."""
@@ -24,6 +26,8 @@ class FaultProxy:
     corrupt: int = 0  # how many request bodies still to damage; -1 = every one
     drop_headers: tuple[str, ...] = ()
     cut_response_after: int = 0  # 0 = never
+    unavailable: int = 0  # requests with a body still to refuse with 503
+    refused: int = 0  # requests refused with 503 so far
     corrupted: int = 0  # bodies damaged so far
     cuts: int = 0  # connections dropped so far
     _sock: socket.socket = field(init=False, repr=False)
@@ -104,6 +108,27 @@ class FaultProxy:
             self.corrupted += 1
             return True
 
+    def _take_unavailable(self) -> bool:
+        with self._lock:
+            if self.unavailable <= 0:
+                return False
+            self.unavailable -= 1
+            self.refused += 1
+            return True
+
+    @staticmethod
+    def _answer_503(client: socket.socket, head: list[bytes], length: int, buf: bytes) -> None:
+        """A final 503 instead of the request's answer. A client waiting for "100 Continue" gets
+        it at once and sends no body; otherwise the body is read first, as a server would."""
+        if not any(ln.lower().startswith(b"expect:") for ln in head[1:]):
+            got = len(buf)
+            while got < length and (data := client.recv(1 << 16)):
+                got += len(data)
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                b"<Message>Please reduce your request rate.</Message></Error>")
+        client.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
     def _requests(self, client: socket.socket, server: socket.socket) -> None:
         """Client to server, one request at a time: headers (possibly filtered), then the body
         (possibly with one byte flipped half-way through)."""
@@ -124,6 +149,9 @@ class FaultProxy:
                     name, _, value = ln.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value.strip())
+                if length and self._take_unavailable():
+                    self._answer_503(client, kept, length, buf)
+                    return
                 server.sendall(b"\r\n".join(kept) + b"\r\n\r\n")
                 flip_at = length // 2 if length and self._take_corruption() else -1
                 sent = 0

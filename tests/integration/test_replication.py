@@ -61,13 +61,15 @@ def run() -> str:
 
 @pytest.fixture
 def own_server(make_storage_settings: Callable[..., Settings]) -> Iterator[Settings]:
-    """A SeaweedFS of this test's own, to kill and restart."""
+    """A SeaweedFS of this test's own, to kill and restart; its data is removed afterwards (pytest
+    keeps the temporary directories of the last runs, and this one may hold gigabytes)."""
     settings = make_storage_settings()
     services.up(settings)
     try:
         yield settings
     finally:
         services.down(settings, timeout=5)
+        shutil.rmtree(settings.var_dir, ignore_errors=True)
 
 
 def _parts_on_server(settings: Settings, target: str, key: str) -> int:
@@ -167,6 +169,7 @@ def test_six_gigabytes_in_parts_killed_midway_and_resumed(own_server: Settings, 
             while part := f.read(64 * MiB):
                 digests.append(hashlib.sha256(part).digest())
         assert head.checksum_raw == composite_sha256(digests)
+    film.unlink()
 
 
 def test_interrupted_upload_that_does_not_fit_is_aborted_not_orphaned(s3_settings: Settings, run: str,
@@ -521,3 +524,27 @@ def test_uploads_run_in_parallel_across_targets(s3_settings: Settings, run: str,
     assert all(o.ok and [ob.key for ob in o.objects] == sorted(u.key for u in uploads) for o in outcomes)
     with open_store(settings, targets[0]) as store:
         assert all(store.get_file(u.key, tmp_path / "back") == u.sha256 for u in uploads)
+
+
+def test_server_errors_are_retried_with_backoff(s3_settings: Settings, run: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four 503 answers in a row: more than botocore's own three tries, so preserve's backoff loop
+    has to carry the part through; the object then verifies."""
+    settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)
+    src = tmp_path / "film.mov"
+    sha = random_file(src, 12 * MiB)
+    host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
+    creds = settings.credentials_of(settings.target("seaweed"), env={})
+    with FaultProxy((host, int(port))) as proxy:
+        target = _via_proxy(settings, proxy)
+        key_env, secret_env = target.env_names()
+        monkeypatch.setenv(key_env, creds["aws_access_key_id"])
+        monkeypatch.setenv(secret_env, creds["aws_secret_access_key"])
+        with open_store(settings, target) as store:
+            store.check_reachable()
+            proxy.unavailable = 4
+            info = store.put_file(f"{run}/film.mov", src, sha256=sha, size=12 * MiB)
+        assert proxy.refused == 4
+    assert info.sha256 == sha and info.upload is not None and info.upload.retries == 1
+    with open_store(settings, settings.target("seaweed")) as store:
+        assert store.get_file(f"{run}/film.mov", tmp_path / "back") == sha
