@@ -178,6 +178,32 @@ def cmd_retry(args: argparse.Namespace) -> int:
         catalog.close()
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Exit 0 all good, 1 damage found (repaired or not), 2 a replica was unreachable."""
+    settings = _settings(args)
+    if args.direct:
+        from preserve import alerts, audit
+
+        catalog = _catalog(settings)
+        try:
+            report = audit.run_audit(settings, catalog, audit.AuditScope(args.aip, args.replica, args.full))
+            alerts.sweep(settings, catalog)  # damage and AIPs at risk reach the operators, once each
+        finally:
+            catalog.close()
+        print(audit.format_report(report))
+        return report.exit_code
+    from flows.audit import fixity_audit_flow
+
+    state = fixity_audit_flow(aip=args.aip, replica=args.replica, full=args.full, config=str(settings.source),
+                              return_state=True)
+    data = state.result(raise_on_failure=False)
+    if not isinstance(data, dict):
+        print(f"preserve: the audit flow crashed: {data}", file=sys.stderr)
+        return EXIT_ERROR
+    print(data["report"])
+    return int(data["exit_code"])
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
     aip = _catalog(settings).get_aip(args.aip_id)
@@ -489,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="preserve media that does not decode cleanly, as it is (recorded as an archivist's decision)")
     sp.add_argument("--no-ingest", action="store_true", help="only move it back; the watcher takes it from there")
     sp.add_argument("--direct", action="store_true", help="run the library pipeline without Prefect")
+    sp = add("audit", cmd_audit, "audit fixity of stored copies now, repairing damage from a good replica")
+    sp.add_argument("--aip", default=None, help="only this AIP")
+    sp.add_argument("--replica", default=None, help="only this replica (target name)")
+    sp.add_argument("--full", action="store_true", help="re-read every object in scope, ignoring the byte budget")
+    sp.add_argument("--direct", action="store_true", help="run the library audit without Prefect")
     sp = add("show", cmd_show, "show one AIP: files, replicas, access copies, events")
     sp.add_argument("aip_id")
     sp.add_argument("--json", action="store_true")
