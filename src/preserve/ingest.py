@@ -68,6 +68,9 @@ class IngestJob:
     aip_id: str
     worker: str
     accept_invalid: bool = False
+    #: the claim's attempt number under this AIP id; from 2 on, an earlier attempt may have left
+    #: unrecorded objects behind (see _sweep_unrecorded)
+    attempt: int = 1
     submission: submissions.Submission | None = None
     metadata: sidecar.Sidecar = field(default_factory=sidecar.Sidecar)
     files: list[PayloadFile] = field(default_factory=list)  # originals, in data/objects/
@@ -564,7 +567,8 @@ def replicate(job: IngestJob) -> IngestJob:
         d = digests.get(rel) or digest_file(member, ("sha256",))
         uploads.append(replication.Upload(f"{job.aip_id}/{rel}", member, d.values["sha256"], d.size))
     outcomes = replication.upload_all(settings, settings.targets, job.aip_id, uploads,
-                                      prepare=lambda store, target: _sweep_unrecorded(job, store, target.name),
+                                      prepare=(lambda store, target: _sweep_unrecorded(job, store, target.name))
+                                      if job.attempt > 1 else None,
                                       on_uploaded=job.meter.advance)
     for out in outcomes:
         if not out.ok:
@@ -617,12 +621,13 @@ def _publish_access(job: IngestJob) -> None:
         return
     from preserve.fixity.digest import digest_file
 
-    with open_store(job.settings, target) as store:  # stores hold keep-alive connections: close them
-        _sweep_unrecorded(job, store, target.name)  # e.g. a proxy from an attempt before the film went dark
-    for private in (job.settings.access_location("restricted"), job.settings.access_location("embargoed")):
-        if private is not None:
-            with open_store(job.settings, private) as store:
-                _sweep_unrecorded(job, store, private.name)
+    if job.attempt > 1:  # a first attempt has a fresh AIP id: nothing can be there yet
+        with open_store(job.settings, target) as store:  # stores hold keep-alive connections: close them
+            _sweep_unrecorded(job, store, target.name)  # e.g. a proxy from an attempt before the film went dark
+        for private in (job.settings.access_location("restricted"), job.settings.access_location("embargoed")):
+            if private is not None:
+                with open_store(job.settings, private) as store:
+                    _sweep_unrecorded(job, store, private.name)
     if job.proxy is None:
         return
     level, until, note = effective_access(job.metadata.access.level, job.metadata.access.until, utcnow().date())
@@ -745,7 +750,7 @@ def ingest_submission(settings: Settings, catalog: Catalog, source: Path, *, run
         return IngestOutcome(key, "skipped", state.aip_id if state else "",
                              "another worker holds this submission" if state else "")
     job = IngestJob(settings, catalog, source, claim.aip_id, worker, accept_invalid=accept_invalid,
-                    meter=Meter(progress, interval=0.5))
+                    attempt=claim.attempts, meter=Meter(progress, interval=0.5))
     step_name = "start"
     try:
         with _LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):

@@ -202,3 +202,26 @@ def test_two_watchers_never_take_the_same_submission(s3_settings: Settings, tmp_
     assert sorted(a.submission_name for a in catalog.list_aips()) == sorted(names)
     assert sorted(p.name for p in settings.done_dir.iterdir()) == sorted(names)  # no "name.2" copies
     catalog.close()
+
+
+def test_a_film_made_dark_after_a_crash_leaves_no_published_proxy(s3_settings: Settings, tmp_path: Path) -> None:
+    """Killed after its access copy was published, then re-submitted as `dark`: the redo removes
+    the earlier attempt's proxy and poster (all versions) before anything is recorded."""
+    settings = isolated_settings(s3_settings, tmp_path, ingest={"stable_seconds": 0.2, "poll_seconds": 0.1})
+    catalog = Catalog(settings.catalog_url)
+    folder = settings.ingest_dir / "夜行"
+    folder.mkdir()
+    make_clip(folder / "night.mp4", duration=0.5)
+    (folder / "metadata.yaml").write_text("title: Night\naccess: open\n")
+    killed = _child(settings, tmp_path, folder, "before:record")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    access = open_store(settings, settings.access_target)
+    assert [o.key for o in access.list("")], "the proxy had been published before the kill"
+    (folder / "metadata.yaml").write_text("title: Night\naccess: dark\n")  # the filmmaker asks for dark
+    report = watch.watch_once(settings, catalog, lambda p: ingest.ingest_submission(settings, catalog, p))
+    assert [(h.submission, h.status) for h in report.handled] == [("夜行", "stored")]
+    aip = catalog.get_aip(catalog.list_aips()[0].id)
+    assert aip.access == () and aip.access_level == "dark"
+    assert list(access.list("")) == []
+    assert _versions(settings, "access", "") == {}  # no older version of the proxy either
+    catalog.close()
