@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PRESERVE_WITH_POSTGRES=1 PRESERVE_WITH_CHROMIUM=1 bash scripts/setup.sh
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # the real-media corpus tier runs when ../shared/corpus can be gathered (CI has it); skipped otherwise
-if [ -z "${PRESERVE_CORPUS:-}" ] && [ -x ../shared/corpus/get_corpus.sh ]; then
+if [ -z "${PRESERVE_CORPUS:-}" ] && [ -f ../shared/corpus/get_corpus.sh ]; then
   corpus="$PWD/var/corpus"; mkdir -p var
   if [ ! -f "$corpus/MANIFEST.tsv" ]; then
     echo "[test] gathering the real-media corpus into $corpus (about 2 minutes)"
