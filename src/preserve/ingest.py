@@ -209,7 +209,15 @@ def characterise(job: IngestJob) -> IngestJob:
                   tools.agent("ffprobe"), "ffprobe format/streams/chapters" + ("" if probe.readable else f": {probe.error}"),
                   subject=f.path)
         _identify_format(job, f.path, staged, info, probe)
-        facts = MediaFacts(path=f.path, kind=probe.kind, format_name=probe.format_name, duration=probe.duration,
+        kind = probe.kind
+        if f.role in NOT_MEDIA_ROLES and kind in ("video", "audio"):
+            # ffprobe sniffs some documents and random-looking data as (say) h263 video; the
+            # extension is the submitter's word, and a document is preserved, never decoded
+            job.event(EventType.FORMAT_IDENTIFICATION, Outcome.WARNING, tools.agent("ffprobe"),
+                      f"ffprobe reads this {f.role.value} as {kind} ({probe.format_name}); treated as a "
+                      f"{f.role.value}, not as media", subject=f.path)
+            kind = "image" if f.role is Role.IMAGE else "none"
+        facts = MediaFacts(path=f.path, kind=kind, format_name=probe.format_name, duration=probe.duration,
                            width=probe.width, height=probe.height, video_codec=probe.video_codec or "",
                            audio_codec=probe.audio_codec or "")
         expects_media = f.role in (Role.VIDEO, Role.AUDIO)
@@ -244,7 +252,7 @@ def validate(job: IngestJob) -> IngestJob:
     found stops it too."""
     settings, timeout = job.settings, job.settings.ingest.tool_timeout_seconds
     undecodable: list[tuple[str, str]] = []
-    media = [f for f in job.files if job.probes.get(f.path) and job.probes[f.path].kind in ("video", "audio")]
+    media = [f for f in job.files if job.facts.get(f.path) and job.facts[f.path].kind in ("video", "audio")]
     for f in media:
         staged, probe = job.bag_dir / f.path, job.probes[f.path]
         if settings.ingest.decode_check:
@@ -409,6 +417,10 @@ def _source_manifest(job: IngestJob, path: str, probe: ffprobe.ProbeReport, work
     if written.exists():
         return framemd5.parse(written.read_text(encoding="utf-8"))
     return framemd5.manifest(job.bag_dir / path, probe, timeout=timeout, scratch=work / "source.framemd5")
+
+
+#: roles whose files are never treated as media, whatever ffprobe makes of their bytes
+NOT_MEDIA_ROLES = frozenset({Role.DOCUMENT, Role.SUBTITLE, Role.SIDECAR, Role.IMAGE})
 
 
 def _media_failure(job: IngestJob, subject: str, message: str) -> None:
