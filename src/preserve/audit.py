@@ -20,7 +20,7 @@ from preserve.fixity.digest import MultiHasher
 from preserve.model import Agent, Event, EventType, Outcome, utcnow
 from preserve.settings import Settings, TargetSettings
 from preserve.storage import open_store
-from preserve.storage.base import ObjectStore
+from preserve.storage.base import ObjectStore, member_path
 
 GB = 1000**3
 TAG_FILES = ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt",
@@ -198,7 +198,7 @@ def bag_check(store: ObjectStore, aip: AipView, objects: Sequence[StoredObject])
     """The replica's tag files agree with the catalog: Payload-Oxum, payload manifest and tag
     manifest digests. Returns problems (empty when the bag-level record holds)."""
     problems: list[str] = []
-    by_rel = {o.key.removeprefix(f"{aip.id}/"): o for o in objects}
+    by_rel = {member_path(aip.id, o.key): o for o in objects}
     try:
         info = _read_small(store, f"{aip.id}/bag-info.txt").decode("utf-8", errors="replace")
         m = re.search(r"^Payload-Oxum:\s*(\S+)", info, re.MULTILINE)

@@ -37,6 +37,7 @@ from preserve.packaging import premis
 from preserve.progress import Meter, Progress
 from preserve.settings import Settings
 from preserve.storage import ObjectStore, open_store
+from preserve.storage.base import object_key
 
 OBJECTS_DIR = "objects"
 METADATA_DIR = "metadata"
@@ -577,7 +578,7 @@ def replicate(job: IngestJob) -> IngestJob:
     for member in members:
         rel = member.relative_to(job.bag_dir).as_posix()
         d = digests.get(rel) or digest_file(member, ("sha256",))
-        uploads.append(replication.Upload(f"{job.aip_id}/{rel}", member, d.values["sha256"], d.size))
+        uploads.append(replication.Upload(object_key(job.aip_id, rel), member, d.values["sha256"], d.size))
     outcomes = replication.upload_all(settings, settings.targets, job.aip_id, uploads,
                                       prepare=(lambda store, target: _sweep_unrecorded(job, store, target.name))
                                       if job.attempt > 1 else None,

@@ -17,6 +17,7 @@ from preserve.packaging import bag
 from preserve.progress import Meter, Progress
 from preserve.settings import Settings
 from preserve.storage import open_store
+from preserve.storage.base import member_path
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def restore(settings: Settings, catalog: Catalog, aip_id: str, dest: Path, *, re
         try:
             with open_store(settings, settings.target(name)) as store:
                 for obj in rep.objects:
-                    rel = obj.key.removeprefix(f"{aip.id}/")
+                    rel = member_path(aip.id, obj.key)
                     target_path = out / rel
                     target_path.parent.mkdir(parents=True, exist_ok=True)
                     got = store.get_file(obj.key, target_path)

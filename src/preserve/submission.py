@@ -127,8 +127,8 @@ def safe_name(raw: bytes, where: str) -> tuple[str, bytes | None]:
     """Decode an on-disk name: UTF-8, NFC, within the byte limit. Returns the name and the
     original bytes when normalisation changed them. A leading '-', spaces, quotes, any script and
     emoji are kept (never passed to a tool as options, no shell anywhere). Control characters
-    (newline, tab, ESC, DEL, ...) are refused: the storage targets refuse them in object keys
-    (storage.base.check_key), and a clear report now beats a storage failure after the upload."""
+    (newline, tab, ...) are kept too: percent-encoded in bag manifests (RFC 8493) and in object
+    keys (storage.base.object_key), so the name comes back exactly as it arrived."""
     where = printable(where)
     try:
         text = raw.decode("utf-8")
@@ -139,13 +139,6 @@ def safe_name(raw: bytes, where: str) -> tuple[str, bytes | None]:
     nfc = unicodedata.normalize("NFC", text)
     if "\0" in nfc or nfc in (".", ".."):
         raise UnsafeSubmission(f"{where}: hostile name {nfc!r}")
-    controls = sorted({c for c in nfc if ord(c) < 0x20 or ord(c) == 0x7F})
-    if controls:
-        raise UnsafeSubmission(
-            f"{where}: the name {nfc!r} contains control character(s) {', '.join(repr(c) for c in controls)}, "
-            "which cannot be part of a storage key",
-            advice="Rename the file without line breaks, tabs or other control characters (keep the rest of "
-                   "the name as it is; any script is fine) and retry.")
     if len(nfc.encode("utf-8")) > MAX_COMPONENT_BYTES:
         raise UnsafeSubmission(
             f"{where}: the name {nfc[:40]!r}... is {len(nfc.encode('utf-8'))} bytes long; the limit is "

@@ -17,7 +17,7 @@ from typing import Any
 import bagit
 import pytest
 
-from preserve import ingest, submission, watch
+from preserve import ingest, restore, submission, watch
 from preserve.catalog import Catalog
 from preserve.errors import UnsafeSubmission
 from preserve.model import EventType, Outcome
@@ -132,20 +132,17 @@ def test_corrupted_bitstream_in_the_middle(env, tmp_path: Path) -> None:
 # -- names -----------------------------------------------------------------------------------------
 def test_hostile_and_foreign_names(env, tmp_path: Path) -> None:
     """NFD Chinese, emoji and a leading '-' are not bad input: they are stored under their own
-    (NFC) names, the original bytes recorded, and never reach ffmpeg as options. A newline cannot
-    be part of a storage key: quarantined at once with a report that says so (not after upload)."""
+    (NFC) names, the original bytes recorded, and never reach ffmpeg as options. A newline in a
+    name is stored too (percent-encoded in manifests and object keys) and restored exactly."""
     settings, catalog = env
     clip = make_clip(tmp_path / "c.mp4", duration=0.5)
     nfd = unicodedata.normalize("NFD", "北京的夏天 Café.mp4")
     names = {nfd: "北京的夏天 Café.mp4", "🎬 电影 2019.mp4": "🎬 电影 2019.mp4", "-i.mp4": "-i.mp4"}
     for i, name in enumerate(names):  # different bytes each, or they would be duplicates
         (settings.ingest_dir / name).write_bytes(clip.read_bytes() + bytes([i]))
-    newline = settings.ingest_dir / "new\nline.mp4"
-    newline.write_bytes(clip.read_bytes() + b"\n")
-    before = fingerprint(newline)
+    names["new\nline\t.mp4"] = "new\nline\t.mp4"
+    (settings.ingest_dir / "new\nline\t.mp4").write_bytes(clip.read_bytes() + b"\n")
     handled = watch_pass(settings, catalog)
-    assert_quarantined(settings, catalog, "new\nline.mp4", before, code="UnsafeSubmission", step="stage",
-                       says=("control character(s) '\\n'",))
     for on_disk, nfc in names.items():
         o = handled[nfc]
         assert o.status == "stored", (nfc, o.detail)
@@ -153,6 +150,9 @@ def test_hostile_and_foreign_names(env, tmp_path: Path) -> None:
         assert {f.path for f in aip.files if f.role == "video"} == {f"data/objects/{nfc}"}
         assert aip.access, nfc  # the proxy was made from it: ffmpeg read the right file
         assert os.path.lexists(settings.done_dir / on_disk)  # the source keeps its own bytes
+    restored = restore.restore(settings, catalog, handled["new\nline\t.mp4"].aip_id, tmp_path / "back")
+    assert restored.ok and (restored.path / "data" / "objects" / "new\nline\t.mp4").read_bytes() == \
+        clip.read_bytes() + b"\n"
     nfd_events = catalog.get_aip(handled["北京的夏天 Café.mp4"].aip_id).events
     assert any(e.type is EventType.FILENAME_CHANGE and nfd.encode().hex() in e.detail for e in nfd_events)
 

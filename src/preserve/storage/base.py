@@ -5,6 +5,7 @@ directory)."""
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
@@ -143,6 +144,21 @@ def check_key(key: str) -> str:
     if segments[-1].startswith(TEMP_PREFIX):
         raise StorageError(f"object key {key!r} uses the reserved name prefix {TEMP_PREFIX!r}")
     return key
+
+
+def object_key(aip_id: str, member: str) -> str:
+    """The object key of one bag member (``data/objects/...``, ``bagit.txt``) under its AIP.
+    Names are kept as they are (UTF-8, NFC, any script) except that ``%`` and control characters
+    (a newline in a film's name, say) are percent-encoded: object keys cannot safely carry them,
+    and the encoding is reversible (`member_path`), so such a file is stored, not refused."""
+    encoded = "".join(f"%{ord(c):02X}" if c == "%" or ord(c) < 0x20 or ord(c) == 0x7F else c for c in member)
+    return f"{aip_id}/{encoded}"
+
+
+def member_path(aip_id: str, key: str) -> str:
+    """The bag member a key of `object_key` names (the inverse of its encoding)."""
+    rel = key.removeprefix(f"{aip_id}/")
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), rel)
 
 
 def check_prefix(prefix: str) -> str:
