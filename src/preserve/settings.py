@@ -136,6 +136,14 @@ class TargetSettings(_Model):
                 self.secret_key_env or f"{stem}_SECRET_ACCESS_KEY")
 
 
+def _location(t: TargetSettings) -> tuple[str, ...]:
+    """Where a target's objects live, for telling whether two targets are the same place."""
+    if t.kind == "filesystem":
+        return ("filesystem", os.path.normpath(str(t.path)))
+    endpoint = "embedded" if t.embedded and not t.endpoint else t.endpoint.rstrip("/")
+    return ("s3", endpoint, t.bucket, t.prefix.strip("/"))
+
+
 class ReplicationSettings(_Model):
     min_verified_replicas: int = 1
     #: files uploaded at the same time (over all targets); memory: one part per upload
@@ -222,6 +230,15 @@ class Settings(_Model):
                 if not p or not public or p == public or p.startswith(public + "/"):
                     raise ValueError(f"access prefix {private!r} must differ from, and not lie under, the "
                                      f"access target's public prefix {self.access_target.prefix!r}")
+        # An ingest retry sweeps every object under <aip-id>/ at each access location; were one
+        # the very place a replica is written, that sweep would delete the replica just uploaded.
+        replicas = {_location(t): t.name for t in self.targets}
+        for level in ("open", "restricted", "embargoed"):
+            where = self.access_location(level)
+            if where is not None and _location(where) in replicas:
+                raise ValueError(f"access location {where.name!r} is the same place as replica target "
+                                 f"{replicas[_location(where)]!r}; give the access copies their own bucket, "
+                                 "prefix or path")
         if self.replication.min_verified_replicas > len(self.targets):
             raise ValueError(
                 f"min_verified_replicas={self.replication.min_verified_replicas} but only "

@@ -186,6 +186,23 @@ def test_access_locations_never_lie_under_the_public_prefix(tmp_path: Path) -> N
         load(DEFAULT_CONFIG, env={}, overrides={"access": {"restricted_prefix": "open/private"}})
 
 
+def test_an_access_location_may_not_be_a_replica_target() -> None:
+    """A retry sweeps <aip-id>/ at every access location: on a replica's own bucket+prefix (or
+    path) that would delete the replica just uploaded, so such a configuration is refused."""
+    s = load(DEFAULT_CONFIG, env={})
+    seaweed = s.target("seaweed")
+    same = {"name": "access", "kind": "s3", "embedded": True, "bucket": seaweed.bucket, "prefix": seaweed.prefix + "/"}
+    with pytest.raises(ConfigError, match="same place as replica target 'seaweed'"):
+        load(DEFAULT_CONFIG, env={}, overrides={"access_target": same})
+    with pytest.raises(ConfigError, match="replica target 'seaweed'"):  # the embargo prefix, same bucket
+        load(DEFAULT_CONFIG, env={}, overrides={"access_target": {**same, "prefix": "open"},
+                                                "access": {"embargo_prefix": seaweed.prefix}})
+    local = {"name": "access", "kind": "filesystem", "path": str(s.target("local").path)}
+    with pytest.raises(ConfigError, match="replica target 'local'"):
+        load(DEFAULT_CONFIG, env={}, overrides={"access_target": local})
+    load(DEFAULT_CONFIG, env={}, overrides={"access_target": {**same, "prefix": "open"}})  # its own prefix: fine
+
+
 def test_effective_access_and_embargo_dates() -> None:
     day = dt.date(2030, 1, 1)
     assert ingest.effective_access("embargoed", day, dt.date(2029, 12, 31))[0] == "embargoed"
