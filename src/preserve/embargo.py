@@ -59,9 +59,9 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
     others = [a for a in aip.access if a.target != held.name]
     published: list[AccessCopy] = []
     if copies:
-        source = open_store(settings, held)
-        dest = open_store(settings, public)
-        with tempfile.TemporaryDirectory(prefix="preserve-embargo-", dir=settings.var_dir) as scratch:
+        # stores hold keep-alive connections (S3 clients): close them
+        with open_store(settings, held) as source, open_store(settings, public) as dest, \
+                tempfile.TemporaryDirectory(prefix="preserve-embargo-", dir=settings.var_dir) as scratch:
             for copy in copies:
                 local = Path(scratch) / Path(copy.key).name
                 got = source.get_file(copy.key, local)
@@ -87,12 +87,12 @@ def _remove_held(settings: Settings, catalog: Catalog, aip_id: str, copies: list
     held = settings.access_location("embargoed")
     assert held is not None
     failed = []
-    store = open_store(settings, held)
-    for copy in copies:
-        try:
-            store.delete(copy.key)
-        except StorageError as exc:
-            failed.append(f"{copy.key}: {exc}")
+    with open_store(settings, held) as store:
+        for copy in copies:
+            try:
+                store.delete(copy.key)
+            except StorageError as exc:
+                failed.append(f"{copy.key}: {exc}")
     catalog.add_events(aip_id, [Event(
         EventType.DELETION, Outcome.WARNING if failed else Outcome.PASS, tools.preserve_agent(),
         (f"held copies could not all be removed from {held.name}: {'; '.join(failed)}" if failed
