@@ -50,11 +50,13 @@ def add_payload_file(bag_dir: Path, rel: str, source: Path, role: Role = Role.OT
                      original_name_bytes: bytes | None = None,
                      extra_algorithms: Sequence[str] = ()) -> PayloadFile:
     """Copy one original into the bag's payload, hashing it in the same read. ``extra_algorithms``
-    (e.g. md5 for a checksum the submitter supplied) are computed in that same read too."""
+    (e.g. md5 for a checksum the submitter supplied) are computed in that same read too. The copy
+    is not fsynced: a staging bag is only read back by this ingest and is made again from the
+    untouched source after a crash; the durable copies are the verified replicas."""
     dest = bag_dir / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
     algorithms = (*BAG_ALGORITHMS, *(a for a in extra_algorithms if a not in BAG_ALGORITHMS))
-    digests = copy_with_digests(source, dest, algorithms)
+    digests = copy_with_digests(source, dest, algorithms, durable=False)
     return PayloadFile(path=rel, digests=digests, role=role, original_name_bytes=original_name_bytes)
 
 

@@ -1,0 +1,95 @@
+"""`python -m bench [--quick]`: prepare (or reuse) the data, start a private SeaweedFS, measure
+every row, print the table and write bench/results.json. Exit status 1 when a row could not be
+measured (its error is in the table and the JSON); goals not met do not change the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from bench import data as datasets
+from bench.environment import BenchArchive
+from bench.report import RESULTS_JSON, Row, machine, markdown, table, write_json
+from bench.rows import Context, fixity_and_storage, media, memory_flatness, prefect_overhead
+
+#: (section, the rows it produces): a section that fails still leaves its rows, marked failed
+SECTIONS: list[tuple[Callable[[Context], None], tuple[str, ...]]] = [
+    (memory_flatness, ("B6b",)),  # first: it needs the most free disk, before S3 data accumulates
+    (fixity_and_storage, ("B1", "B2", "B3", "B4", "B6a", "B7")),
+    (media, ("B5", "peer")),
+    (prefect_overhead, ("B8",)),
+]
+ROW_ORDER = ("B1", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="100 MB file, 5 s clip, 1 GB sparse file, 20 tiny files, one run each: checks that "
+                             "the benchmark works (CI); its figures mean little")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs per measurement, whose median is reported (default 3; 1 with --quick)")
+    parser.add_argument("--data", type=Path, default=datasets.DATA_DIR,
+                        help=f"where the cached inputs (cache/) and the scratch archive (work-*/) live "
+                             f"(default {datasets.DATA_DIR})")
+    parser.add_argument("--results", type=Path, default=RESULTS_JSON, help=f"the JSON written (default {RESULTS_JSON})")
+    args = parser.parse_args(argv)
+    sizes = datasets.QUICK if args.quick else datasets.FULL
+    args.repeat = args.repeat or (1 if args.quick else 3)
+    started = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[bench {time.monotonic() - started:5.0f} s, load {os.getloadavg()[0]:4.1f}] {msg}", file=sys.stderr,
+              flush=True)
+
+    cache = args.data / "cache"
+    log(f"preparing data ({sizes.name}) in {cache}")
+    ds = datasets.prepare(sizes, cache)
+    log(f"data ready ({ds.prepared_seconds:.0f} s spent generating)")
+    archive = BenchArchive(args.data / f"work-{sizes.name}")
+    ctx = Context(archive, ds, args.repeat, log)
+    load_before = os.getloadavg()
+    timings: dict[str, float] = {}
+    failed = False
+    with archive.running():
+        log(f"SeaweedFS up on 127.0.0.1:{archive.port_base}")
+        for section, row_ids in SECTIONS:
+            t0 = time.monotonic()
+            try:
+                section(ctx)
+            except Exception as exc:  # noqa: BLE001 - report the row as failed, measure the rest
+                failed = True
+                log(f"{section.__name__} FAILED: {exc}")
+                traceback.print_exc()
+                present = {r.id for r in ctx.rows}
+                for rid in row_ids:
+                    if rid not in present:
+                        ctx.rows.append(Row(rid, "FAILED", "-", "-", None, "", "-", None,
+                                            notes=[f"{type(exc).__name__}: {exc}"]))
+            timings[section.__name__] = time.monotonic() - t0
+    rows = sorted(ctx.rows, key=lambda r: ROW_ORDER.index(r.id) if r.id in ROW_ORDER else 99)
+    total = time.monotonic() - started
+    print(table(rows))
+    for r in rows:
+        for note in r.notes:
+            print(f"  {r.id}: {note}")
+    print(f"\n{sizes.name} run, {args.repeat} runs per measurement, {total:.0f} s in all "
+          f"(data generation {ds.prepared_seconds:.0f} s); load average {load_before[0]:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after")
+    path = write_json({"mode": sizes.name, "repeat": args.repeat, "date": dt.datetime.now().isoformat(timespec="seconds"),
+                       "machine": machine(), "sizes": sizes.__dict__, "total_seconds": total,
+                       "data_generation_seconds": ds.prepared_seconds, "section_seconds": timings,
+                       "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                       "markdown": markdown(rows)}, rows, args.results)
+    print(f"results: {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The benchmark's own little archive: a work directory under bench/data/, the embedded SeaweedFS
+started on free loopback ports (through `preserve.services.up`, as `preserve services up` does)
+and stopped at the end, and Settings for each measured run (own var dir, catalog, ingest folder
+and S3 prefix, like tests/support.isolated_settings). Side effects: starts and stops the server,
+creates and removes the work directory, moves submissions in and out of ingest folders."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from preserve import services, settings as settings_mod
+from preserve.errors import StorageUnavailable
+from preserve.settings import Settings
+
+BUCKETS = ["preserve-aips", "preserve-access"]
+
+
+def free_port_base(count: int = 10) -> int:
+    """A base with ``count`` consecutive free loopback ports, at random below Linux's ephemeral
+    range, because tests of other engineers run their own servers on this machine."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError("no run of free loopback ports found")
+
+
+@dataclass
+class BenchArchive:
+    """Where everything of one benchmark run lives, and the server it talks to."""
+
+    work: Path
+    port_base: int = 0
+
+    @property
+    def services_dir(self) -> Path:
+        return self.work / "services"
+
+    def _services(self) -> dict[str, Any]:
+        return {"port_base": self.port_base, "data_dir": str(self.services_dir), "buckets": BUCKETS}
+
+    def overrides(self, run: str, targets: Sequence[str] = ("seaweed", "local"), *,
+                  access: bool = True) -> dict[str, Any]:
+        """Settings overrides for one run: its own var dir (catalog, staging, ingest folder,
+        local replica) and S3 prefix. ``targets`` picks the replicas: "seaweed" (S3), "local"."""
+        var = self.work / "runs" / run
+        known = {
+            "seaweed": {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips",
+                        "prefix": f"bench/{run}"},
+            "local": {"name": "local", "kind": "filesystem", "path": str(var / "replica-local")},
+        }
+        o: dict[str, Any] = {
+            "archive": {"var_dir": str(var), "ingest_dir": str(var / "ingest")},
+            "ingest": {"stable_seconds": 0.0, "poll_seconds": 0.2},
+            "services": self._services(),
+            "replication": {"min_verified_replicas": len(targets)},
+            "targets": [known[t] for t in targets],
+        }
+        if access:
+            o["access_target"] = {"name": "access", "kind": "s3", "embedded": True, "bucket": "preserve-access",
+                                  "prefix": f"open-{run}"}
+        return o
+
+    def settings(self, overrides: dict[str, Any]) -> Settings:
+        s = settings_mod.load(settings_mod.DEFAULT_CONFIG, env={}, overrides=overrides)
+        s.ingest_dir.mkdir(parents=True, exist_ok=True)
+        return s
+
+    def run_dir(self, run: str) -> Path:
+        return self.work / "runs" / run
+
+    def forget_run(self, run: str) -> None:
+        """Remove a run's var dir (catalog, local replica, done/) once it has been measured."""
+        shutil.rmtree(self.run_dir(run), ignore_errors=True)
+
+    # -- the server ------------------------------------------------------------------------------
+    def server_settings(self) -> Settings:
+        return self.settings(self.overrides("server", ("seaweed",)))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator["BenchArchive"]:
+        """The work directory, fresh, with SeaweedFS up; both gone afterwards."""
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        started = None
+        for attempt in range(3):
+            self.port_base = free_port_base()
+            try:
+                started = self.server_settings()
+                services.up(started)
+                break
+            except StorageUnavailable:  # another engineer's server took one of the ports meanwhile
+                started = None
+                if attempt == 2:
+                    raise
+        try:
+            yield self
+        finally:
+            if started is not None:
+                services.down(started)
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def write_config(overrides: dict[str, Any], path: Path) -> Path:
+    """A TOML config file holding ``overrides`` on top of the default config, for code that loads
+    its Settings from a file (the Prefect flow). Only the shapes used here: tables of scalars and
+    lists of scalars, and arrays of such tables."""
+    base = settings_mod.DEFAULT_CONFIG.read_text(encoding="utf-8")
+    import tomllib
+
+    data = tomllib.loads(base)
+    for k, v in overrides.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    lines: list[str] = []
+
+    def value(v: Any) -> str:
+        return json.dumps(str(v) if isinstance(v, Path) else v, ensure_ascii=False)
+
+    for name, section in data.items():
+        if isinstance(section, dict):
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {value(v)}" for k, v in section.items()]
+        elif isinstance(section, list):
+            for item in section:
+                lines.append(f"[[{name}]]")
+                lines += [f"{k} = {value(v)}" for k, v in item.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _candidates(ingest_dir: Path, name: str) -> list[Path]:
+    found = [ingest_dir / name, ingest_dir / "done" / name]
+    failed = ingest_dir / "failed"
+    if failed.is_dir():
+        found += sorted(failed.rglob(name))
+    return found
+
+
+@contextlib.contextmanager
+def lent(cached: Path, ingest_dir: Path) -> Iterator[Path]:
+    """Move a cached submission into an ingest folder for one ingest (a rename: no copy, so a
+    2 GB source costs nothing to put in place) and move it back from wherever the ingest left it
+    (the folder, done/ or failed/). The ingest never writes to its source, so it comes back
+    unchanged; its size and mtime are checked."""
+    ingest_dir.mkdir(parents=True, exist_ok=True)
+    before = cached.stat()
+    placed = ingest_dir / cached.name
+    os.rename(cached, placed)
+    try:
+        yield placed
+    finally:
+        back = next((p for p in _candidates(ingest_dir, cached.name) if os.path.lexists(p)), None)
+        if back is None:
+            raise RuntimeError(f"the benchmark lost track of its submission {cached.name} in {ingest_dir}")
+        os.rename(back, cached)
+        after = cached.stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise RuntimeError(f"{cached} changed during the ingest (size or mtime)")
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for child processes: no PRESERVE settings from the caller's shell, Prefect
+    kept quiet and offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRESERVE")}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
