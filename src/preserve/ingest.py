@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 from preserve import disposition, sidecar, submission as submissions, supplied, tools
 from preserve.access import proxy as proxies, scrub
 from preserve.catalog import AccessCopy, Catalog, NewAip, ReplicaRecord, StoredObject, content_key
-from preserve.errors import (MediaError, ObjectLocked, PreserveError, PrivacyError, StorageError,
+from preserve.errors import (MediaError, ObjectLocked, PreserveError, PrivacyError, SidecarError, StorageError,
                              SuppliedChecksumMismatch)
 from preserve.metadata import decode, ffprobe, mediainfo
 from preserve.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
@@ -848,8 +848,12 @@ def _alert_quarantine(job: IngestJob, exc: BaseException, step: str, folder: Pat
     try:
         state = job.catalog.submission(job.name)
         advice = exc.advice if isinstance(exc, PreserveError) else PreserveError.advice
+        # a sidecar error quotes the offending values (a path with a user's name, a free-text
+        # year): they stay in the local REPORT.txt and never leave in an alert
+        message = (f"the metadata sidecar is invalid; {disposition.REPORT_TXT} in the quarantine folder gives the lines"
+                   if isinstance(exc, SidecarError) else str(exc))
         alerts.send(job.settings, job.catalog, alerts.ingest_failed(
-            job.name, step=step, error_code=type(exc).__name__, message=str(exc), advice=advice,
+            job.name, step=step, error_code=type(exc).__name__, message=message, advice=advice,
             quarantine_dir=str(folder or ""), attempt=state.attempts if state else 0))
     except Exception:  # noqa: BLE001 - logged; the quarantine itself is already complete
         alerts.log.exception("could not send the alert for %s", job.name)

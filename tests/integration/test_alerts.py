@@ -114,6 +114,29 @@ def test_a_quarantined_ingest_alerts_webhook_and_email(s3_settings: Settings, tm
     catalog.close()
 
 
+def test_an_invalid_sidecar_alert_quotes_none_of_its_values(s3_settings: Settings, tmp_path: Path,
+                                                            receivers: Receivers) -> None:
+    """The sidecar error names the bad values (for the archivist, in REPORT.txt); the alert,
+    which leaves the archive, must not: a home-directory path carries a person's name."""
+    settings = isolated_settings(s3_settings, tmp_path, alerts=receivers.settings(smtp_host=""))
+    film = settings.ingest_dir / "film.mp4"
+    film.write_bytes(b"not really a film")
+    (settings.ingest_dir / "film.mp4.yaml").write_text(
+        "title: T\nposter: /Users/zhangweiming/shoot/poster.jpg\nyear: Kunming 2019\n", encoding="utf-8")
+    catalog = Catalog(settings.catalog_url)
+
+    outcome = ingest.ingest_submission(settings, catalog, film)
+
+    assert outcome.status == "quarantined"
+    report = (settings.failed_dir / "film.mp4" / "REPORT.txt").read_text(encoding="utf-8")
+    assert "zhangweiming" in report and "Kunming" in report  # the archivist sees what to fix
+    [post] = receivers.posts
+    assert post["json"]["detail"]["error"] == "SidecarError" and "REPORT.txt" in post["json"]["detail"]["message"]
+    sent = json.dumps(post["json"], ensure_ascii=False)
+    assert "zhangweiming" not in sent and "Kunming" not in sent
+    catalog.close()
+
+
 def test_unreachable_receivers_lose_neither_the_quarantine_nor_the_alert(s3_settings: Settings, tmp_path: Path,
                                                                            receivers: Receivers) -> None:
     dead = _free_port()
