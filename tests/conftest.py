@@ -12,7 +12,8 @@ import pytest
 
 from preserve import services
 from preserve.errors import StorageUnavailable
-from preserve.settings import DEFAULT_CONFIG, Settings, load
+from preserve.settings import Settings
+from tests.support import load_merged
 
 # ==== storage: the embedded SeaweedFS ==============================================================
 
@@ -58,12 +59,7 @@ def storage_settings(var_dir: Path, port_base: int, overrides: dict[str, Any] | 
         "access_target": {"name": "access", "kind": "s3", "embedded": True,
                           "bucket": "preserve-access", "prefix": "open"},
     }
-    for section, values in (overrides or {}).items():
-        if isinstance(values, dict) and isinstance(base.get(section), dict):
-            base[section] = {**base[section], **values}
-        else:
-            base[section] = values
-    return load(DEFAULT_CONFIG, env={}, overrides=base)
+    return load_merged(base, overrides)
 
 
 @pytest.fixture(scope="session")

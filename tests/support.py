@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from preserve import settings as settings_mod
 from preserve.settings import Settings
@@ -26,14 +26,22 @@ def isolated_settings(server: Settings, tmp: Path, **sections: Any) -> Settings:
         "access_target": {"name": "access", "kind": "s3", "embedded": True, "bucket": "preserve-access",
                           "prefix": f"t-{run}"},
     }
-    for section, values in sections.items():
-        if isinstance(values, dict) and isinstance(overrides.get(section), dict):
-            overrides[section] = {**overrides[section], **values}
-        else:
-            overrides[section] = values
-    s = settings_mod.load(settings_mod.DEFAULT_CONFIG, env={}, overrides=overrides)
+    s = load_merged(overrides, sections)
     s.ingest_dir.mkdir(parents=True, exist_ok=True)
     return s
+
+
+def load_merged(base: dict[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the default config with ``base`` over it, then ``overrides``: a [section]
+    given as a dict is merged key by key into base's, anything else (a list of targets) replaces
+    it. The environment is ignored."""
+    merged = dict(base)
+    for section, values in (overrides or {}).items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return settings_mod.load(settings_mod.DEFAULT_CONFIG, env={}, overrides=merged)
 
 
 def write_config(settings: Settings, path: Path, **extra_sections: dict[str, Any]) -> Path:
