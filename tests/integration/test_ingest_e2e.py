@@ -190,3 +190,28 @@ def test_document_that_sniffs_as_broken_video_is_preserved_as_a_document(env: tu
     aip = catalog.get_aip(o.aip_id)
     assert aip.access == ()
     assert any(e.outcome is Outcome.WARNING and "not as media" in e.detail for e in aip.events)
+
+
+def test_a_retry_under_a_recorded_aip_id_never_sweeps_or_overwrites_it(env: tuple[Settings, Catalog],
+                                                                       tmp_path: Path) -> None:
+    """A retry sweeps what an unrecorded earlier attempt left under its AIP id. If that id is
+    already recorded (the record committed, then accession failed, then the archivist changed the
+    files and retried), the retry must refuse before touching a single stored object."""
+    settings, catalog = env
+    shutil.copy(make_clip(tmp_path / "a.mp4", audio=False), settings.ingest_dir / "film.mp4")
+    first = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
+    assert first.status == "stored"
+    stored = {r.target: r.objects for r in catalog.get_aip(first.aip_id).replicas}
+    # the submission row a failed accession leaves: quarantined, holding the recorded AIP id
+    shutil.copy(make_clip(tmp_path / "b.mp4", audio=False, duration=0.5), settings.ingest_dir / "again.mp4")
+    catalog.mark_quarantined("again.mp4", "accession: simulated", [], aip_id=first.aip_id)
+
+    again = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "again.mp4")
+
+    assert again.status == "quarantined" and again.aip_id == first.aip_id
+    assert "already recorded" in again.detail
+    assert (settings.failed_dir / "again.mp4" / "again.mp4").exists()  # the source is kept
+    for target, objects in stored.items():
+        with open_store(settings, settings.target(target)) as store:
+            for obj in objects:  # every recorded object is still there, byte for byte
+                assert digest_chunks(store.read_chunks(obj.key)).values["sha256"] == obj.sha256, (target, obj.key)
