@@ -684,7 +684,7 @@ def record(job: IngestJob) -> IngestJob:
         payload_oxum=job.payload_oxum, files=[*job.files, *job.masters, *job.metadata_files], replicas=job.replicas,
         access=job.access, events=job.events,
         formats={**{p: (f.format_name, "") for p, f in job.facts.items()}, **job.formats},
-        content_key=content_key(job.files)))
+        content_key=content_key(job.files)), claimed_by=job.worker)
     return job
 
 

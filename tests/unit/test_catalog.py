@@ -54,6 +54,16 @@ def test_verified_without_time_is_refused(catalog: Catalog) -> None:
     assert catalog.list_aips() == []  # nothing half-written
 
 
+def test_a_worker_that_lost_its_claim_cannot_record(catalog: Catalog) -> None:
+    first = catalog.claim_submission("film.mov", "w1", 60)
+    catalog.claim_submission("film.mov", "w2", 60, now=utcnow() + dt.timedelta(seconds=120))  # lease expired
+    with pytest.raises(CatalogError, match="no longer holds the claim"):
+        catalog.record_aip(_aip(first.aip_id), claimed_by="w1")
+    assert catalog.list_aips() == []
+    catalog.record_aip(_aip(first.aip_id), claimed_by="w2")
+    assert catalog.submission("film.mov").status == "stored"
+
+
 def test_claims_exclude_live_workers_and_take_over_dead_ones(catalog: Catalog) -> None:
     first = catalog.claim_submission("s", "w1", 60)
     assert catalog.claim_submission("s", "w2", 60) is None

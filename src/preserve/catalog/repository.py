@@ -277,9 +277,12 @@ class Catalog:
             s.add_all(_event_row(e, existing_aip, name) for e in events)
 
     # -- AIPs ----------------------------------------------------------------------------------
-    def record_aip(self, aip: NewAip) -> None:
+    def record_aip(self, aip: NewAip, *, claimed_by: str | None = None) -> None:
         """Write a stored AIP, its files, verified replicas, access copies and events, and mark its
-        submission stored, all in one transaction: the record of truth is written last and whole."""
+        submission stored, all in one transaction: the record of truth is written last and whole.
+        With ``claimed_by``, the write happens only while that worker still holds the claim: a
+        worker whose lease was taken over (it lost the catalog for a whole lease) must not record
+        objects the new holder may already have swept."""
         for r in aip.replicas:
             if r.status == "verified" and r.verified_at is None:
                 raise CatalogError(f"replica {r.target} marked verified without a verification time")
@@ -304,7 +307,10 @@ class Catalog:
                 row.access.append(AccessRow(kind=a.kind, target=a.target, key=a.key, uri=a.uri, size=a.size, sha256=a.sha256))
             s.add(row)
             s.add_all(_event_row(e, aip.id, aip.submission_name) for e in aip.events)
-            sub = s.get(SubmissionRow, aip.submission_name)
+            sub = s.get(SubmissionRow, aip.submission_name, with_for_update=True)
+            if claimed_by is not None and (sub is None or sub.claimed_by != claimed_by):
+                raise CatalogError(f"{aip.submission_name}: this worker no longer holds the claim "
+                                   f"(now {sub.claimed_by if sub else 'nobody'}); not recording AIP {aip.id}")
             if sub is None:
                 sub = SubmissionRow(name=aip.submission_name, updated_at=now, attempts=1)
                 s.add(sub)
