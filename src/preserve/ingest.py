@@ -836,8 +836,17 @@ def _quarantine(job: IngestJob, exc: BaseException, step: str) -> IngestOutcome:
     job.catalog.mark_quarantined(job.name, reason, job.events, aip_id=job.aip_id)
     shutil.rmtree(job.work_dir, ignore_errors=True)
     _alert_quarantine(job, exc, step, folder)
-    return IngestOutcome(job.name, "quarantined", job.aip_id, submissions.printable(f"{type(exc).__name__}: {exc}"),
-                         folder, job=job)
+    return IngestOutcome(job.name, "quarantined", job.aip_id,
+                         submissions.printable(f"{type(exc).__name__}: {shareable_message(exc)}"), folder, job=job)
+
+
+def shareable_message(exc: BaseException) -> str:
+    """The failure as it may be shown beyond the quarantine folder (alerts, dashboard, logs). A
+    sidecar error quotes the offending values (a path with a user's name, a free-text place):
+    those stay in the local REPORT.txt only."""
+    if isinstance(exc, SidecarError):
+        return f"the metadata sidecar is invalid; {disposition.REPORT_TXT} in the quarantine folder gives the lines"
+    return str(exc)
 
 
 def _alert_quarantine(job: IngestJob, exc: BaseException, step: str, folder: Path | None) -> None:
@@ -848,10 +857,7 @@ def _alert_quarantine(job: IngestJob, exc: BaseException, step: str, folder: Pat
     try:
         state = job.catalog.submission(job.name)
         advice = exc.advice if isinstance(exc, PreserveError) else PreserveError.advice
-        # a sidecar error quotes the offending values (a path with a user's name, a free-text
-        # year): they stay in the local REPORT.txt and never leave in an alert
-        message = (f"the metadata sidecar is invalid; {disposition.REPORT_TXT} in the quarantine folder gives the lines"
-                   if isinstance(exc, SidecarError) else str(exc))
+        message = shareable_message(exc)
         alerts.send(job.settings, job.catalog, alerts.ingest_failed(
             job.name, step=step, error_code=type(exc).__name__, message=message, advice=advice,
             quarantine_dir=str(folder or ""), attempt=state.attempts if state else 0))

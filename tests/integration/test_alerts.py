@@ -134,6 +134,8 @@ def test_an_invalid_sidecar_alert_quotes_none_of_its_values(s3_settings: Setting
     assert post["json"]["detail"]["error"] == "SidecarError" and "REPORT.txt" in post["json"]["detail"]["message"]
     sent = json.dumps(post["json"], ensure_ascii=False)
     assert "zhangweiming" not in sent and "Kunming" not in sent
+    # the outcome (shown on the dashboard and in the watcher's log) does not quote them either
+    assert outcome.detail.startswith("SidecarError") and "zhangweiming" not in outcome.detail
     catalog.close()
 
 
