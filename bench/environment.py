@@ -98,7 +98,10 @@ class BenchArchive:
 
     @contextlib.contextmanager
     def running(self) -> Iterator["BenchArchive"]:
-        """The work directory, fresh, with SeaweedFS up; both gone afterwards."""
+        """The work directory, fresh, with SeaweedFS up; both gone afterwards. A server left
+        running by an interrupted earlier run in the same directory is stopped first."""
+        if (self.services_dir / "seaweedfs").is_dir():
+            services.down(self.server_settings())
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         started = None
@@ -175,6 +178,16 @@ def lent(cached: Path, ingest_dir: Path) -> Iterator[Path]:
         after = cached.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             raise RuntimeError(f"{cached} changed during the ingest (size or mtime)")
+
+
+def reclaim(cached: Path, ingest_dir: Path) -> None:
+    """Put a lent submission back in the cache if a killed child could not (lent's own cleanup
+    did not run); the work directory is deleted later and must not take the cached input along."""
+    if os.path.lexists(cached):
+        return
+    back = next((p for p in _candidates(ingest_dir, cached.name) if os.path.lexists(p)), None)
+    if back is not None:
+        os.rename(back, cached)
 
 
 def clean_env() -> dict[str, str]:
