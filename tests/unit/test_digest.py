@@ -56,3 +56,22 @@ def test_copy_never_overwrites(tmp_path: Path) -> None:
 def test_digest_chunks() -> None:
     chunks = [b"abc", b"def" * 100000]
     assert digest.digest_chunks(chunks).values["sha256"] == hashlib.sha256(b"".join(chunks)).hexdigest()
+
+
+def test_hashing_overlaps_io_but_never_sees_a_reused_buffer() -> None:
+    """update() hashes a mutable buffer before returning (callers reuse their buffers), while an
+    immutable bytes chunk may be hashed in the background: both give hashlib's values."""
+    parts = [os.urandom(300_000) for _ in range(5)]
+    expected = {a: hashlib.new(a, b"".join(parts)).hexdigest() for a in ("sha256", "sha512")}
+    reused = digest.MultiHasher(("sha256", "sha512"))
+    buf = bytearray(300_000)
+    for p in parts:
+        buf[:] = p
+        reused.update(buf)
+        buf[:] = b"\0" * len(buf)  # the caller overwrites its buffer as soon as update returns
+    assert reused.result().values == expected
+    background = digest.MultiHasher(("sha256", "sha512"))
+    for p in parts:
+        background.update(p)
+    assert background.result().values == expected
+    assert digest.digest_chunks(parts, ("sha256", "sha512")).values == expected
