@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from preserve import __version__
+from preserve.units import human_bytes
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 
@@ -30,14 +31,6 @@ def _catalog(settings: Any) -> Any:
     from preserve.catalog import Catalog
 
     return Catalog(settings.catalog_url)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -215,8 +208,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EXIT_OK
     print(f"AIP      {aip.id}\nTitle    {aip.title}\nCreated  {aip.created:%Y-%m-%d %H:%M:%S %Z}\n"
-          f"Status   {aip.status}\nAccess   {aip.access_level}\nSize     {_human(aip.size)} in {len(aip.files)} files\n")
-    print(table(["path", "size", "sha256"], [(f.path, _human(f.size), f.sha256) for f in aip.files]))
+          f"Status   {aip.status}\nAccess   {aip.access_level}\nSize     {human_bytes(aip.size)} in {len(aip.files)} files\n")
+    print(table(["path", "size", "sha256"], [(f.path, human_bytes(f.size), f.sha256) for f in aip.files]))
     print()
     print(table(["replica", "status", "verified", "uri"],
                 [(r.target, r.status, r.verified_at.isoformat(timespec="seconds") if r.verified_at else "-", r.uri)
@@ -241,7 +234,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                          ensure_ascii=False, indent=2))
         return EXIT_OK
     print(table(["AIP", "title", "size", "files", "replicas", "status", "created"],
-                [(a.id, a.title, _human(a.size), len(a.files),
+                [(a.id, a.title, human_bytes(a.size), len(a.files),
                   f"{sum(r.status == 'verified' for r in a.replicas)}/{len(a.replicas)}", a.status,
                   a.created.strftime("%Y-%m-%d %H:%M")) for a in aips]))
     return EXIT_OK
@@ -379,13 +372,13 @@ def _print_status(st: Any, alerts_off: bool) -> None:
     con = Console()
     ok, warn = "[green]", "[bold red]"
     head = Table(title=f"preserve status · {st.at:%Y-%m-%d %H:%M} UTC", show_header=False, title_justify="left")
-    head.add_row("AIPs", f"{st.aips}", f"{_human(st.bytes)} in {st.files} files")
+    head.add_row("AIPs", f"{st.aips}", f"{human_bytes(st.bytes)} in {st.files} files")
     head.add_row("being ingested", str(st.ingesting), "")
     oldest = st.oldest_verification.strftime("%Y-%m-%d %H:%M") if st.oldest_verification else "-"
     head.add_row("oldest fixity check", oldest,
                  f"{st.objects_never_verified} of {st.objects} objects never verified" if st.objects_never_verified else "")
     head.add_row(f"overdue (> {st.audit_interval_days} days)",
-                 (warn if st.objects_overdue else ok) + f"{_human(st.bytes_overdue)}",
+                 (warn if st.objects_overdue else ok) + f"{human_bytes(st.bytes_overdue)}",
                  f"{st.objects_overdue} objects")
     head.add_row("quarantined", (warn if st.quarantined else ok) + str(len(st.quarantined)), "")
     head.add_row("AIPs at risk", (warn if st.at_risk else ok) + str(len(st.at_risk)), "")
@@ -398,14 +391,14 @@ def _print_status(st: Any, alerts_off: bool) -> None:
             t.add_column(col, justify="left" if col == "target" else "right")
         for r in st.targets:
             t.add_row(r.target, str(r.replicas), ok + str(r.verified), (warn if r.damaged else "") + str(r.damaged),
-                      (warn if r.missing else "") + str(r.missing), str(r.objects), _human(r.bytes))
+                      (warn if r.missing else "") + str(r.missing), str(r.objects), human_bytes(r.bytes))
         con.print(t)
     if st.formats:
         t = Table(title="files by format", title_justify="left")
         for col in ("format", "files", "bytes"):
             t.add_column(col, justify="left" if col == "format" else "right")
         for f in st.formats:
-            t.add_row(f.format, str(f.files), _human(f.bytes))
+            t.add_row(f.format, str(f.files), human_bytes(f.bytes))
         con.print(t)
     if st.quarantined:
         t = Table(title="quarantined submissions (ingest/failed/NAME/REPORT.txt; `preserve retry NAME`)",

@@ -11,18 +11,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from preserve.model import Outcome
+from preserve.units import human_bytes
 
 #: artifact keys: the Artifacts page keeps the history of each key
 INGEST_REPORT_KEY = "ingest-report"
 FIXITY_SUMMARY_KEY = "fixity-summary"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n}"
 
 
 def _duration(seconds: float | None) -> str:
@@ -66,12 +59,12 @@ def ingest_report(outcome: Any) -> str:
             facts = job.facts.get(f.path)
             res = f"{facts.width}×{facts.height}" if facts and facts.width and facts.height else "-"
             lines.append(
-                f"| `{_cell(f.path.removeprefix('data/objects/'))}` | {_human(f.size)} "
+                f"| `{_cell(f.path.removeprefix('data/objects/'))}` | {human_bytes(f.size)} "
                 f"| {_duration(facts.duration) if facts else '-'} | {(facts.video_codec if facts else '') or '-'} "
                 f"| {res} | {(facts.audio_codec if facts else '') or '-'} | `{f.digests.sha256}` |")
         lines.append("")
         total = sum(f.size for f in job.files)
-        lines.append(f"{len(job.files)} file(s), {_human(total)}; payload oxum {job.payload_oxum or '-'}")
+        lines.append(f"{len(job.files)} file(s), {human_bytes(total)}; payload oxum {job.payload_oxum or '-'}")
         lines.append("")
     if job.replicas:
         lines += ["## Replicas", "", "| target | status | objects | verified at | location |", "|---|---|---:|---|---|"]
@@ -84,7 +77,7 @@ def ingest_report(outcome: Any) -> str:
         lines += ["## Access copies", ""]
         for a in job.access:
             label = "poster" if a.kind == "poster" else a.kind
-            lines.append(f"- [{label}]({a.uri}) ({_human(a.size)}, SHA-256 `{a.sha256[:16]}…`)")
+            lines.append(f"- [{label}]({a.uri}) ({human_bytes(a.size)}, SHA-256 `{a.sha256[:16]}…`)")
         lines.append("")
     warnings = [e for e in job.events if e.outcome in (Outcome.WARNING, Outcome.FAIL)]
     lines += ["## Warnings", ""]

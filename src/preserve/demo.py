@@ -70,7 +70,8 @@ def make_samples(dest: Path) -> list[Path]:
 
 def run(settings: Settings, *, direct: bool = False, print_: Callable[[str], None] = print) -> int:
     from preserve.catalog import Catalog
-    from preserve.cli import _human, run_ingest, table
+    from preserve.cli import run_ingest, table
+    from preserve.units import human_bytes
     from preserve.restore import fetch_access
 
     status = services.up(settings)
@@ -90,7 +91,7 @@ def run(settings: Settings, *, direct: bool = False, print_: Callable[[str], Non
         copies = fetch_access(settings, catalog, aip.id, access_dir) if aip.access else []
         proxy = next((str(p) for p in copies if p.suffix == ".mp4"), "(none: not a video)")
         verified = sum(r.status == "verified" for r in aip.replicas)
-        rows.append([aip.id, aip.title + ("" if o["status"] == "stored" else f" [{o['status']}]"), _human(aip.size),
+        rows.append([aip.id, aip.title + ("" if o["status"] == "stored" else f" [{o['status']}]"), human_bytes(aip.size),
                      main.sha256, f"{verified}/{len(settings.targets)}", proxy])
     catalog.close()
     print_("")

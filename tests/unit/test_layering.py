@@ -23,3 +23,4 @@ def test_importing_the_library_and_cli_help_does_not_load_prefect() -> None:
             "assert not any(n == 'prefect' or n.startswith('prefect.') for n in sys.modules), 'prefect loaded'\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
