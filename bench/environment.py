@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,29 +17,11 @@ from typing import Any, Iterator, Sequence
 from preserve import services, settings as settings_mod
 from preserve.errors import StorageUnavailable
 from preserve.settings import Settings
+from preserve.services import free_port_base
 
 BUCKETS = ["preserve-aips", "preserve-access"]
 
 
-def free_port_base(count: int = 10) -> int:
-    """A base with ``count`` consecutive free loopback ports, at random below Linux's ephemeral
-    range, because tests of other engineers run their own servers on this machine."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 32000 - count)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no run of free loopback ports found")
 
 
 @dataclass

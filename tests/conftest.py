@@ -3,8 +3,6 @@ of their own below the existing ones."""
 
 from __future__ import annotations
 
-import random
-import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -13,6 +11,7 @@ import pytest
 from preserve import services
 from preserve.errors import StorageUnavailable
 from preserve.settings import Settings
+from preserve.services import free_port_base  # noqa: F401  (tests import it from here too)
 from tests.support import load_merged
 
 # ==== storage: the embedded SeaweedFS ==============================================================
@@ -22,26 +21,6 @@ TEST_BUCKETS = ["preserve-aips", "preserve-access"]
 TEST_LOCK_BUCKETS = ["preserve-locked"]
 
 
-def free_port_base(count: int = 10) -> int:
-    """A base with ``count`` consecutive free loopback ports. Chosen at random below Linux's
-    ephemeral range, because other engineers run their test servers on this machine at the same
-    time (never the default 8333)."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 32000 - count)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no run of free loopback ports found")
 
 
 def storage_settings(var_dir: Path, port_base: int, overrides: dict[str, Any] | None = None) -> Settings:

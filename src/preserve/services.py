@@ -67,6 +67,30 @@ class ServiceStatus:
         return f"SeaweedFS not running ({self.detail or 'stopped'}); data in {self.directory}"
 
 
+def free_port_base(count: int = 10) -> int:
+    """A base with ``count`` consecutive free loopback ports, at random below Linux's ephemeral
+    range: for servers started beside others on one machine (tests, benchmarks), never the
+    configured default. Only probes by binding and releasing; nothing stays open."""
+    import random
+
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError("no run of free loopback ports found")
+
+
 def service_dir(settings: Settings) -> Path:
     return settings.services_dir / "seaweedfs"
 
