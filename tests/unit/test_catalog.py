@@ -159,3 +159,30 @@ def test_concurrent_claims_give_each_submission_to_one_worker(catalog: Catalog) 
         t.join()
     assert errors == []
     assert {n: len(ws) for n, ws in won.items()} == {n: 1 for n in names}
+
+
+
+def test_opening_the_sqlite_catalog_waits_for_another_process_writing(tmp_path: Path) -> None:
+    """A watcher starting while another holds a write transaction for several seconds (a
+    migration, a claim under load) waits for it, rather than failing with "database is
+    locked" at the first statement it runs on connecting."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "busy.sqlite"  # a new file, not yet in WAL mode: switching it needs the lock
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE placeholder (x)")
+    code = ("import sys\nfrom preserve.catalog import Catalog\n"
+            "c = Catalog(sys.argv[1]); c.claim_submission('s', 'w', 60); c.close()\n")
+    opener = subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{db}"], stderr=subprocess.PIPE, text=True)
+    try:
+        opener.wait(timeout=8)  # still waiting after longer than sqlite3's default 5 s
+        assert False, f"did not wait: {opener.stderr.read()[-500:]}"
+    except subprocess.TimeoutExpired:
+        pass
+    holder.execute("COMMIT")
+    holder.close()
+    assert opener.wait(timeout=60) == 0, opener.stderr.read()[-500:]
+    assert Catalog(f"sqlite:///{db}").submission("s") is not None

@@ -177,7 +177,9 @@ class Catalog:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+            sqlite = parsed.get_backend_name() == "sqlite"
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True,
+                                                connect_args={"timeout": 30} if sqlite else {})
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_pragmas)
                 event.listen(self.engine, "begin", _sqlite_begin)
@@ -532,10 +534,12 @@ class _Tx:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # pysqlite's own BEGIN handling off: _sqlite_begin emits it
     cur = dbapi_conn.cursor()
+    # the wait first: switching a fresh file to WAL takes a lock, and a second process opening the
+    # catalog at the same moment must wait for it rather than fail with "database is locked"
+    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
