@@ -5,6 +5,8 @@ ignores a requested feature (test_ignored_features_are_detected)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import datetime as dt
 import hashlib
 import json
@@ -249,6 +251,21 @@ def _via_proxy(settings: Settings, proxy: FaultProxy, name: str = "seaweed") -> 
                                                     "access_key_env": "", "secret_key_env": ""})
 
 
+@contextlib.contextmanager
+def _proxied(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+             **faults: Any) -> Iterator[tuple[FaultProxy, TargetSettings]]:
+    """A FaultProxy in front of the session's SeaweedFS, and a target "proxied" that goes through
+    it with the seaweed target's credentials (given the way production gives them: env vars)."""
+    host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
+    creds = settings.credentials_of(settings.target("seaweed"), env={})
+    with FaultProxy((host, int(port)), **faults) as proxy:
+        target = _via_proxy(settings, proxy)
+        key_env, secret_env = target.env_names()
+        monkeypatch.setenv(key_env, creds["aws_access_key_id"])
+        monkeypatch.setenv(secret_env, creds["aws_secret_access_key"])
+        yield proxy, target
+
+
 @pytest.mark.parametrize("size_mb", [1, 12])  # one PUT; three parts
 def test_corrupting_proxy_nothing_marked_verified(s3_settings: Settings, run: str, tmp_path: Path,
                                                   size_mb: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,13 +275,7 @@ def test_corrupting_proxy_nothing_marked_verified(s3_settings: Settings, run: st
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)
     src = tmp_path / "film.mov"
     sha = random_file(src, size_mb * MiB)
-    host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
-    with FaultProxy((host, int(port)), corrupt=-1) as proxy:
-        target = _via_proxy(settings, proxy)
-        creds = settings.credentials_of(settings.target("seaweed"), env={})
-        key_env, secret_env = target.env_names()
-        monkeypatch.setenv(key_env, creds["aws_access_key_id"])
-        monkeypatch.setenv(secret_env, creds["aws_secret_access_key"])
+    with _proxied(settings, monkeypatch, corrupt=-1) as (proxy, target):
         local = TargetSettings(name="local", kind="filesystem", path=tmp_path / "replica")
         outcomes = replication.upload_all(settings, [target, local], run, [
             replication.Upload(f"{run}/film.mov", src, sha, size_mb * MiB)])
@@ -283,13 +294,7 @@ def test_one_corrupted_part_is_sent_again(s3_settings: Settings, run: str, tmp_p
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)
     src = tmp_path / "film.mov"
     sha = random_file(src, 12 * MiB)
-    host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
-    creds = settings.credentials_of(settings.target("seaweed"), env={})
-    with FaultProxy((host, int(port))) as proxy:
-        target = _via_proxy(settings, proxy)
-        key_env, secret_env = target.env_names()
-        monkeypatch.setenv(key_env, creds["aws_access_key_id"])
-        monkeypatch.setenv(secret_env, creds["aws_secret_access_key"])
+    with _proxied(settings, monkeypatch) as (proxy, target):
         with open_store(settings, target) as store:
             store.check_reachable()  # the server has answered: later failures are retried
             proxy.corrupt = 1
@@ -482,13 +487,7 @@ def test_download_dropped_midway_continues_where_it_stopped(s3_settings: Setting
     sha = random_file(src, 20 * MiB)
     with open_store(settings, settings.target("seaweed")) as store:
         store.put_file(f"{run}/film.mov", src, sha256=sha, size=20 * MiB)
-    host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
-    creds = settings.credentials_of(settings.target("seaweed"), env={})
-    with FaultProxy((host, int(port)), cut_response_after=7 * MiB) as proxy:
-        target = _via_proxy(settings, proxy)
-        key_env, secret_env = target.env_names()
-        monkeypatch.setenv(key_env, creds["aws_access_key_id"])
-        monkeypatch.setenv(secret_env, creds["aws_secret_access_key"])
+    with _proxied(settings, monkeypatch, cut_response_after=7 * MiB) as (proxy, target):
         with caplog.at_level("WARNING", logger="preserve.storage.s3"), open_store(settings, target) as store:
             assert store.get_file(f"{run}/film.mov", tmp_path / "back.mov") == sha
         assert proxy.cuts == 1
@@ -540,13 +539,7 @@ def test_server_errors_are_retried_with_backoff(s3_settings: Settings, run: str,
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)
     src = tmp_path / "film.mov"
     sha = random_file(src, 12 * MiB)
-    host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
-    creds = settings.credentials_of(settings.target("seaweed"), env={})
-    with FaultProxy((host, int(port))) as proxy:
-        target = _via_proxy(settings, proxy)
-        key_env, secret_env = target.env_names()
-        monkeypatch.setenv(key_env, creds["aws_access_key_id"])
-        monkeypatch.setenv(secret_env, creds["aws_secret_access_key"])
+    with _proxied(settings, monkeypatch) as (proxy, target):
         with open_store(settings, target) as store:
             store.check_reachable()
             proxy.unavailable = 4
