@@ -10,8 +10,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from bench import data as datasets
 from bench.environment import BenchArchive
@@ -30,14 +30,24 @@ ROW_ORDER = ("B1", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B8")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="100 MB file, 5 s clip, 1 GB sparse file, 20 tiny files, one run each: checks that "
-                             "the benchmark works (CI); its figures mean little")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="runs per measurement, whose median is reported (default 3; 1 with --quick)")
-    parser.add_argument("--data", type=Path, default=datasets.DATA_DIR,
-                        help=f"where the cached inputs (cache/) and the scratch archive (work-*/) live "
-                             f"(default {datasets.DATA_DIR})")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="100 MB file, 5 s clip, 1 GB sparse file, 20 tiny files, one run each: checks that "
+        "the benchmark works (CI); its figures mean little",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per measurement, whose median is reported (default 3; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=datasets.DATA_DIR,
+        help=f"where the cached inputs (cache/) and the scratch archive (work-*/) live (default {datasets.DATA_DIR})",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_JSON, help=f"the JSON written (default {RESULTS_JSON})")
     args = parser.parse_args(argv)
     sizes = datasets.QUICK if args.quick else datasets.FULL
@@ -45,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     def log(msg: str) -> None:
-        print(f"[bench {time.monotonic() - started:5.0f} s, load {os.getloadavg()[0]:4.1f}] {msg}", file=sys.stderr,
-              flush=True)
+        print(
+            f"[bench {time.monotonic() - started:5.0f} s, load {os.getloadavg()[0]:4.1f}] {msg}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     cache = args.data / "cache"
     log(f"preparing data ({sizes.name}) in {cache}")
@@ -70,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                 present = {r.id for r in ctx.rows}
                 for rid in row_ids:
                     if rid not in present:
-                        ctx.rows.append(Row(rid, "FAILED", "-", "-", None, "", "-", None,
-                                            notes=[f"{type(exc).__name__}: {exc}"]))
+                        ctx.rows.append(
+                            Row(rid, "FAILED", "-", "-", None, "", "-", None, notes=[f"{type(exc).__name__}: {exc}"])
+                        )
             timings[section.__name__] = time.monotonic() - t0
     rows = sorted(ctx.rows, key=lambda r: ROW_ORDER.index(r.id) if r.id in ROW_ORDER else 99)
     total = time.monotonic() - started
@@ -79,14 +93,28 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         for note in r.notes:
             print(f"  {r.id}: {note}")
-    print(f"\n{sizes.name} run, {args.repeat} runs per measurement, {total:.0f} s in all "
-          f"(data generation {ds.prepared_seconds:.0f} s); load average {load_before[0]:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after")
-    path = write_json({"mode": sizes.name, "repeat": args.repeat, "date": dt.datetime.now().isoformat(timespec="seconds"),
-                       "machine": machine(), "sizes": sizes.__dict__, "total_seconds": total,
-                       "data_generation_seconds": ds.prepared_seconds, "section_seconds": timings,
-                       "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                       "markdown": markdown(rows)}, rows, args.results)
+    print(
+        f"\n{sizes.name} run, {args.repeat} runs per measurement, {total:.0f} s in all "
+        f"(data generation {ds.prepared_seconds:.0f} s); load average {load_before[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after"
+    )
+    path = write_json(
+        {
+            "mode": sizes.name,
+            "repeat": args.repeat,
+            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "machine": machine(),
+            "sizes": sizes.__dict__,
+            "total_seconds": total,
+            "data_generation_seconds": ds.prepared_seconds,
+            "section_seconds": timings,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "markdown": markdown(rows),
+        },
+        rows,
+        args.results,
+    )
     print(f"results: {path}")
     return 1 if failed else 0
 

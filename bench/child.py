@@ -16,12 +16,13 @@ from typing import Any
 
 from bench.environment import lent
 from bench.measure import proc_io
-from preserve import ingest, settings as settings_mod
+from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.pipeline import ingest
 
 
 class StepMeter:
-    """A StepRunner (see preserve.ingest) that records each step's wall time and the bytes read
+    """A StepRunner (see preserve.pipeline.ingest) that records each step's wall time and the bytes read
     by this process and the tools it ran (and waited for) during the step."""
 
     def __init__(self) -> None:
@@ -33,18 +34,28 @@ class StepMeter:
             return step(job)
         finally:
             io1 = proc_io()
-            self.steps.append({"step": step.__name__, "seconds": time.monotonic() - t0,
-                               "rchar": io1["rchar"] - io0["rchar"],
-                               "read_bytes": io1["read_bytes"] - io0["read_bytes"],
-                               "wchar": io1["wchar"] - io0["wchar"]})
+            self.steps.append(
+                {
+                    "step": step.__name__,
+                    "seconds": time.monotonic() - t0,
+                    "rchar": io1["rchar"] - io0["rchar"],
+                    "read_bytes": io1["read_bytes"] - io0["read_bytes"],
+                    "wchar": io1["wchar"] - io0["wchar"],
+                }
+            )
 
 
 def _outcome_dict(outcome: ingest.IngestOutcome) -> dict[str, Any]:
     job = outcome.job
     files = job.files if job is not None else []
-    return {"status": outcome.status, "aip_id": outcome.aip_id, "detail": outcome.detail,
-            "payload_bytes": sum(f.size for f in files), "payload_files": len(files),
-            "events": len(job.events) if job is not None else 0}
+    return {
+        "status": outcome.status,
+        "aip_id": outcome.aip_id,
+        "detail": outcome.detail,
+        "payload_bytes": sum(f.size for f in files),
+        "payload_files": len(files),
+        "events": len(job.events) if job is not None else 0,
+    }
 
 
 def run_ingest(spec: dict[str, Any]) -> dict[str, Any]:
@@ -60,12 +71,18 @@ def run_ingest(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         catalog.close()
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {**_outcome_dict(outcome), "seconds": wall, "steps": meter.steps,
-            "rchar": io1["rchar"] - io0["rchar"], "read_bytes": io1["read_bytes"] - io0["read_bytes"],
-            "wchar": io1["wchar"] - io0["wchar"],
-            # ru_maxrss is in KiB on Linux; for children it is the largest single child (and its own
-            # descendants), not a sum
-            "maxrss_self_bytes": me.ru_maxrss * 1024, "maxrss_children_bytes": children.ru_maxrss * 1024}
+    return {
+        **_outcome_dict(outcome),
+        "seconds": wall,
+        "steps": meter.steps,
+        "rchar": io1["rchar"] - io0["rchar"],
+        "read_bytes": io1["read_bytes"] - io0["read_bytes"],
+        "wchar": io1["wchar"] - io0["wchar"],
+        # ru_maxrss is in KiB on Linux; for children it is the largest single child (and its own
+        # descendants), not a sum
+        "maxrss_self_bytes": me.ru_maxrss * 1024,
+        "maxrss_children_bytes": children.ru_maxrss * 1024,
+    }
 
 
 def run_prefect(spec: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +112,14 @@ def run_prefect(spec: dict[str, Any]) -> dict[str, Any]:
                 seconds = time.monotonic() - t0
                 data = state.result(raise_on_failure=False) if state.is_completed() else None
                 status = (data or {}).get("status", "") if isinstance(data, dict) else ""
-                runs.append({"mode": "flow", "seconds": seconds, "status": status or state.type.value,
-                             "detail": state.message or ""})
+                runs.append(
+                    {
+                        "mode": "flow",
+                        "seconds": seconds,
+                        "status": status or state.type.value,
+                        "detail": state.message or "",
+                    }
+                )
             else:
                 catalog = Catalog(settings.catalog_url)
                 try:

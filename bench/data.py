@@ -84,12 +84,39 @@ def make_clip(path: Path, seconds: int) -> Path:
     if path.is_file() and path.stat().st_size > 0:
         return path
     tmp = _fresh(path)
-    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=24:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-            "-map", "0:v", "-map", "1:a",
-            "-c:v", "prores_aw", "-profile:v", "2", "-pix_fmt", "yuv422p10le",
-            "-c:a", "pcm_s16le", "-ac", "2", "-f", "mov", f"file:{tmp}"]
+    argv = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size=1920x1080:rate=24:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "prores_aw",
+        "-profile:v",
+        "2",
+        "-pix_fmt",
+        "yuv422p10le",
+        "-c:a",
+        "pcm_s16le",
+        "-ac",
+        "2",
+        "-f",
+        "mov",
+        f"file:{tmp}",
+    ]
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)

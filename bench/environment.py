@@ -1,5 +1,5 @@
 """The benchmark's own little archive: a work directory under bench/data/, the embedded SeaweedFS
-started on free loopback ports (through `preserve.services.up`, as `preserve services up` does)
+started on free loopback ports (through `preserve.dev.services.up`, as `preserve services up` does)
 and stopped at the end, and Settings for each measured run (own var dir, catalog, ingest folder
 and S3 prefix, like tests/support.isolated_settings). Side effects: starts and stops the server,
 creates and removes the work directory, moves submissions in and out of ingest folders."""
@@ -10,18 +10,18 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from preserve import services, settings as settings_mod
-from preserve.errors import StorageUnavailable
-from preserve.settings import Settings
-from preserve.services import free_port_base
+from preserve import config as settings_mod
+from preserve.config import Settings
+from preserve.core.errors import StorageUnavailable
+from preserve.dev import services
+from preserve.dev.services import free_port_base
 
 BUCKETS = ["preserve-aips", "preserve-access"]
-
-
 
 
 @dataclass
@@ -38,14 +38,20 @@ class BenchArchive:
     def _services(self) -> dict[str, Any]:
         return {"port_base": self.port_base, "data_dir": str(self.services_dir), "buckets": BUCKETS}
 
-    def overrides(self, run: str, targets: Sequence[str] = ("seaweed", "local"), *,
-                  access: bool = True) -> dict[str, Any]:
+    def overrides(
+        self, run: str, targets: Sequence[str] = ("seaweed", "local"), *, access: bool = True
+    ) -> dict[str, Any]:
         """Settings overrides for one run: its own var dir (catalog, staging, ingest folder,
         local replica) and S3 prefix. ``targets`` picks the replicas: "seaweed" (S3), "local"."""
         var = self.work / "runs" / run
         known = {
-            "seaweed": {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips",
-                        "prefix": f"bench/{run}"},
+            "seaweed": {
+                "name": "seaweed",
+                "kind": "s3",
+                "embedded": True,
+                "bucket": "preserve-aips",
+                "prefix": f"bench/{run}",
+            },
             "local": {"name": "local", "kind": "filesystem", "path": str(var / "replica-local")},
         }
         o: dict[str, Any] = {
@@ -56,8 +62,13 @@ class BenchArchive:
             "targets": [known[t] for t in targets],
         }
         if access:
-            o["access_target"] = {"name": "access", "kind": "s3", "embedded": True, "bucket": "preserve-access",
-                                  "prefix": f"open-{run}"}
+            o["access_target"] = {
+                "name": "access",
+                "kind": "s3",
+                "embedded": True,
+                "bucket": "preserve-access",
+                "prefix": f"open-{run}",
+            }
         return o
 
     def settings(self, overrides: dict[str, Any]) -> Settings:
@@ -77,7 +88,7 @@ class BenchArchive:
         return self.settings(self.overrides("server", ("seaweed",)))
 
     @contextlib.contextmanager
-    def running(self) -> Iterator["BenchArchive"]:
+    def running(self) -> Iterator[BenchArchive]:
         """The work directory, fresh, with SeaweedFS up; both gone afterwards. A server left
         running by an interrupted earlier run in the same directory is stopped first."""
         if (self.services_dir / "seaweedfs").is_dir():

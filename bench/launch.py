@@ -1,6 +1,6 @@
 """Starting the measured child processes (bench.child, the peer script) from the benchmark and
 watching their process tree. The benchmark is a harness, not the library, so it starts its
-processes itself rather than through preserve.tools. Side effects: runs processes, writes spec
+processes itself rather than through preserve.tools.run. Side effects: runs processes, writes spec
 and result files in the work directory."""
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ class ChildFailed(RuntimeError):
     pass
 
 
-def run_child(spec: dict[str, Any], work: Path, name: str, *, env: dict[str, str] | None = None,
-              timeout: float = 3600) -> dict[str, Any]:
+def run_child(
+    spec: dict[str, Any], work: Path, name: str, *, env: dict[str, str] | None = None, timeout: float = 3600
+) -> dict[str, Any]:
     """Run `python -m bench.child` on ``spec``; return its result with the sampled memory of its
     process tree added under "memory" and the wall time seen from outside under "process_seconds"."""
     work.mkdir(parents=True, exist_ok=True)
@@ -33,15 +34,21 @@ def run_child(spec: dict[str, Any], work: Path, name: str, *, env: dict[str, str
     result_path.unlink(missing_ok=True)
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "bench.child", str(spec_path)], cwd=REPO,
-                                env=env or clean_env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.child", str(spec_path)],
+            cwd=REPO,
+            env=env or clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         with TreeSampler(proc.pid) as sampler:
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise ChildFailed(f"{name} did not finish within {timeout:.0f} s; see {log_path}")
+                raise ChildFailed(f"{name} did not finish within {timeout:.0f} s; see {log_path}") from None
         elapsed = time.monotonic() - t0
     if code != 0 or not result_path.exists():
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]

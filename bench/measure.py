@@ -7,9 +7,10 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -43,8 +44,8 @@ def _ppid_and_name(pid: int) -> tuple[int, str] | None:
     except OSError:
         return None
     # the name is in parentheses and may itself contain spaces or parentheses
-    name = stat[stat.index("(") + 1: stat.rindex(")")]
-    fields = stat[stat.rindex(")") + 2:].split()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[1]), name
 
 
@@ -91,9 +92,14 @@ class TreeMemory:
     by_name: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"peak_tree_bytes": self.peak_tree, "peak_root_bytes": self.peak_root,
-                "peak_child_bytes": self.peak_child, "peak_child_name": self.peak_child_name,
-                "samples": self.samples, "peak_by_name_bytes": dict(sorted(self.by_name.items()))}
+        return {
+            "peak_tree_bytes": self.peak_tree,
+            "peak_root_bytes": self.peak_root,
+            "peak_child_bytes": self.peak_child,
+            "peak_child_name": self.peak_child_name,
+            "samples": self.samples,
+            "peak_by_name_bytes": dict(sorted(self.by_name.items())),
+        }
 
 
 class TreeSampler:
@@ -106,7 +112,7 @@ class TreeSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sample-{pid}", daemon=True)
 
-    def __enter__(self) -> "TreeSampler":
+    def __enter__(self) -> TreeSampler:
         self._thread.start()
         return self
 

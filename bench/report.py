@@ -57,16 +57,20 @@ def table(rows: list[Row]) -> str:
     """A fixed-width table for the terminal (and a Markdown one for the README via markdown())."""
     head = ("#", "what", "ours (median)", "compared with (median)", "ratio", "goal", "met")
     body = [(r.id, r.what, r.ours, r.compared_with, r.ratio_text(), r.goal, r.met_text()) for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
 
 def markdown(rows: list[Row]) -> str:
-    out = ["| # | what | ours (median of 3) | compared with (median of 3) | ratio | goal | met |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| # | what | ours (median of 3) | compared with (median of 3) | ratio | goal | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r.id} | {r.what} | {r.ours} | {r.compared_with} | {r.ratio_text()} | {r.goal} | {r.met_text()} |")
+        out.append(
+            f"| {r.id} | {r.what} | {r.ours} | {r.compared_with} | {r.ratio_text()} | {r.goal} | {r.met_text()} |"
+        )
     return "\n".join(out)
 
 
@@ -80,18 +84,36 @@ def machine() -> dict[str, Any]:
         pass
     model = ""
     try:
-        model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                      if l.startswith("model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     os_name = ""
     try:
-        os_name = next((l.split("=", 1)[1].strip().strip('"') for l in Path("/etc/os-release").read_text().splitlines()
-                        if l.startswith("PRETTY_NAME=")), "")
+        os_name = next(
+            (
+                line.split("=", 1)[1].strip().strip('"')
+                for line in Path("/etc/os-release").read_text().splitlines()
+                if line.startswith("PRETTY_NAME=")
+            ),
+            "",
+        )
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_bytes": mem, "os": os_name,
-            "kernel": platform.release(), "python": sys.version.split()[0]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_bytes": mem,
+        "os": os_name,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+    }
 
 
 def write_json(payload: dict[str, Any], rows: list[Row], path: Path = RESULTS_JSON) -> Path:

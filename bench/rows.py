@@ -12,20 +12,21 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.data import Dataset
 from bench.environment import BenchArchive, clean_env, reclaim, write_config
-from bench.launch import REPO, run_child as _run_child
+from bench.launch import REPO
+from bench.launch import run_child as _run_child
 from bench.measure import median, timed
 from bench.report import Row, mb_s, mib, seconds
-from preserve.audit import AuditScope, run_audit
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.operations.audit import AuditScope, run_audit
 from preserve.storage import open_store
 
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_pipeline.sh"
@@ -72,6 +73,7 @@ def cat_once(path: Path) -> float:
 
 def hashlib_one_pass(path: Path) -> float:
     """SHA-256 and SHA-512 with hashlib in one read, one thread: the straightforward Python way."""
+
     def run() -> None:
         a, b = hashlib.sha256(), hashlib.sha512()
         buf = bytearray(8 << 20)
@@ -81,6 +83,7 @@ def hashlib_one_pass(path: Path) -> float:
                 a.update(view[:n])
                 b.update(view[:n])
         a.hexdigest(), b.hexdigest()
+
     return timed(run)[0]
 
 
@@ -94,8 +97,12 @@ def bagit_peer(path: Path, work: Path) -> tuple[float, float]:
     t0 = time.monotonic()
     subprocess.run(["cp", str(path), str(work)], check=True)
     t1 = time.monotonic()
-    subprocess.run([sys.executable, str(bagit), "--quiet", "--sha256", "--sha512", str(work)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(bagit), "--quiet", "--sha256", "--sha512", str(work)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t2 = time.monotonic()
     shutil.rmtree(work, ignore_errors=True)
     return t2 - t0, t2 - t1
@@ -108,10 +115,18 @@ def plain_s3(settings: Settings, target: str) -> tuple[Any, str, str]:
     from botocore.config import Config
 
     t = settings.target(target)
-    config = Config(s3={"addressing_style": "path", "payload_signing_enabled": False},
-                    request_checksum_calculation="when_required", response_checksum_validation="when_required")
-    client = boto3.client("s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, config=config,
-                          **settings.credentials_of(t, env={}))
+    config = Config(
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint_of(t),
+        region_name=t.region,
+        config=config,
+        **settings.credentials_of(t, env={}),
+    )
     return client, t.bucket, (t.prefix.strip("/") + "/") if t.prefix else ""
 
 
@@ -121,11 +136,31 @@ def fixity_and_storage(ctx: Context) -> None:
     the same file and the same stored objects: cat, hashlib, the bagit.py peer, the audit against
     boto3 download_fileobj, and boto3 upload_file of the same bytes."""
     src, a = ctx.data.random_file, ctx.archive
-    runs: dict[str, list[Any]] = {k: [] for k in (
-        "stage_package_s", "cat_s", "hashlib_s", "peer_cp_bagit_s", "peer_bagit_s", "replicate_s", "replicate_bytes",
-        "boto3_upload_s", "audit_s", "audit_bytes", "boto3_download_s", "download_bytes", "peak_tree_bytes",
-        "peak_root_bytes", "maxrss_self_bytes", "maxrss_children_bytes", "rchar_per_byte", "read_bytes_per_byte",
-        "ingest_s", "steps")}
+    runs: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "stage_package_s",
+            "cat_s",
+            "hashlib_s",
+            "peer_cp_bagit_s",
+            "peer_bagit_s",
+            "replicate_s",
+            "replicate_bytes",
+            "boto3_upload_s",
+            "audit_s",
+            "audit_bytes",
+            "boto3_download_s",
+            "download_bytes",
+            "peak_tree_bytes",
+            "peak_root_bytes",
+            "maxrss_self_bytes",
+            "maxrss_children_bytes",
+            "rchar_per_byte",
+            "read_bytes_per_byte",
+            "ingest_s",
+            "steps",
+        )
+    }
     for i in range(ctx.repeat):
         run = f"fixity-{i}"
         overrides = a.overrides(run, ("seaweed",))
@@ -163,8 +198,9 @@ def fixity_and_storage(ctx: Context) -> None:
             client, bucket, prefix = plain_s3(settings, "seaweed")
 
             def audit() -> None:
-                t, report = timed(lambda: run_audit(settings, catalog, AuditScope(aip_id=res["aip_id"],
-                                                                                  replica="seaweed", full=True)))
+                t, report = timed(
+                    lambda: run_audit(settings, catalog, AuditScope(aip_id=res["aip_id"], replica="seaweed", full=True))
+                )
                 if report.failures or report.errors or report.bag_problems:
                     raise RuntimeError(f"the audit found problems: {report.failures[:3]} {report.errors[:3]}")
                 runs["audit_s"].append(t)
@@ -178,13 +214,14 @@ def fixity_and_storage(ctx: Context) -> None:
                 runs["boto3_download_s"].append(time.monotonic() - t0)
                 runs["download_bytes"].append(nbytes)
 
-            for step in ((audit, download) if i % 2 == 0 else (download, audit)):
+            for step in (audit, download) if i % 2 == 0 else (download, audit):
                 settle()
                 step()
             ctx.log(f"B3 run {i + 1}/{ctx.repeat}: boto3 upload_file of the same {mib(nbytes)}")
             settle()
-            runs["boto3_upload_s"].append(_plain_upload(client, bucket, prefix, objects, src, a.work / f"small-{i}",
-                                                        f"baseline-{i}/"))
+            runs["boto3_upload_s"].append(
+                _plain_upload(client, bucket, prefix, objects, src, a.work / f"small-{i}", f"baseline-{i}/")
+            )
             store = open_store(settings, settings.target("seaweed"))
             try:
                 for o in objects:
@@ -199,8 +236,9 @@ def fixity_and_storage(ctx: Context) -> None:
     _rows_fixity_storage(ctx, runs)
 
 
-def _plain_upload(client: Any, bucket: str, prefix: str, objects: list[Any], src: Path, scratch: Path,
-                  under: str) -> float:
+def _plain_upload(
+    client: Any, bucket: str, prefix: str, objects: list[Any], src: Path, scratch: Path, under: str
+) -> float:
     """upload_file of every object of the AIP, the same bytes: the payload from the source file,
     the small tag and metadata files fetched back first (not timed)."""
     scratch.mkdir(parents=True, exist_ok=True)
@@ -225,41 +263,96 @@ def _rows_fixity_storage(ctx: Context, r: dict[str, list[Any]]) -> None:
     size = ctx.data.random_file.stat().st_size
     ours, h, c = median(r["stage_package_s"]), median(r["hashlib_s"]), median(r["cat_s"])
     peer, peer_alone = median(r["peer_cp_bagit_s"]), median(r["peer_bagit_s"])
-    ctx.rows.append(Row(
-        "B1", f"checksum + bag {label} (stage + package steps)", f"{seconds(ours)} ({mb_s(size, ours)})",
-        f"hashlib one pass {seconds(h)}; cat {seconds(c)}", ours / h, "× one-pass hash", "≤ 1.15×", ours / h <= 1.15,
-        runs={k: r[k] for k in ("stage_package_s", "hashlib_s", "cat_s", "steps")},
-        notes=[f"{ours / c:.2f}× reading the file once with cat"]))
-    ctx.rows.append(Row(
-        "B2", f"the same, against the peer", f"{seconds(ours)}", f"cp + bagit.py {seconds(peer)} (bagit.py alone {seconds(peer_alone)})",
-        ours / peer, "× peer", "< 1.00× (faster)", ours / peer < 1.0,
-        runs={k: r[k] for k in ("stage_package_s", "peer_cp_bagit_s", "peer_bagit_s")},
-        notes=[f"{ours / peer_alone:.2f}× bagit.py alone, without its copy"]))
+    ctx.rows.append(
+        Row(
+            "B1",
+            f"checksum + bag {label} (stage + package steps)",
+            f"{seconds(ours)} ({mb_s(size, ours)})",
+            f"hashlib one pass {seconds(h)}; cat {seconds(c)}",
+            ours / h,
+            "× one-pass hash",
+            "≤ 1.15×",
+            ours / h <= 1.15,
+            runs={k: r[k] for k in ("stage_package_s", "hashlib_s", "cat_s", "steps")},
+            notes=[f"{ours / c:.2f}× reading the file once with cat"],
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "B2",
+            "the same, against the peer",
+            f"{seconds(ours)}",
+            f"cp + bagit.py {seconds(peer)} (bagit.py alone {seconds(peer_alone)})",
+            ours / peer,
+            "× peer",
+            "< 1.00× (faster)",
+            ours / peer < 1.0,
+            runs={k: r[k] for k in ("stage_package_s", "peer_cp_bagit_s", "peer_bagit_s")},
+            notes=[f"{ours / peer_alone:.2f}× bagit.py alone, without its copy"],
+        )
+    )
     nbytes = median(r["replicate_bytes"])
     rep, up = median(r["replicate_s"]), median(r["boto3_upload_s"])
-    ctx.rows.append(Row(
-        "B3", f"replicate the bag to S3 (SHA-256 sent, verified)", f"{seconds(rep)} ({mb_s(nbytes, rep)})",
-        f"boto3 upload_file, no checksums {seconds(up)} ({mb_s(nbytes, up)})", up / rep, "× boto3 throughput",
-        "≥ 0.90×", up / rep >= 0.9, runs={k: r[k] for k in ("replicate_s", "replicate_bytes", "boto3_upload_s")}))
+    ctx.rows.append(
+        Row(
+            "B3",
+            "replicate the bag to S3 (SHA-256 sent, verified)",
+            f"{seconds(rep)} ({mb_s(nbytes, rep)})",
+            f"boto3 upload_file, no checksums {seconds(up)} ({mb_s(nbytes, up)})",
+            up / rep,
+            "× boto3 throughput",
+            "≥ 0.90×",
+            up / rep >= 0.9,
+            runs={k: r[k] for k in ("replicate_s", "replicate_bytes", "boto3_upload_s")},
+        )
+    )
     aud, down = median(r["audit_s"]), median(r["boto3_download_s"])
     abytes = median(r["audit_bytes"])
-    ctx.rows.append(Row(
-        "B4", "fixity audit of that AIP (full re-read)", f"{seconds(aud)} ({mb_s(abytes, aud)})",
-        f"boto3 download_fileobj to /dev/null {seconds(down)} ({mb_s(nbytes, down)})",
-        (abytes / aud) / (nbytes / down), "× boto3 throughput", "≥ 0.90×", (abytes / aud) / (nbytes / down) >= 0.9,
-        runs={k: r[k] for k in ("audit_s", "audit_bytes", "boto3_download_s", "download_bytes")}))
+    ctx.rows.append(
+        Row(
+            "B4",
+            "fixity audit of that AIP (full re-read)",
+            f"{seconds(aud)} ({mb_s(abytes, aud)})",
+            f"boto3 download_fileobj to /dev/null {seconds(down)} ({mb_s(nbytes, down)})",
+            (abytes / aud) / (nbytes / down),
+            "× boto3 throughput",
+            "≥ 0.90×",
+            (abytes / aud) / (nbytes / down) >= 0.9,
+            runs={k: r[k] for k in ("audit_s", "audit_bytes", "boto3_download_s", "download_bytes")},
+        )
+    )
     peak = median(r["peak_tree_bytes"])
-    ctx.rows.append(Row(
-        "B6a", f"peak RSS, ingest of {label} (S3 replica), whole process tree", mib(peak),
-        f"ingest process alone {mib(median(r['peak_root_bytes']))}; largest tool "
-        f"{mib(median(r['maxrss_children_bytes']))}", None, "", "< 300 MB", peak < RSS_GOAL,
-        runs={k: r[k] for k in ("peak_tree_bytes", "peak_root_bytes", "maxrss_self_bytes", "maxrss_children_bytes")}))
+    ctx.rows.append(
+        Row(
+            "B6a",
+            f"peak RSS, ingest of {label} (S3 replica), whole process tree",
+            mib(peak),
+            f"ingest process alone {mib(median(r['peak_root_bytes']))}; largest tool "
+            f"{mib(median(r['maxrss_children_bytes']))}",
+            None,
+            "",
+            "< 300 MB",
+            peak < RSS_GOAL,
+            runs={
+                k: r[k] for k in ("peak_tree_bytes", "peak_root_bytes", "maxrss_self_bytes", "maxrss_children_bytes")
+            },
+        )
+    )
     per = median(r["rchar_per_byte"])
-    ctx.rows.append(Row(
-        "B7", f"bytes read per byte ingested, {label}, S3 replica, no proxy", f"{per:.2f}",
-        "read(2) bytes of the whole process tree (/proc rchar) / payload bytes", per, "", "≤ 2.0", per <= 2.0,
-        runs={k: r[k] for k in ("rchar_per_byte", "read_bytes_per_byte")},
-        notes=["by step (median run): " + _steps_per_byte(r["steps"], size)]))
+    ctx.rows.append(
+        Row(
+            "B7",
+            f"bytes read per byte ingested, {label}, S3 replica, no proxy",
+            f"{per:.2f}",
+            "read(2) bytes of the whole process tree (/proc rchar) / payload bytes",
+            per,
+            "",
+            "≤ 2.0",
+            per <= 2.0,
+            runs={k: r[k] for k in ("rchar_per_byte", "read_bytes_per_byte")},
+            notes=["by step (median run): " + _steps_per_byte(r["steps"], size)],
+        )
+    )
 
 
 def _steps_per_byte(step_runs: list[list[dict[str, Any]]], size: int) -> str:
@@ -272,10 +365,23 @@ def media(ctx: Context) -> None:
     """Per run: preserve's full ingest of the clip (two replicas, access copies, catalog) in a
     child process, and the peer script on the same clip; their order alternates."""
     a, clip = ctx.archive, ctx.data.clip
-    runs: dict[str, list[Any]] = {k: [] for k in ("ingest_process_s", "ingest_s", "make_access_s", "peer_s",
-                                                  "peer_bagit_s", "peer_ffmpeg_s", "peer_upload_s", "steps",
-                                                  "peak_tree_bytes", "peak_child_bytes")}
+    runs: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "ingest_process_s",
+            "ingest_s",
+            "make_access_s",
+            "peer_s",
+            "peer_bagit_s",
+            "peer_ffmpeg_s",
+            "peer_upload_s",
+            "steps",
+            "peak_tree_bytes",
+            "peak_child_bytes",
+        )
+    }
     for i in range(ctx.repeat):
+
         def ours() -> None:
             run = f"clip-{i}"
             ctx.log(f"B5 run {i + 1}/{ctx.repeat}: full ingest of the {ctx.data.sizes.clip_seconds} s clip")
@@ -297,37 +403,81 @@ def media(ctx: Context) -> None:
             for name in ("bagit", "ffmpeg", "upload"):
                 runs[f"peer_{name}_s"].append(phases[name])
 
-        for step in ((ours, peer) if i % 2 == 0 else (peer, ours)):
+        for step in (ours, peer) if i % 2 == 0 else (peer, ours):
             settle()
             step()
     e2e, ff, peer_t = median(runs["ingest_process_s"]), median(runs["peer_ffmpeg_s"]), median(runs["peer_s"])
     secs = ctx.data.sizes.clip_seconds
-    ctx.rows.append(Row(
-        "B5", f"full ingest of the {secs} s 1080p ProRes clip, end to end", seconds(e2e),
-        f"bare ffmpeg proxy command {seconds(ff)}", e2e / ff, "× bare ffmpeg", "≤ 1.25×", e2e / ff <= 1.25,
-        runs={k: runs[k] for k in ("ingest_process_s", "ingest_s", "make_access_s", "peer_ffmpeg_s", "steps",
-                                   "peak_tree_bytes", "peak_child_bytes")},
-        notes=["by step (median run): " + ", ".join(f"{s['step']} {s['seconds']:.1f} s"
-                                                    for s in runs["steps"][len(runs["steps"]) // 2] if s["seconds"] >= 0.05)]))
-    ctx.rows.append(Row(
-        "peer", f"peer pipeline on the same clip (bagit.py, then ffmpeg, then boto3 upload)", seconds(e2e),
-        f"peer script {seconds(peer_t)} (bagit {seconds(median(runs['peer_bagit_s']))}, ffmpeg {seconds(ff)}, "
-        f"upload {seconds(median(runs['peer_upload_s']))})", peer_t / e2e, "× speed-up over the peer",
-        "> 1.00× (faster)", peer_t / e2e > 1.0,
-        runs={k: runs[k] for k in ("ingest_process_s", "peer_s", "peer_bagit_s", "peer_ffmpeg_s", "peer_upload_s")},
-        notes=["preserve does more: 2 verified replicas, decode check, framemd5, poster, contact sheet, catalog"]))
+    ctx.rows.append(
+        Row(
+            "B5",
+            f"full ingest of the {secs} s 1080p ProRes clip, end to end",
+            seconds(e2e),
+            f"bare ffmpeg proxy command {seconds(ff)}",
+            e2e / ff,
+            "× bare ffmpeg",
+            "≤ 1.25×",
+            e2e / ff <= 1.25,
+            runs={
+                k: runs[k]
+                for k in (
+                    "ingest_process_s",
+                    "ingest_s",
+                    "make_access_s",
+                    "peer_ffmpeg_s",
+                    "steps",
+                    "peak_tree_bytes",
+                    "peak_child_bytes",
+                )
+            },
+            notes=[
+                "by step (median run): "
+                + ", ".join(
+                    f"{s['step']} {s['seconds']:.1f} s"
+                    for s in runs["steps"][len(runs["steps"]) // 2]
+                    if s["seconds"] >= 0.05
+                )
+            ],
+        )
+    )
+    ctx.rows.append(
+        Row(
+            "peer",
+            "peer pipeline on the same clip (bagit.py, then ffmpeg, then boto3 upload)",
+            seconds(e2e),
+            f"peer script {seconds(peer_t)} (bagit {seconds(median(runs['peer_bagit_s']))}, ffmpeg {seconds(ff)}, "
+            f"upload {seconds(median(runs['peer_upload_s']))})",
+            peer_t / e2e,
+            "× speed-up over the peer",
+            "> 1.00× (faster)",
+            peer_t / e2e > 1.0,
+            runs={k: runs[k] for k in ("ingest_process_s", "peer_s", "peer_bagit_s", "peer_ffmpeg_s", "peer_upload_s")},
+            notes=["preserve does more: 2 verified replicas, decode check, framemd5, poster, contact sheet, catalog"],
+        )
+    )
 
 
 def run_peer(ctx: Context, i: int) -> tuple[dict[str, float], float]:
     settings = ctx.archive.server_settings()
     target = settings.target("seaweed")
     creds = settings.credentials_of(target, env={})
-    env = {**clean_env(), "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
-           "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"], "PYTHON": sys.executable,
-           "BAGIT": str(Path(sys.executable).parent / "bagit.py")}
+    env = {
+        **clean_env(),
+        "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+        "PYTHON": sys.executable,
+        "BAGIT": str(Path(sys.executable).parent / "bagit.py"),
+    }
     work = ctx.archive.work / f"peer-{i}"
-    argv = ["bash", str(PEER_SCRIPT), str(ctx.data.clip), str(work), settings.endpoint_of(target), target.bucket,
-            f"peer-{i}"]
+    argv = [
+        "bash",
+        str(PEER_SCRIPT),
+        str(ctx.data.clip),
+        str(work),
+        settings.endpoint_of(target),
+        target.bucket,
+        f"peer-{i}",
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(argv, env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     total = time.monotonic() - t0
@@ -349,29 +499,47 @@ def memory_flatness(ctx: Context) -> None:
         size = src.stat().st_size
         free = shutil.disk_usage(a.work).free
         if free < 2.2 * size:
-            raise RuntimeError(f"not enough free disk for the {size / 1e9:.0f} GB ingest ({free / 1e9:.0f} GB free; "
-                               f"staging and the filesystem replica need {2.2 * size / 1e9:.0f} GB)")
+            raise RuntimeError(
+                f"not enough free disk for the {size / 1e9:.0f} GB ingest ({free / 1e9:.0f} GB free; "
+                f"staging and the filesystem replica need {2.2 * size / 1e9:.0f} GB)"
+            )
         run = f"memory-{name}"
         ctx.log(f"B6 {name}: ingest of {size / 1e9:g} GB with the filesystem replica")
         settle()
         res = run_child({"overrides": a.overrides(run, ("local",)), "source": str(src)}, ctx.children, run)
         if res["status"] != "stored":
             raise RuntimeError(f"the {name} ingest was not stored: {res['status']}: {res['detail']}")
-        results[name] = {"size": size, "seconds": res["seconds"], "memory": res["memory"], "steps": res["steps"],
-                         "maxrss_self_bytes": res["maxrss_self_bytes"],
-                         "maxrss_children_bytes": res["maxrss_children_bytes"],
-                         "rchar_per_byte": res["rchar"] / res["payload_bytes"]}
+        results[name] = {
+            "size": size,
+            "seconds": res["seconds"],
+            "memory": res["memory"],
+            "steps": res["steps"],
+            "maxrss_self_bytes": res["maxrss_self_bytes"],
+            "maxrss_children_bytes": res["maxrss_children_bytes"],
+            "rchar_per_byte": res["rchar"] / res["payload_bytes"],
+        }
         a.forget_run(run)
     small, large = results["small"], results["large"]
     ps, pl = small["memory"]["peak_tree_bytes"], large["memory"]["peak_tree_bytes"]
-    ctx.rows.append(Row(
-        "B6b", f"peak RSS, {ctx.data.sizes.sparse_label} sparse vs {ctx.data.sizes.random_label} (filesystem replica)",
-        f"{mib(pl)} vs {mib(ps)}", f"ingest process alone {mib(large['memory']['peak_root_bytes'])} vs "
-        f"{mib(small['memory']['peak_root_bytes'])}", pl / ps, "× (large / small)", "< 300 MB and ≤ 1.10×",
-        pl < RSS_GOAL and pl / ps <= FLAT_GOAL, runs=results,
-        notes=[f"bytes read per byte ingested with the filesystem replica: {small['rchar_per_byte']:.2f} "
-               f"(small), {large['rchar_per_byte']:.2f} (large)",
-               f"ingest time {seconds(small['seconds'])} (small), {seconds(large['seconds'])} (large)"]))
+    ctx.rows.append(
+        Row(
+            "B6b",
+            f"peak RSS, {ctx.data.sizes.sparse_label} sparse vs {ctx.data.sizes.random_label} (filesystem replica)",
+            f"{mib(pl)} vs {mib(ps)}",
+            f"ingest process alone {mib(large['memory']['peak_root_bytes'])} vs "
+            f"{mib(small['memory']['peak_root_bytes'])}",
+            pl / ps,
+            "× (large / small)",
+            "< 300 MB and ≤ 1.10×",
+            pl < RSS_GOAL and pl / ps <= FLAT_GOAL,
+            runs=results,
+            notes=[
+                f"bytes read per byte ingested with the filesystem replica: {small['rchar_per_byte']:.2f} "
+                f"(small), {large['rchar_per_byte']:.2f} (large)",
+                f"ingest time {seconds(small['seconds'])} (small), {seconds(large['seconds'])} (large)",
+            ],
+        )
+    )
 
 
 # -- B8 --------------------------------------------------------------------------------------------
@@ -381,17 +549,25 @@ def prefect_overhead(ctx: Context) -> None:
     a = ctx.archive
     planned: list[dict[str, Any]] = []
     for i in range(ctx.repeat):
-        for mode in (("library", "flow") if i % 2 == 0 else ("flow", "library")):
+        for mode in ("library", "flow") if i % 2 == 0 else ("flow", "library"):
             run = f"b8-{mode}-{i}"
             overrides = a.overrides(run)
             cfg = write_config(overrides, a.work / f"{run}.toml") if mode == "flow" else None
-            planned.append({"mode": mode, "source": str(ctx.data.tiny_folder), "overrides": overrides,
-                            "config": str(cfg) if cfg else None})
+            planned.append(
+                {
+                    "mode": mode,
+                    "source": str(ctx.data.tiny_folder),
+                    "overrides": overrides,
+                    "config": str(cfg) if cfg else None,
+                }
+            )
     env = clean_env()
     env.pop("PREFECT_API_URL", None)
     env["PREFECT_HOME"] = str(a.work / "prefect-home")
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
-    ctx.log(f"B8: Prefect start-up, then {ctx.repeat} x (flow, library) ingests of {ctx.data.sizes.tiny_files} tiny files")
+    ctx.log(
+        f"B8: Prefect start-up, then {ctx.repeat} x (flow, library) ingests of {ctx.data.sizes.tiny_files} tiny files"
+    )
     res = run_child({"mode": "prefect", "runs": planned}, ctx.children, "prefect", env=env)
     bad = [r for r in res["runs"] if r["status"] not in ("stored", "Completed", "COMPLETED")]
     if bad:
@@ -399,9 +575,21 @@ def prefect_overhead(ctx: Context) -> None:
     flow = median([r["seconds"] for r in res["runs"] if r["mode"] == "flow"])
     lib = median([r["seconds"] for r in res["runs"] if r["mode"] == "library"])
     n = ctx.data.sizes.tiny_files
-    ctx.rows.append(Row(
-        "B8", f"Prefect flow, one submission of {n} tiny files", seconds(flow), f"library call {seconds(lib)}",
-        flow / lib, "× library", "≤ 1.50×", flow / lib <= 1.5, runs=res,
-        notes=[f"Prefect start-up excluded: importing Prefect {seconds(res['import_seconds'])} and starting its "
-               f"ephemeral API server (first flow run of the process) {seconds(res['startup_seconds'])}, paid once per "
-               "worker process, not per ingest"]))
+    ctx.rows.append(
+        Row(
+            "B8",
+            f"Prefect flow, one submission of {n} tiny files",
+            seconds(flow),
+            f"library call {seconds(lib)}",
+            flow / lib,
+            "× library",
+            "≤ 1.50×",
+            flow / lib <= 1.5,
+            runs=res,
+            notes=[
+                f"Prefect start-up excluded: importing Prefect {seconds(res['import_seconds'])} and starting its "
+                f"ephemeral API server (first flow run of the process) {seconds(res['startup_seconds'])}, paid once per "
+                "worker process, not per ingest"
+            ],
+        )
+    )

@@ -13,8 +13,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from flows.ingest import tag_this_run
-from preserve import alerts, audit, settings as settings_mod
+from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.operations import alerts, audit
 
 
 @task(name="audit-replica", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=30)
@@ -31,13 +32,23 @@ def summary_table(reports: list[audit.AuditReport]) -> list[dict[str, Any]]:
     rows = []
     for r in reports:
         replicas = sorted({c.target for c in r.checks}) or ["-"]
-        rows.append({"replica": ", ".join(replicas), "objects checked": len(r.checks),
-                     "objects re-read": sum(c.reread for c in r.checks), "bytes read": r.bytes_read,
-                     "failures": len(r.failures), "repairs": sum(x.ok for x in r.repairs),
-                     "unrepaired": len(r.unrepaired), "unexpected": len(r.unexpected),
-                     "errors": len(r.errors),
-                     "oldest verification": r.oldest_verified.isoformat(timespec="seconds") if r.oldest_verified else "never",
-                     "bytes overdue": r.bytes_overdue})
+        rows.append(
+            {
+                "replica": ", ".join(replicas),
+                "objects checked": len(r.checks),
+                "objects re-read": sum(c.reread for c in r.checks),
+                "bytes read": r.bytes_read,
+                "failures": len(r.failures),
+                "repairs": sum(x.ok for x in r.repairs),
+                "unrepaired": len(r.unrepaired),
+                "unexpected": len(r.unexpected),
+                "errors": len(r.errors),
+                "oldest verification": r.oldest_verified.isoformat(timespec="seconds")
+                if r.oldest_verified
+                else "never",
+                "bytes overdue": r.bytes_overdue,
+            }
+        )
     return rows
 
 
@@ -50,17 +61,25 @@ def _run_name() -> str:
 
 
 @flow(name="fixity-audit", flow_run_name=_run_name, persist_result=False)
-def fixity_audit_flow(aip: str | None = None, replica: str | None = None, full: bool = False,
-                      config: str | None = None) -> State:
+def fixity_audit_flow(
+    aip: str | None = None, replica: str | None = None, full: bool = False, config: str | None = None
+) -> State:
     """Audit every replica (or one). Ends Failed when damage was found or a replica was
     unreachable, so the dashboard shows what needs a person."""
     settings = settings_mod.load(config)
     names = [t.name for t in settings.targets if replica in (None, t.name)]
     tag_this_run("audit", *names)
-    reports = [audit_replica.with_options(task_run_name=f"audit · {name}", tags=["audit", name])(
-        str(settings.source), name, aip, full) for name in names]
-    create_table_artifact(key="fixity-summary", table=summary_table(reports),
-                          description="Fixity audit: objects checked, bytes read, failures, repairs, oldest verification")
+    reports = [
+        audit_replica.with_options(task_run_name=f"audit · {name}", tags=["audit", name])(
+            str(settings.source), name, aip, full
+        )
+        for name in names
+    ]
+    create_table_artifact(
+        key="fixity-summary",
+        table=summary_table(reports),
+        description="Fixity audit: objects checked, bytes read, failures, repairs, oldest verification",
+    )
     catalog = Catalog(settings.catalog_url)
     try:  # damage and AIPs at risk are announced now (webhook, email), once per condition
         alerts.sweep(settings, catalog)

@@ -1,5 +1,5 @@
 """The `embargo-release` flow: publish the access copies of embargoed AIPs whose date has come.
-One task around the library (preserve.embargo.release_due), retried on I/O; served daily as a
+One task around the library (preserve.operations.embargo.release_due), retried on I/O; served daily as a
 deployment (flows/serve.py, issue 7). No caching: the date and the catalog decide every run."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from preserve import embargo, settings as settings_mod
+from preserve import config as settings_mod
 from preserve.catalog import Catalog
-from preserve.model import utcnow
+from preserve.core.model import utcnow
+from preserve.operations import embargo
 
 
 @task(name="release embargoes", retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE, persist_result=False)
@@ -23,8 +24,10 @@ def release_task(config: str | None, today: dt.date) -> list[dict[str, Any]]:
         results = embargo.release_due(settings, catalog, today=today)
     finally:
         catalog.close()
-    return [{"aip_id": r.aip_id, "status": r.status, "until": r.until.isoformat() if r.until else None,
-             "detail": r.detail} for r in results]
+    return [
+        {"aip_id": r.aip_id, "status": r.status, "until": r.until.isoformat() if r.until else None, "detail": r.detail}
+        for r in results
+    ]
 
 
 @flow(name="embargo-release", log_prints=False, persist_result=False)

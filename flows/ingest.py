@@ -1,4 +1,4 @@
-"""The `ingest` flow: one Prefect task per library step (preserve.ingest.STEPS), so the dashboard
+"""The `ingest` flow: one Prefect task per library step (preserve.pipeline.ingest.STEPS), so the dashboard
 shows where a submission is and how long each step took. Retries on the I/O steps; no caching
 anywhere (a checksum must never come from a cache). Each run is tagged `ingest` and the target
 names, leaves a keyed markdown artifact `ingest-report` (files, codecs, SHA-256, replicas,
@@ -9,17 +9,20 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from preserve import dashboard, ingest, settings as settings_mod
-from preserve.progress import Progress
+from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.pipeline import ingest
+from preserve.report import dashboard
+from preserve.report.progress import Progress
 
 #: steps that touch storage or the network, and are safe to run again
 RETRIED_STEPS = {"replicate": 2, "record": 2}
@@ -116,19 +119,27 @@ def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = Fal
     catalog = Catalog(settings.catalog_url)
     progress = ProgressArtifact(f"ingest of {Path(path).name}: bytes staged and uploaded", also=_listener.get())
     try:
-        outcome = ingest.ingest_submission(settings, catalog, Path(path), runner=run_as_task,
-                                           accept_invalid=accept_invalid, progress=progress)
+        outcome = ingest.ingest_submission(
+            settings, catalog, Path(path), runner=run_as_task, accept_invalid=accept_invalid, progress=progress
+        )
     finally:
         catalog.close()
     if outcome.status != "skipped":
         try:
-            create_markdown_artifact(markdown=dashboard.ingest_report(outcome), key=dashboard.INGEST_REPORT_KEY,
-                                     description=f"{outcome.submission}: {outcome.status}")
+            create_markdown_artifact(
+                markdown=dashboard.ingest_report(outcome),
+                key=dashboard.INGEST_REPORT_KEY,
+                description=f"{outcome.submission}: {outcome.status}",
+            )
         except Exception as exc:  # noqa: BLE001 - the AIP is stored; a missing report must not say otherwise
             get_run_logger().warning("could not publish the ingest report: %s", exc)
-    data = {"submission": outcome.submission, "status": outcome.status, "aip_id": outcome.aip_id,
-            "detail": outcome.detail,
-            "quarantine_dir": str(outcome.quarantine_dir) if outcome.quarantine_dir else None}
+    data = {
+        "submission": outcome.submission,
+        "status": outcome.status,
+        "aip_id": outcome.aip_id,
+        "detail": outcome.detail,
+        "quarantine_dir": str(outcome.quarantine_dir) if outcome.quarantine_dir else None,
+    }
     if outcome.status == "quarantined":
         return Failed(message=f"{outcome.submission} quarantined: {outcome.detail}", data=data)
     return Completed(message=f"{outcome.submission}: {outcome.status} {outcome.aip_id}", data=data)

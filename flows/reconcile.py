@@ -10,9 +10,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from preserve import ingest, submission as submissions
 from preserve.catalog import Catalog, SubmissionState
-from preserve.model import utcnow
+from preserve.core.model import utcnow
+from preserve.intake import submission as submissions
+from preserve.pipeline import ingest
 
 #: runs younger than this are left alone: they may not have claimed their submission yet
 DEFAULT_GRACE = dt.timedelta(minutes=10)
@@ -31,12 +32,18 @@ def verdict(state: SubmissionState | None, now: dt.datetime) -> str | None:
     return None
 
 
-def reconcile_ingest_runs(catalog: Catalog, *, grace: dt.timedelta = DEFAULT_GRACE,
-                          now: dt.datetime | None = None) -> list[dict[str, Any]]:
+def reconcile_ingest_runs(
+    catalog: Catalog, *, grace: dt.timedelta = DEFAULT_GRACE, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
     """Set abandoned Running `ingest` runs to Crashed; returns what was done (run name, reason)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState,
-                                                FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 
@@ -45,7 +52,10 @@ def reconcile_ingest_runs(catalog: Catalog, *, grace: dt.timedelta = DEFAULT_GRA
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))
+            ),
+        )
         for run in runs:
             started = run.start_time or run.expected_start_time
             if started is not None and now - started < grace:

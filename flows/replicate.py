@@ -1,6 +1,6 @@
 """The `replicate` flow: back-fill targets that lack a verified replica of an AIP (a target added
 later), one task per target (tagged `replicate` and the target's name), each calling
-preserve.replication.backfill, then one table artifact `replicate-summary`. No caching: a copy
+preserve.storage.replication.backfill, then one table artifact `replicate-summary`. No caching: a copy
 is only as good as the verification done in this run."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
-from preserve import replication, settings as settings_mod
+from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.storage import replication
 
 
 @task(name="backfill-target", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=30)
@@ -21,9 +22,18 @@ def backfill_target(config: str | None, target: str, aip: str | None) -> list[di
     settings = settings_mod.load(config)
     catalog = Catalog(settings.catalog_url)
     try:
-        return [{"aip": r.aip_id, "target": r.target, "status": r.status, "source": r.source,
-                 "objects": r.objects, "bytes": r.bytes, "detail": r.detail}
-                for r in replication.backfill(settings, catalog, aip_id=aip, target=target)]
+        return [
+            {
+                "aip": r.aip_id,
+                "target": r.target,
+                "status": r.status,
+                "source": r.source,
+                "objects": r.objects,
+                "bytes": r.bytes,
+                "detail": r.detail,
+            }
+            for r in replication.backfill(settings, catalog, aip_id=aip, target=target)
+        ]
     finally:
         catalog.close()
 
@@ -34,10 +44,18 @@ def replicate_flow(aip: str | None = None, target: str | None = None, config: st
     copy failed, so the dashboard shows what needs a person."""
     settings = settings_mod.load(config)
     names = [t.name for t in settings.targets if target in (None, t.name)]
-    rows = [row for name in names for row in backfill_target.with_options(
-        task_run_name=f"backfill · {name}", tags=["replicate", name])(str(settings.source), name, aip)]
-    create_table_artifact(key="replicate-summary", table=rows or [{"status": "no AIPs"}],
-                          description="Back-fill of replicas: copied, already present, or failed")
+    rows = [
+        row
+        for name in names
+        for row in backfill_target.with_options(task_run_name=f"backfill · {name}", tags=["replicate", name])(
+            str(settings.source), name, aip
+        )
+    ]
+    create_table_artifact(
+        key="replicate-summary",
+        table=rows or [{"status": "no AIPs"}],
+        description="Back-fill of replicas: copied, already present, or failed",
+    )
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         return Failed(message=f"{len(failed)} back-fill(s) failed", data=rows)

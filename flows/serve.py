@@ -24,12 +24,11 @@ import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from preserve import alerts
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.operations import alerts
 
 log = logging.getLogger("preserve.serve")
 
@@ -56,8 +55,9 @@ def server_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     env.setdefault("PREFECT_HOME", str(home))
     if not env.get("PREFECT_API_DATABASE_CONNECTION_URL"):
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (settings.serve.prefect_database_url
-                                                      or f"sqlite+aiosqlite:///{home / 'prefect.db'}")
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+            settings.serve.prefect_database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+        )
     env["PREFECT_UI_API_URL"] = api_url(settings)
     env.pop("PREFECT_API_URL", None)  # the server must not try to talk to another server
     return env
@@ -65,7 +65,7 @@ def server_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:  # noqa: S310 - our loopback URL
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -75,19 +75,34 @@ def start_server(settings: Settings, env: dict[str, str]) -> subprocess.Popen[by
     """Start `prefect server start` in a new session (Ctrl-C on the terminal does not reach it) and
     wait until /api/health answers. Its output goes to var/prefect/server.log."""
     (settings.var_dir / "prefect").mkdir(parents=True, exist_ok=True)
-    logf = open(settings.var_dir / "prefect" / "server.log", "ab")  # noqa: SIM115 - owned by the child
+    logf = open(settings.var_dir / "prefect" / "server.log", "ab")
     # Popen directly, like services.py: a long-running server is not a tool run (tools.run waits)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", settings.serve.host,
-         "--port", str(settings.serve.port)],
-        env=server_env(settings, env), stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            settings.serve.host,
+            "--port",
+            str(settings.serve.port),
+        ],
+        env=server_env(settings, env),
+        stdin=subprocess.DEVNULL,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     logf.close()
     deadline = time.monotonic() + HEALTH_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with status {proc.returncode}; "
-                               f"see {settings.var_dir / 'prefect' / 'server.log'}")
+            raise RuntimeError(
+                f"the Prefect server exited with status {proc.returncode}; "
+                f"see {settings.var_dir / 'prefect' / 'server.log'}"
+            )
         if healthy(api_url(settings)):
             return proc
         time.sleep(0.5)
@@ -141,9 +156,15 @@ def deployments(settings: Settings, config: str, only: set[str] | None = None) -
             log.warning("deployment %s not served: %s has no flow %r yet", name, module, flow_name)
             continue
         params = {"config": config}
-        out.append(fl.to_deployment(name=name, parameters=params, tags=tags[name],
-                                    description=(fl.description or "").strip().splitlines()[0] if fl.description else None,
-                                    **schedules[name]))
+        out.append(
+            fl.to_deployment(
+                name=name,
+                parameters=params,
+                tags=tags[name],
+                description=(fl.description or "").strip().splitlines()[0] if fl.description else None,
+                **schedules[name],
+            )
+        )
     return out
 
 

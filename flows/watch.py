@@ -1,4 +1,4 @@
-"""The `ingest-watch` flow: one pass over the ingest folder (preserve.watch.watch_once), running
+"""The `ingest-watch` flow: one pass over the ingest folder (preserve.intake.watch.watch_once), running
 the `ingest` flow as a subflow for every submission that is ready, so each shows on the dashboard
 as its own run. Meant to be served on an interval; a run waits until what is in the folder has
 settled (about `ingest.stable_seconds`), so the interval should be longer than that."""
@@ -11,8 +11,9 @@ from typing import Any
 from prefect import flow
 
 from flows.ingest import ingest_flow
-from preserve import settings as settings_mod, watch
+from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.intake import watch
 
 
 def _ingest_subflow(path: Path, config: str | None) -> dict[str, Any]:
@@ -33,8 +34,9 @@ def ingest_watch_flow(config: str | None = None, wait: bool = True, timeout: flo
     config_path = str(settings.source) if settings.source else config
     catalog = Catalog(settings.catalog_url)
     try:
-        report = watch.watch_once(settings, catalog, lambda p: _ingest_subflow(p, config_path),
-                                  wait=wait, timeout=timeout)
+        report = watch.watch_once(
+            settings, catalog, lambda p: _ingest_subflow(p, config_path), wait=wait, timeout=timeout
+        )
     finally:
         catalog.close()
     return {

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from preserve import services  # noqa: E402
+from preserve.dev import services  # noqa: E402
 from preserve.storage import open_store  # noqa: E402
 from tests.conftest import free_port_base, storage_settings  # noqa: E402
 from tests.support import raw_s3  # noqa: E402
@@ -67,8 +67,11 @@ def main() -> int:
             size = args.size_mb * MiB
             src = work / "film.bin"
             sha = make_file(src, size, sparse=False)
-            results: dict[str, list[float]] = {"put_file (checksums + HEAD verify)": [],
-                                               "put_file + read-back": [], "boto3 upload_file": []}
+            results: dict[str, list[float]] = {
+                "put_file (checksums + HEAD verify)": [],
+                "put_file + read-back": [],
+                "boto3 upload_file": [],
+            }
             target = settings.target("seaweed")
             read_back = target.model_copy(update={"read_back": True})
             client, bucket, prefix = raw_s3(settings, "seaweed")
@@ -83,8 +86,10 @@ def main() -> int:
                     fn(key)
                     results[label].append(size / (time.monotonic() - started) / 1e6)
             client.close()
-            print(f"{args.size_mb} MiB random file, {args.runs} runs each, SeaweedFS 4.48 on 127.0.0.1, "
-                  f"{os.cpu_count()} cores; medians (min-max):")
+            print(
+                f"{args.size_mb} MiB random file, {args.runs} runs each, SeaweedFS 4.48 on 127.0.0.1, "
+                f"{os.cpu_count()} cores; medians (min-max):"
+            )
             for label, values in results.items():
                 print(f"  {label:38} {statistics.median(values):7.1f} MB/s  ({min(values):.1f}-{max(values):.1f})")
             if args.six_gb:

@@ -3,15 +3,16 @@ of their own below the existing ones."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from preserve import services
-from preserve.errors import StorageUnavailable
-from preserve.settings import Settings
-from preserve.services import free_port_base  # noqa: F401  (tests import it from here too)
+from preserve.config import Settings
+from preserve.core.errors import StorageUnavailable
+from preserve.dev import services
+from preserve.dev.services import free_port_base
 from tests.support import load_merged
 
 # ==== storage: the embedded SeaweedFS ==============================================================
@@ -21,35 +22,36 @@ TEST_BUCKETS = ["preserve-aips", "preserve-access"]
 TEST_LOCK_BUCKETS = ["preserve-locked"]
 
 
-
-
 def storage_settings(var_dir: Path, port_base: int, overrides: dict[str, Any] | None = None) -> Settings:
     """Settings from the default config, with everything on disk under var_dir, the embedded
     server on port_base, and the config's targets pointed there. The environment is ignored."""
     base: dict[str, Any] = {
         "archive": {"var_dir": str(var_dir)},
-        "services": {"port_base": port_base, "buckets": TEST_BUCKETS,
-                     "object_lock_buckets": TEST_LOCK_BUCKETS},
+        "services": {"port_base": port_base, "buckets": TEST_BUCKETS, "object_lock_buckets": TEST_LOCK_BUCKETS},
         "targets": [
-            {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips",
-             "prefix": "aips"},
+            {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips", "prefix": "aips"},
             {"name": "local", "kind": "filesystem", "path": str(var_dir / "replicas" / "local")},
         ],
-        "access_target": {"name": "access", "kind": "s3", "embedded": True,
-                          "bucket": "preserve-access", "prefix": "open"},
+        "access_target": {
+            "name": "access",
+            "kind": "s3",
+            "embedded": True,
+            "bucket": "preserve-access",
+            "prefix": "open",
+        },
     }
     return load_merged(base, overrides)
 
 
 @pytest.fixture(scope="session")
 def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Starts a real SeaweedFS on 127.0.0.1 through the same `preserve.services.up` that
+    """Starts a real SeaweedFS on 127.0.0.1 through the same `preserve.dev.services.up` that
     `preserve services up` uses.
 
     Yields Settings whose var_dir is a fresh temporary directory, with targets "seaweed" (bucket
     preserve-aips, prefix aips) and "local" (filesystem, under var_dir), access target "access"
     (preserve-access), and an Object Lock bucket "preserve-locked". The server is stopped with
-    `preserve.services.down` at the end of the session. Tests share it: use unique keys."""
+    `preserve.dev.services.down` at the end of the session. Tests share it: use unique keys."""
     var_dir = tmp_path_factory.mktemp("preserve-var")
     settings: Settings | None = None
     for attempt in range(3):
@@ -71,7 +73,7 @@ def s3_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 def make_storage_settings(tmp_path: Path) -> Callable[..., Settings]:
     """A factory of Settings for a server of the test's own (fresh var_dir under tmp_path, free
     ports, same buckets and targets as s3_settings). Nothing is started: the test calls
-    `preserve.services.up` and must call `down` itself."""
+    `preserve.dev.services.up` and must call `down` itself."""
     counter = iter(range(1000))
 
     def make(overrides: dict[str, Any] | None = None) -> Settings:

@@ -54,7 +54,7 @@ class FaultProxy:
         self._closing.set()
         self._sock.close()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -65,7 +65,7 @@ class FaultProxy:
         while not self._closing.is_set():
             try:
                 client, _ = self._sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -86,7 +86,7 @@ class FaultProxy:
                 limit = self.cut_response_after
                 if limit and relayed + len(data) > limit and self.cuts == 0:
                     self.cuts += 1
-                    dst.sendall(data[:max(0, limit - relayed)])
+                    dst.sendall(data[: max(0, limit - relayed)])
                     return
                 dst.sendall(data)
                 relayed += len(data)
@@ -124,10 +124,14 @@ class FaultProxy:
             got = len(buf)
             while got < length and (data := client.recv(1 << 16)):
                 got += len(data)
-        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-                b"<Message>Please reduce your request rate.</Message></Error>")
-        client.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>"
+        )
+        client.sendall(
+            b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
 
     def _requests(self, client: socket.socket, server: socket.socket) -> None:
         """Client to server, one request at a time: headers (possibly filtered), then the body
@@ -142,8 +146,11 @@ class FaultProxy:
                     buf += data
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 lines = head.split(b"\r\n")
-                kept = [lines[0]] + [ln for ln in lines[1:] if not any(
-                    ln.lower().startswith(p.lower().encode()) for p in self.drop_headers)]
+                kept = [lines[0]] + [
+                    ln
+                    for ln in lines[1:]
+                    if not any(ln.lower().startswith(p.lower().encode()) for p in self.drop_headers)
+                ]
                 length = 0
                 for ln in kept[1:]:
                     name, _, value = ln.partition(b":")
@@ -160,10 +167,10 @@ class FaultProxy:
                         buf = client.recv(1 << 16)
                         if not buf:
                             return
-                    chunk, buf = buf[:length - sent], buf[length - sent:]
+                    chunk, buf = buf[: length - sent], buf[length - sent :]
                     if sent <= flip_at < sent + len(chunk):
                         i = flip_at - sent
-                        chunk = chunk[:i] + bytes([chunk[i] ^ 0x01]) + chunk[i + 1:]
+                        chunk = chunk[:i] + bytes([chunk[i] ^ 0x01]) + chunk[i + 1 :]
                     server.sendall(chunk)
                     sent += len(chunk)
         except OSError:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 #: extra encoder arguments per video codec, chosen to be fast and valid
 _VCODEC_ARGS: dict[str, list[str]] = {
@@ -15,23 +15,44 @@ _VCODEC_ARGS: dict[str, list[str]] = {
     "ffv1": ["-level", "3", "-slicecrc", "1", "-g", "1", "-slices", "4"],
     "mjpeg": ["-pix_fmt", "yuvj420p"],
 }
-_DEFAULT_ACODEC = {".mp4": "aac", ".m4v": "aac", ".m4a": "aac", ".mov": "pcm_s16le",
-                   ".mkv": "flac", ".avi": "pcm_s16le"}
+_DEFAULT_ACODEC = {
+    ".mp4": "aac",
+    ".m4v": "aac",
+    ".m4a": "aac",
+    ".mov": "pcm_s16le",
+    ".mkv": "flac",
+    ".avi": "pcm_s16le",
+}
 
 
 def ffmpeg(args: Sequence[str]) -> None:
     """Run ffmpeg quietly; fail the test loudly with its stderr."""
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args],
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed ({proc.returncode}): {proc.stderr}")
 
 
-def make_clip(path: Path, *, vcodec: str = "libx264", size: str = "320x240",
-              duration: float = 1.0, rate: int = 25, audio: bool = True,
-              acodec: str | None = None, metadata: dict[str, str] | None = None,
-              chapters: Sequence[tuple[float, float, str]] = (), interlaced: bool = False,
-              movflags: str | None = None, extra_args: Sequence[str] = ()) -> Path:
+def make_clip(
+    path: Path,
+    *,
+    vcodec: str = "libx264",
+    size: str = "320x240",
+    duration: float = 1.0,
+    rate: int = 25,
+    audio: bool = True,
+    acodec: str | None = None,
+    metadata: dict[str, str] | None = None,
+    chapters: Sequence[tuple[float, float, str]] = (),
+    interlaced: bool = False,
+    movflags: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> Path:
     """A test-pattern clip (with a sine tone unless ``audio=False``). ``metadata`` becomes global
     ``-metadata k=v`` tags, ``chapters`` (start s, end s, title) an ffmetadata chapter list,
     ``interlaced`` a top-field-first stream (libx264 +ildct, or field_order tt elsewhere)."""
@@ -45,8 +66,13 @@ def make_clip(path: Path, *, vcodec: str = "libx264", size: str = "320x240",
         meta_file = Path(name)
         lines = [";FFMETADATA1"]
         for start, end, title in chapters:
-            lines += ["[CHAPTER]", "TIMEBASE=1/1000", f"START={int(start * 1000)}",
-                      f"END={int(end * 1000)}", f"title={title}"]
+            lines += [
+                "[CHAPTER]",
+                "TIMEBASE=1/1000",
+                f"START={int(start * 1000)}",
+                f"END={int(end * 1000)}",
+                f"title={title}",
+            ]
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write("\n".join(lines) + "\n")
         args += ["-f", "ffmetadata", "-i", str(meta_file)]
@@ -76,8 +102,19 @@ def make_clip(path: Path, *, vcodec: str = "libx264", size: str = "320x240",
 
 def make_still(path: Path, *, size: str = "64x48") -> Path:
     """One test-pattern picture; the format follows the extension (.jpg, .png, ...)."""
-    ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}", "-frames:v", "1",
-            "-update", "1", "file:" + str(Path(path).absolute())])
+    ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}",
+            "-frames:v",
+            "1",
+            "-update",
+            "1",
+            "file:" + str(Path(path).absolute()),
+        ]
+    )
     return Path(path)
 
 

@@ -53,8 +53,7 @@ class PostgresServer:
                 self._user = name
                 break
             if self._user is None:
-                raise RuntimeError("running as root, but there is no 'postgres' or 'nobody' user "
-                                   "to run PostgreSQL as")
+                raise RuntimeError("running as root, but there is no 'postgres' or 'nobody' user to run PostgreSQL as")
             os.chown(self.root, pwd.getpwnam(self._user).pw_uid, -1)
 
     def _run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -64,19 +63,39 @@ class PostgresServer:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True, cwd=self.root)
 
     def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-                  "--locale=C.UTF-8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
         for attempt in range(5):
             self.port = _free_port()
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
-                          "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                          "start")
+                self._run(
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.root / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+                    "start",
+                )
                 return
             except subprocess.CalledProcessError:
                 if attempt == 4:
-                    raise RuntimeError("PostgreSQL did not start:\n" + self.log())
+                    raise RuntimeError("PostgreSQL did not start:\n" + self.log()) from None
 
     def log(self) -> str:
         p = self.root / "server.log"
@@ -90,8 +109,9 @@ class PostgresServer:
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

@@ -5,11 +5,12 @@ other's objects."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from preserve import settings as settings_mod
-from preserve.settings import Settings
+from preserve import config as settings_mod
+from preserve.config import Settings
 
 
 def isolated_settings(server: Settings, tmp: Path, **sections: Any) -> Settings:
@@ -23,8 +24,13 @@ def isolated_settings(server: Settings, tmp: Path, **sections: Any) -> Settings:
             {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips", "prefix": f"t-{run}"},
             {"name": "local", "kind": "filesystem", "path": str(tmp / "replica-local")},
         ],
-        "access_target": {"name": "access", "kind": "s3", "embedded": True, "bucket": "preserve-access",
-                          "prefix": f"t-{run}"},
+        "access_target": {
+            "name": "access",
+            "kind": "s3",
+            "embedded": True,
+            "bucket": "preserve-access",
+            "prefix": f"t-{run}",
+        },
     }
     s = load_merged(overrides, sections)
     s.ingest_dir.mkdir(parents=True, exist_ok=True)
@@ -53,8 +59,11 @@ def write_config(settings: Settings, path: Path, **extra_sections: dict[str, Any
     def val(v: Any) -> str:
         return json.dumps(str(v)) if isinstance(v, Path) else json.dumps(v)
 
-    archive = {"var_dir": settings.var_dir, "ingest_dir": settings.ingest_dir,
-               "organization": settings.archive.organization}
+    archive = {
+        "var_dir": settings.var_dir,
+        "ingest_dir": settings.ingest_dir,
+        "organization": settings.archive.organization,
+    }
     if settings.archive.catalog_url:
         archive["catalog_url"] = settings.archive.catalog_url
     sections: dict[str, dict[str, Any]] = {"archive": archive}
@@ -86,6 +95,7 @@ def raw_s3(settings: Settings, target_name: str) -> tuple[Any, str, str]:
     import boto3
 
     t = settings.target(target_name)
-    client = boto3.client("s3", endpoint_url=settings.endpoint_of(t), region_name=t.region,
-                          **settings.credentials_of(t, env={}))
+    client = boto3.client(
+        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **settings.credentials_of(t, env={})
+    )
     return client, t.bucket, (t.prefix.strip("/") + "/") if t.prefix else ""

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from preserve import ingest
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.pipeline import ingest
 from tests.support import isolated_settings, write_config
 
 pytestmark = pytest.mark.prefect

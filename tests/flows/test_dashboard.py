@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from preserve.settings import Settings
+from preserve.config import Settings
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings, write_config
 
@@ -25,8 +25,9 @@ def test_ingest_runs_leave_reports_progress_and_tags(prefect_harness, s3_setting
 
     settings = isolated_settings(s3_settings, tmp_path)
     config = str(write_config(settings, tmp_path / "preserve.toml"))
-    good = make_clip(settings.ingest_dir / "report film.mov", vcodec="prores_aw", size="320x240",
-                     acodec="pcm_s16le", duration=1.0)
+    good = make_clip(
+        settings.ingest_dir / "report film.mov", vcodec="prores_aw", size="320x240", acodec="pcm_s16le", duration=1.0
+    )
     good_sha = digest_file(good, ("sha256",)).values["sha256"]
     bad = truncated_copy(make_clip(tmp_path / "x.mp4", duration=2.0), settings.ingest_dir / "report cut.mp4", 0.5)
 
@@ -38,13 +39,20 @@ def test_ingest_runs_leave_reports_progress_and_tags(prefect_harness, s3_setting
     async def read() -> tuple:
         async with get_client() as client:
             reports = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-report"])))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-report"]))
+            )
             runs = {}
             for state in (ok, failed):
-                runs[state] = (await client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))))[0]
-            progress = [a for a in await client.read_artifacts() if a.type == "progress"
-                        and a.flow_run_id == ok.state_details.flow_run_id]
+                runs[state] = (
+                    await client.read_flow_runs(
+                        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+                    )
+                )[0]
+            progress = [
+                a
+                for a in await client.read_artifacts()
+                if a.type == "progress" and a.flow_run_id == ok.state_details.flow_run_id
+            ]
             tasks = await client.read_task_runs()
             return reports, runs, progress, tasks
 
@@ -54,8 +62,20 @@ def test_ingest_runs_leave_reports_progress_and_tags(prefect_harness, s3_setting
     bad_report = mine[str(failed.state_details.flow_run_id)]
     assert good_report.type == "markdown" and good_report.key == "ingest-report"
     text = good_report.data
-    for expected in ("report film", "**stored**", aip_id, good_sha, "prores", "320×240", "pcm_s16le",
-                     "0:01.00", "seaweed", "local", "[poster](", "## Warnings"):
+    for expected in (
+        "report film",
+        "**stored**",
+        aip_id,
+        good_sha,
+        "prores",
+        "320×240",
+        "pcm_s16le",
+        "0:01.00",
+        "seaweed",
+        "local",
+        "[poster](",
+        "## Warnings",
+    ):
         assert expected in text, expected
     assert "**quarantined**" in bad_report.data and "MediaError" in bad_report.data
     assert "failed/report cut.mp4" in bad_report.data
@@ -75,8 +95,8 @@ def test_runs_left_running_by_dead_workers_are_reconciled(prefect_harness, tmp_p
 
     from flows.ingest import ingest_flow
     from flows.reconcile import reconcile_ingest_runs
-    from preserve import ingest
     from preserve.catalog import Catalog
+    from preserve.pipeline import ingest
 
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     catalog.claim_submission("live.mov", ingest.worker_id(), 3600)  # this process: alive, lease valid

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from preserve import ingest
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.pipeline import ingest
 from preserve.storage import open_store
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings, write_config
@@ -21,8 +21,7 @@ pytestmark = pytest.mark.prefect
 def test_embargo_release_flow_publishes_on_the_date(prefect_harness, s3_settings: Settings, tmp_path: Path) -> None:
     from flows.embargo import embargo_release_flow
 
-    settings = isolated_settings(s3_settings, tmp_path, proxy={"preset": "ultrafast"},
-                                 access={"contact_sheet": False})
+    settings = isolated_settings(s3_settings, tmp_path, proxy={"preset": "ultrafast"}, access={"contact_sheet": False})
     config = str(write_config(settings, tmp_path / "preserve.toml", access={"contact_sheet": False}))
     until = dt.date.today() + dt.timedelta(days=30)
     folder = settings.ingest_dir / "held"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings, write_config
 

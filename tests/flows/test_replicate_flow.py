@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from preserve import ingest
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.pipeline import ingest
 from tests.support import isolated_settings, write_config
 
 pytestmark = pytest.mark.prefect
@@ -32,17 +32,25 @@ def test_replicate_flow_backfills_a_new_target(prefect_harness, s3_settings: Set
     aip_id = ingest.ingest_submission(settings, catalog, src).aip_id
     catalog.close()
 
-    later = isolated_settings(s3_settings, tmp_path, replication={"min_verified_replicas": 1}, targets=[
-        *one, {"name": "offsite", "kind": "filesystem", "path": str(tmp_path / "offsite")}])
+    later = isolated_settings(
+        s3_settings,
+        tmp_path,
+        replication={"min_verified_replicas": 1},
+        targets=[*one, {"name": "offsite", "kind": "filesystem", "path": str(tmp_path / "offsite")}],
+    )
     config = str(write_config(later, tmp_path / "preserve.toml"))
     state = replicate_flow(config=config, return_state=True)
     assert state.is_completed(), state.message
     rows = state.result()
-    assert {(r["aip"], r["target"], r["status"]) for r in rows} == {(aip_id, "seaweed", "present"),
-                                                                    (aip_id, "offsite", "copied")}
+    assert {(r["aip"], r["target"], r["status"]) for r in rows} == {
+        (aip_id, "seaweed", "present"),
+        (aip_id, "offsite", "copied"),
+    }
     catalog = Catalog(later.catalog_url)
-    assert {r.target: r.status for r in catalog.get_aip(aip_id).replicas} == {"seaweed": "verified",
-                                                                             "offsite": "verified"}
+    assert {r.target: r.status for r in catalog.get_aip(aip_id).replicas} == {
+        "seaweed": "verified",
+        "offsite": "verified",
+    }
     catalog.close()
     again = replicate_flow(config=config, target="offsite", return_state=True)
     assert again.is_completed() and [r["status"] for r in again.result()] == ["present"]

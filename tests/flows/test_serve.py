@@ -21,15 +21,24 @@ from pathlib import Path
 import pytest
 
 from flows.serve import DEPLOYMENTS
-from preserve.settings import Settings
+from preserve.config import Settings
 from tests.conftest import free_port_base
 from tests.support import isolated_settings, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--virtual-time-budget=30000", "--window-size=1400,900"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=30000",
+    "--window-size=1400,900",
+]
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -49,8 +58,11 @@ def screenshot(url: str, dest: Path, tmp: Path) -> bool:
         return False
     profile = tempfile.mkdtemp(dir=tmp)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={dest}", url],
-                   capture_output=True, timeout=180)
+    subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={dest}", url],
+        capture_output=True,
+        timeout=180,
+    )
     return True
 
 
@@ -62,13 +74,23 @@ def test_serve_dashboard_and_clean_stop(s3_settings: Settings, tmp_path: Path) -
     settings = isolated_settings(s3_settings, tmp_path / "served")
     demo_settings = isolated_settings(s3_settings, tmp_path / "demo")  # its own ingest folder: no race
     demo_config = str(write_config(demo_settings, tmp_path / "demo.toml"))
-    config = str(write_config(settings, tmp_path / "preserve.toml",
-                              serve={"port": port, "watch_interval_seconds": 3600, "housekeeping_minutes": 60},
-                              audit={"cron": "0 2 * * *"}))
+    config = str(
+        write_config(
+            settings,
+            tmp_path / "preserve.toml",
+            serve={"port": port, "watch_interval_seconds": 3600, "housekeeping_minutes": 60},
+            audit={"cron": "0 2 * * *"},
+        )
+    )
     api = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    proc = subprocess.Popen([sys.executable, "-m", "preserve.cli", "--config", config, "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "preserve.cli", "--config", config, "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while not _healthy(api):
@@ -97,14 +119,20 @@ def test_serve_dashboard_and_clean_stop(s3_settings: Settings, tmp_path: Path) -
         assert deps["fixity-audit"].parameters == {"config": config} and "audit" in deps["fixity-audit"].tags
 
         # the demo's samples go through the ingest flow, reported to this server
-        demo = subprocess.run([sys.executable, "-m", "preserve.cli", "--config", demo_config, "demo"],
-                              env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True, timeout=900)
+        demo = subprocess.run(
+            [sys.executable, "-m", "preserve.cli", "--config", demo_config, "demo"],
+            env={**env, "PREFECT_API_URL": api},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
 
         async def reports() -> list:
             async with PrefectClient(api) as client:
                 return await client.read_artifacts(
-                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-report"])))
+                    artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-report"]))
+                )
 
         made = asyncio.run(reports())
         assert len(made) >= 3 and all(a.type == "markdown" for a in made)

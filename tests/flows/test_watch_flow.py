@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
 from tests.support import isolated_settings, write_config
 
 pytestmark = pytest.mark.prefect
 
 
-def test_ingest_watch_flow_runs_one_ingest_subflow_per_ready_submission(prefect_harness, s3_settings: Settings,
-                                                                        tmp_path: Path) -> None:
+def test_ingest_watch_flow_runs_one_ingest_subflow_per_ready_submission(
+    prefect_harness, s3_settings: Settings, tmp_path: Path
+) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.watch import ingest_watch_flow
@@ -30,8 +31,10 @@ def test_ingest_watch_flow_runs_one_ingest_subflow_per_ready_submission(prefect_
     state = ingest_watch_flow(config=config, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
-    assert {h["submission"]: h["status"] for h in result["handled"]} == {"notes.pdf": "stored",
-                                                                        "empty.mov": "quarantined"}
+    assert {h["submission"]: h["status"] for h in result["handled"]} == {
+        "notes.pdf": "stored",
+        "empty.mov": "quarantined",
+    }
     assert [i["name"] for i in result["ignored"]] == [".DS_Store"]
     assert (settings.ingest_dir / "failed" / "empty.mov" / "REPORT.txt").exists()
     catalog = Catalog(settings.catalog_url)
@@ -44,7 +47,13 @@ def test_ingest_watch_flow_runs_one_ingest_subflow_per_ready_submission(prefect_
 
     flow_runs = asyncio.run(runs())
     parent = next(r for r in flow_runs if r.id == state.state_details.flow_run_id)
-    children = {r.name: r for r in flow_runs if r.parent_task_run_id is not None and r.name.startswith("ingest · ")
-                and r.start_time and r.start_time >= parent.start_time}
+    children = {
+        r.name: r
+        for r in flow_runs
+        if r.parent_task_run_id is not None
+        and r.name.startswith("ingest · ")
+        and r.start_time
+        and r.start_time >= parent.start_time
+    }
     assert {"ingest · notes.pdf", "ingest · empty.mov"} <= set(children)
     assert children["ingest · empty.mov"].state.is_failed()

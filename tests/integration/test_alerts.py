@@ -8,17 +8,19 @@ import email
 import json
 import socket
 import threading
+from collections.abc import Iterator
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from preserve import alerts, ingest
 from preserve.catalog import Catalog, NewAip, ReplicaRecord, StoredObject
-from preserve.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.core.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
+from preserve.operations import alerts
+from preserve.pipeline import ingest
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings
 
@@ -38,10 +40,11 @@ class Receivers:
         received = self.posts
 
         class Hook(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append({"path": self.path, "content_type": self.headers["Content-Type"],
-                                 "json": json.loads(body)})
+                received.append(
+                    {"path": self.path, "content_type": self.headers["Content-Type"], "json": json.loads(body)}
+                )
                 self.send_response(204)
                 self.end_headers()
 
@@ -57,7 +60,7 @@ class Receivers:
         mails = self.mails
 
         class Handler:
-            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
                 msg = email.message_from_bytes(envelope.content, policy=policy.default)
                 msg["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
                 mails.append(msg)
@@ -68,9 +71,16 @@ class Receivers:
         self.smtp.start()
 
     def settings(self, **over: Any) -> dict[str, Any]:
-        return {"webhook_url": self.webhook_url, "smtp_host": "127.0.0.1", "smtp_port": self.smtp_port,
-                "smtp_security": "none", "smtp_from": "preserve@archive.test", "smtp_to": ["ops@archive.test"],
-                "timeout_seconds": 5, **over}
+        return {
+            "webhook_url": self.webhook_url,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": self.smtp_port,
+            "smtp_security": "none",
+            "smtp_from": "preserve@archive.test",
+            "smtp_to": ["ops@archive.test"],
+            "timeout_seconds": 5,
+            **over,
+        }
 
     def close(self) -> None:
         self.http.shutdown()
@@ -85,8 +95,9 @@ def receivers() -> Iterator[Receivers]:
     r.close()
 
 
-def test_a_quarantined_ingest_alerts_webhook_and_email(s3_settings: Settings, tmp_path: Path,
-                                                       receivers: Receivers) -> None:
+def test_a_quarantined_ingest_alerts_webhook_and_email(
+    s3_settings: Settings, tmp_path: Path, receivers: Receivers
+) -> None:
     settings = isolated_settings(s3_settings, tmp_path, alerts=receivers.settings())
     folder = settings.ingest_dir / "cut film"
     folder.mkdir()
@@ -114,15 +125,17 @@ def test_a_quarantined_ingest_alerts_webhook_and_email(s3_settings: Settings, tm
     catalog.close()
 
 
-def test_an_invalid_sidecar_alert_quotes_none_of_its_values(s3_settings: Settings, tmp_path: Path,
-                                                            receivers: Receivers) -> None:
+def test_an_invalid_sidecar_alert_quotes_none_of_its_values(
+    s3_settings: Settings, tmp_path: Path, receivers: Receivers
+) -> None:
     """The sidecar error names the bad values (for the archivist, in REPORT.txt); the alert,
     which leaves the archive, must not: a home-directory path carries a person's name."""
     settings = isolated_settings(s3_settings, tmp_path, alerts=receivers.settings(smtp_host=""))
     film = settings.ingest_dir / "film.mp4"
     film.write_bytes(b"not really a film")
     (settings.ingest_dir / "film.mp4.yaml").write_text(
-        "title: T\nposter: /Users/zhangweiming/shoot/poster.jpg\nyear: Kunming 2019\n", encoding="utf-8")
+        "title: T\nposter: /Users/zhangweiming/shoot/poster.jpg\nyear: Kunming 2019\n", encoding="utf-8"
+    )
     catalog = Catalog(settings.catalog_url)
 
     outcome = ingest.ingest_submission(settings, catalog, film)
@@ -139,11 +152,20 @@ def test_an_invalid_sidecar_alert_quotes_none_of_its_values(s3_settings: Setting
     catalog.close()
 
 
-def test_unreachable_receivers_lose_neither_the_quarantine_nor_the_alert(s3_settings: Settings, tmp_path: Path,
-                                                                           receivers: Receivers) -> None:
+def test_unreachable_receivers_lose_neither_the_quarantine_nor_the_alert(
+    s3_settings: Settings, tmp_path: Path, receivers: Receivers
+) -> None:
     dead = _free_port()
-    settings = isolated_settings(s3_settings, tmp_path, alerts={
-        **receivers.settings(), "webhook_url": f"http://127.0.0.1:{dead}/x", "smtp_port": dead, "timeout_seconds": 2})
+    settings = isolated_settings(
+        s3_settings,
+        tmp_path,
+        alerts={
+            **receivers.settings(),
+            "webhook_url": f"http://127.0.0.1:{dead}/x",
+            "smtp_port": dead,
+            "timeout_seconds": 2,
+        },
+    )
     bad = truncated_copy(make_clip(tmp_path / "x.mp4", duration=2.0), settings.ingest_dir / "cut.mp4", 0.5)
     catalog = Catalog(settings.catalog_url)
 
@@ -168,27 +190,51 @@ def test_unreachable_receivers_lose_neither_the_quarantine_nor_the_alert(s3_sett
 def _stored_aip(catalog: Catalog, aip_id: str) -> None:
     now = utcnow()
     f = PayloadFile("data/objects/film.mkv", Digests(10, {"sha256": "a" * 64, "sha512": "b" * 128}), Role.VIDEO)
-    replicas = [ReplicaRecord(t, f"{t}://{aip_id}/", "verified", now,
-                              (StoredObject(t, f"{aip_id}/data/objects/film.mkv", 10, "a" * 64, now),))
-                for t in ("seaweed", "local")]
-    catalog.record_aip(NewAip(id=aip_id, title="Film", submission_name=f"{aip_id}.mkv", access_level="open",
-                              payload_oxum="10.1", files=[f], replicas=replicas, access=[],
-                              events=[Event(EventType.INGESTION, Outcome.PASS, Agent("preserve"))]))
+    replicas = [
+        ReplicaRecord(
+            t,
+            f"{t}://{aip_id}/",
+            "verified",
+            now,
+            (StoredObject(t, f"{aip_id}/data/objects/film.mkv", 10, "a" * 64, now),),
+        )
+        for t in ("seaweed", "local")
+    ]
+    catalog.record_aip(
+        NewAip(
+            id=aip_id,
+            title="Film",
+            submission_name=f"{aip_id}.mkv",
+            access_level="open",
+            payload_oxum="10.1",
+            files=[f],
+            replicas=replicas,
+            access=[],
+            events=[Event(EventType.INGESTION, Outcome.PASS, Agent("preserve"))],
+        )
+    )
 
 
 def test_damage_and_at_risk_alert_once_from_the_catalog(tmp_path: Path, receivers: Receivers) -> None:
-    from preserve import settings as settings_mod
+    from preserve import config as settings_mod
 
-    settings = settings_mod.load(settings_mod.DEFAULT_CONFIG, env={}, overrides={
-        "archive": {"var_dir": str(tmp_path / "var")}, "replication": {"min_verified_replicas": 2},
-        "alerts": receivers.settings(webhook_format="slack")})
+    settings = settings_mod.load(
+        settings_mod.DEFAULT_CONFIG,
+        env={},
+        overrides={
+            "archive": {"var_dir": str(tmp_path / "var")},
+            "replication": {"min_verified_replicas": 2},
+            "alerts": receivers.settings(webhook_format="slack"),
+        },
+    )
     catalog = Catalog(settings.catalog_url)
     _stored_aip(catalog, "aip-ok")
     _stored_aip(catalog, "aip-hurt")
     assert alerts.sweep(settings, catalog) == []  # all well: nothing to say
 
-    catalog.record_object_check("aip-hurt", "local", "aip-hurt/data/objects/film.mkv", status="damaged",
-                                verified_at=None)
+    catalog.record_object_check(
+        "aip-hurt", "local", "aip-hurt/data/objects/film.mkv", status="damaged", verified_at=None
+    )
     sent = alerts.sweep(settings, catalog)
 
     assert sorted(a.kind for a, _ in sent) == ["at-risk", "damage"]
@@ -197,11 +243,14 @@ def test_damage_and_at_risk_alert_once_from_the_catalog(tmp_path: Path, receiver
     assert all(set(p["json"]) == {"text"} for p in receivers.posts)
     assert any(t.startswith("*[preserve] Damage found: aip-hurt*") and "local" in t for t in texts)
     assert any(t.startswith("*[preserve] AIP at risk: aip-hurt*") and "1 verified replica(s)" in t for t in texts)
-    assert sorted(m["Subject"] for m in receivers.mails) == ["[preserve] AIP at risk: aip-hurt",
-                                                              "[preserve] Damage found: aip-hurt"]
+    assert sorted(m["Subject"] for m in receivers.mails) == [
+        "[preserve] AIP at risk: aip-hurt",
+        "[preserve] Damage found: aip-hurt",
+    ]
     assert alerts.sweep(settings, catalog) == []  # the same damage is announced once
 
-    catalog.record_object_check("aip-hurt", "seaweed", "aip-hurt/data/objects/film.mkv", status="missing",
-                                verified_at=None)  # new damage: a new alert
+    catalog.record_object_check(
+        "aip-hurt", "seaweed", "aip-hurt/data/objects/film.mkv", status="missing", verified_at=None
+    )  # new damage: a new alert
     assert sorted(a.kind for a, _ in alerts.sweep(settings, catalog)) == ["at-risk", "damage"]
     catalog.close()

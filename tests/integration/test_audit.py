@@ -1,5 +1,5 @@
 """Fixity audits against the real SeaweedFS (session server from tests/conftest.py, started through
-`preserve.services.up`) and the filesystem replica: damage is detected, repaired from a good copy
+`preserve.dev.services.up`) and the filesystem replica: damage is detected, repaired from a good copy
 where one exists, recorded as events, and reflected in the exit code."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from preserve import audit, cli, ingest
+from preserve import cli
 from preserve.catalog import Catalog
-from preserve.model import EventType, Outcome
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.core.model import EventType, Outcome
+from preserve.operations import audit
+from preserve.pipeline import ingest
 from tests.support import isolated_settings, raw_s3, write_config
 
 
@@ -80,8 +82,11 @@ def test_flipped_byte_truncation_and_deletion_are_repaired(archive) -> None:
     report = audit.run_audit(settings, catalog, audit.AuditScope(full=True))
     assert report.exit_code == 1  # damage found (and repaired)
     problems = {(c.target, c.key): c.problem for c in report.failures}
-    assert problems == {("local", key_a): "checksum", ("seaweed", key_b): "size",
-                        ("local", f"{aips[1]}/bag-info.txt"): "missing"}
+    assert problems == {
+        ("local", key_a): "checksum",
+        ("seaweed", key_b): "size",
+        ("local", f"{aips[1]}/bag-info.txt"): "missing",
+    }
     assert all(r.ok for r in report.repairs) and len(report.repairs) == 3
     assert report.at_risk == []
     text = audit.format_report(report)
@@ -137,11 +142,23 @@ def test_same_file_damaged_everywhere_marks_aip_at_risk(archive) -> None:
 def test_unreachable_replica_is_an_error_and_verifies_nothing(archive, tmp_path: Path) -> None:
     settings, catalog, aips = archive
     before = {(o.target, o.key): o.verified_at for o in catalog.objects()}
-    down = isolated_settings(settings, tmp_path, replication={"max_attempts": 1}, targets=[
-        {"name": "seaweed", "kind": "s3", "embedded": True, "endpoint": "http://127.0.0.1:9",
-         "bucket": "preserve-aips", "prefix": settings.target("seaweed").prefix},
-        {"name": "local", "kind": "filesystem", "path": str(settings.target_path(settings.target("local")))},
-    ], archive={"var_dir": str(settings.var_dir), "ingest_dir": str(settings.ingest_dir)})
+    down = isolated_settings(
+        settings,
+        tmp_path,
+        replication={"max_attempts": 1},
+        targets=[
+            {
+                "name": "seaweed",
+                "kind": "s3",
+                "embedded": True,
+                "endpoint": "http://127.0.0.1:9",
+                "bucket": "preserve-aips",
+                "prefix": settings.target("seaweed").prefix,
+            },
+            {"name": "local", "kind": "filesystem", "path": str(settings.target_path(settings.target("local")))},
+        ],
+        archive={"var_dir": str(settings.var_dir), "ingest_dir": str(settings.ingest_dir)},
+    )
     report = audit.run_audit(down, catalog, audit.AuditScope(replica="seaweed", full=True))
     assert report.exit_code == 2 and report.errors and "unreachable" in report.errors[0]
     after = {(o.target, o.key): o.verified_at for o in catalog.objects()}
@@ -159,7 +176,7 @@ def test_rolling_schedule_rereads_every_object_within_the_interval() -> None:
     sizes = [5_000_000_000, 700, 1_200_000_000, 300_000_000] * 10  # 65 GB in 40 objects
     total = sum(sizes)
     budget = total // (interval - 5)
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     objs = {i: StoredObject("t", f"k{i}", s, "0" * 64, None, aip_id=f"a{i % 7}") for i, s in enumerate(sizes)}
     for night in range(3 * interval):
         now = start + dt.timedelta(days=night)
@@ -174,11 +191,22 @@ def test_rolling_schedule_rereads_every_object_within_the_interval() -> None:
 
 
 def test_locked_object_is_repaired_as_a_new_version(s3_settings: Settings, tmp_path: Path) -> None:
-    settings = isolated_settings(s3_settings, tmp_path, targets=[
-        {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-locked",
-         "prefix": f"lock-{tmp_path.name}", "object_lock_mode": "GOVERNANCE", "object_lock_days": 1},
-        {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
-    ])
+    settings = isolated_settings(
+        s3_settings,
+        tmp_path,
+        targets=[
+            {
+                "name": "seaweed",
+                "kind": "s3",
+                "embedded": True,
+                "bucket": "preserve-locked",
+                "prefix": f"lock-{tmp_path.name}",
+                "object_lock_mode": "GOVERNANCE",
+                "object_lock_days": 1,
+            },
+            {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
+        ],
+    )
     catalog = Catalog(settings.catalog_url)
     src = settings.ingest_dir / "locked.pdf"
     src.write_bytes(os.urandom(50_000))

@@ -22,9 +22,15 @@ def test_quick_bench_measures_every_row(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRESERVE", "PREFECT_API_URL"))}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--data", str(tmp_path / "data"),
-                           "--results", str(results)], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--data", str(tmp_path / "data"), "--results", str(results)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     data = json.loads(results.read_text(encoding="utf-8"))
     rows = {r["id"]: r for r in data["rows"]}

@@ -12,21 +12,34 @@ from pathlib import Path
 import pytest
 import yaml
 
-from preserve import settings as settings_mod
+from preserve import config as settings_mod
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"POSTGRES_PASSWORD": "pg-secret", "PRESERVE_DB_PASSWORD": "catalog-secret", "PREFECT_DB_PASSWORD": "prefect-secret",
-       "MINIO_ROOT_USER": "root", "MINIO_ROOT_PASSWORD": "root-secret", "PRESERVE_S3_ACCESS_KEY": "preserve",
-       "PRESERVE_S3_SECRET_KEY": "s3-secret"}
+ENV = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "PRESERVE_DB_PASSWORD": "catalog-secret",
+    "PREFECT_DB_PASSWORD": "prefect-secret",
+    "MINIO_ROOT_USER": "root",
+    "MINIO_ROOT_PASSWORD": "root-secret",
+    "PRESERVE_S3_ACCESS_KEY": "preserve",
+    "PRESERVE_S3_SECRET_KEY": "s3-secret",
+}
 
-pytestmark = pytest.mark.skipif(shutil.which("docker-compose") is None,
-                                reason="docker-compose not installed (scripts/setup.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose not installed (scripts/setup.sh installs it)"
+)
 
 
 def _config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    return subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"], cwd=ROOT,
-                          env={**base, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_compose_file_validates_and_wires_the_stack() -> None:
@@ -39,18 +52,25 @@ def test_compose_file_validates_and_wires_the_stack() -> None:
     assert services["postgres"]["image"].startswith("postgres:15")
     prefect = services["prefect"]
     assert prefect["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"] == (
-        "postgresql+asyncpg://prefect:prefect-secret@postgres:5432/prefect")
+        "postgresql+asyncpg://prefect:prefect-secret@postgres:5432/prefect"
+    )
     assert prefect["environment"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    assert any(str(p.get("host_ip", p) if isinstance(p, dict) else p).startswith("127.0.0.1")
-               for p in prefect["ports"])  # the dashboard is not published to the network
+    assert any(
+        str(p.get("host_ip", p) if isinstance(p, dict) else p).startswith("127.0.0.1") for p in prefect["ports"]
+    )  # the dashboard is not published to the network
 
     for name in ("worker", "scheduler"):
         svc = services[name]
         env = svc["environment"]
         assert svc["build"]["context"] == str(ROOT) and svc["image"] == "preserve:local"
-        assert env["PRESERVE__ARCHIVE__CATALOG_URL"] == "postgresql+psycopg://preserve:catalog-secret@postgres:5432/preserve"
+        assert (
+            env["PRESERVE__ARCHIVE__CATALOG_URL"]
+            == "postgresql+psycopg://preserve:catalog-secret@postgres:5432/preserve"
+        )
         assert env["PREFECT_API_URL"] == "http://prefect:4200/api"
-        assert env["PRESERVE_MINIO_ACCESS_KEY_ID"] == "preserve" and env["PRESERVE_MINIO_SECRET_ACCESS_KEY"] == "s3-secret"
+        assert (
+            env["PRESERVE_MINIO_ACCESS_KEY_ID"] == "preserve" and env["PRESERVE_MINIO_SECRET_ACCESS_KEY"] == "s3-secret"
+        )
         assert svc["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
         targets = {v["target"] if isinstance(v, dict) else v.split(":")[1] for v in svc["volumes"]}

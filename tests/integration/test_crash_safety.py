@@ -16,9 +16,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from preserve import ingest, restore, watch
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.intake import watch
+from preserve.operations import restore
+from preserve.pipeline import ingest
 from preserve.storage import open_store
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings
@@ -30,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from preserve import disposition, ingest
+from preserve.intake import disposition
+from preserve.pipeline import ingest
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
 
 settings = Settings.model_validate_json(Path(sys.argv[1]).read_text())
 source = Path(sys.argv[2])
@@ -88,15 +91,21 @@ def _sha256(path: Path) -> str:
 def _child(settings: Settings, tmp_path: Path, source: Path, point: str) -> subprocess.CompletedProcess[str]:
     cfg = tmp_path / "settings.json"
     cfg.write_text(settings.model_dump_json())
-    return subprocess.run([sys.executable, "-c", CHILD, str(cfg), str(source), point], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(cfg), str(source), point],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _versions(settings: Settings, target_name: str, prefix: str) -> dict[str, list[str]]:
     """Every version of every key under the prefix, straight from the server (not the protocol)."""
     t = settings.target(target_name)
-    client = boto3.client("s3", endpoint_url=settings.endpoint_of(t), region_name=t.region,
-                          **settings.credentials_of(t))
+    client = boto3.client(
+        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **settings.credentials_of(t)
+    )
     full = f"{t.prefix}/{prefix}" if t.prefix else prefix
     out: dict[str, list[str]] = {}
     for page in client.get_paginator("list_object_versions").paginate(Bucket=t.bucket, Prefix=full):
@@ -137,15 +146,18 @@ def assert_exactly_one_verified_aip(settings: Settings, catalog: Catalog, name: 
     assert catalog.submissions() == []
 
 
-@pytest.mark.parametrize("point", [
-    "after:stage",
-    "after:package",        # the bag is built in staging
-    "upload:4",             # a few objects of the bag are stored
-    "upload:16",            # most of the bag is stored on one replica or both
-    "before:record",        # every replica verified, nothing in the catalog yet
-    "after:record",         # recorded, but the source is still in the ingest folder
-    "accession",            # the source is in done/, the claim not released
-])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after:stage",
+        "after:package",  # the bag is built in staging
+        "upload:4",  # a few objects of the bag are stored
+        "upload:16",  # most of the bag is stored on one replica or both
+        "before:record",  # every replica verified, nothing in the catalog yet
+        "after:record",  # recorded, but the source is still in the ingest folder
+        "accession",  # the source is in done/, the claim not released
+    ],
+)
 def test_kill_9_then_restart_gives_exactly_one_verified_aip(s3_settings: Settings, tmp_path: Path, point: str) -> None:
     settings = isolated_settings(s3_settings, tmp_path, ingest={"stable_seconds": 0.2, "poll_seconds": 0.1})
     catalog = Catalog(settings.catalog_url)
@@ -165,9 +177,10 @@ def test_kill_9_then_restart_gives_exactly_one_verified_aip(s3_settings: Setting
 WATCHER = r"""
 import json, sys, time
 from pathlib import Path
-from preserve import ingest, watch
+from preserve.pipeline import ingest
+from preserve.intake import watch
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
 
 settings = Settings.model_validate_json(Path(sys.argv[1]).read_text())
 start_at = float(sys.argv[2])
@@ -187,8 +200,16 @@ def test_two_watchers_never_take_the_same_submission(s3_settings: Settings, tmp_
     cfg = tmp_path / "settings.json"
     cfg.write_text(settings.model_dump_json())
     start_at = time.time() + 3
-    procs = [subprocess.Popen([sys.executable, "-c", WATCHER, str(cfg), str(start_at)], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WATCHER, str(cfg), str(start_at)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = []
     for p in procs:
         out, err = p.communicate(timeout=300)

@@ -1,5 +1,5 @@
 """End to end through the library pipeline (no Prefect), on real components: ffmpeg-made clips,
-the session's SeaweedFS on 127.0.0.1 (started by tests/conftest.py via `preserve.services.up`),
+the session's SeaweedFS on 127.0.0.1 (started by tests/conftest.py via `preserve.dev.services.up`),
 a filesystem replica, and a SQLite catalog per test."""
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from pathlib import Path
 import bagit
 import pytest
 
-from preserve import ingest, restore
 from preserve.catalog import Catalog
+from preserve.characterise import decode
+from preserve.config import Settings
+from preserve.core.model import EventType, Outcome
 from preserve.fixity.digest import digest_chunks
-from preserve.metadata import decode, ffprobe
-from preserve.model import EventType, Outcome
-from preserve.settings import Settings
+from preserve.operations import restore
+from preserve.pipeline import ingest
 from preserve.storage import open_store
+from preserve.tools import ffprobe
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings
 
@@ -41,8 +43,14 @@ def env(s3_settings: Settings, tmp_path: Path) -> tuple[Settings, Catalog]:
 def _submissions(ingest_dir: Path) -> dict[str, Path]:
     tagged = {"title": SECRET_TITLE, "location": LOCATION}
     subs = {
-        "prores": make_clip(ingest_dir / "prores.mov", vcodec="prores_aw", size="320x240", audio=True,
-                            acodec="pcm_s16le", metadata=tagged),
+        "prores": make_clip(
+            ingest_dir / "prores.mov",
+            vcodec="prores_aw",
+            size="320x240",
+            audio=True,
+            acodec="pcm_s16le",
+            metadata=tagged,
+        ),
         "h264": make_clip(ingest_dir / "h264.mp4", vcodec="libx264", metadata=tagged),
         "ffv1": make_clip(ingest_dir / "ffv1.mkv", vcodec="ffv1", size="160x120", acodec="flac"),
         "silent": make_clip(ingest_dir / "silent.mp4", audio=False),
@@ -52,8 +60,10 @@ def _submissions(ingest_dir: Path) -> dict[str, Path]:
     folder.mkdir()
     make_clip(folder / "流浪北京 1990.mov", vcodec="prores_aw", size="320x240", acodec="pcm_s16le", metadata=tagged)
     (folder / "流浪北京 1990.zh.srt").write_text("1\n00:00:00,000 --> 00:00:00,900\n北京\n", encoding="utf-8")
-    (folder / "metadata.yaml").write_text("title: Bumming in Beijing\noriginal_title: 流浪北京\n"
-                                          "director: Real Person Name\ncontributor_id: contrib-42\n", encoding="utf-8")
+    (folder / "metadata.yaml").write_text(
+        "title: Bumming in Beijing\noriginal_title: 流浪北京\ndirector: Real Person Name\ncontributor_id: contrib-42\n",
+        encoding="utf-8",
+    )
     subs["folder"] = folder
     return subs
 
@@ -61,8 +71,14 @@ def _submissions(ingest_dir: Path) -> dict[str, Path]:
 def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path) -> None:
     settings, catalog = env
     subs = _submissions(settings.ingest_dir)
-    originals = {name: ({p.relative_to(path).as_posix(): _sha256(p) for p in path.rglob("*") if p.is_file()}
-                        if path.is_dir() else {path.name: _sha256(path)}) for name, path in subs.items()}
+    originals = {
+        name: (
+            {p.relative_to(path).as_posix(): _sha256(p) for p in path.rglob("*") if p.is_file()}
+            if path.is_dir()
+            else {path.name: _sha256(path)}
+        )
+        for name, path in subs.items()
+    }
     outcomes = {name: ingest.ingest_submission(settings, catalog, path) for name, path in subs.items()}
     for name, o in outcomes.items():
         assert o.status == "stored", (name, o.detail)
@@ -84,8 +100,11 @@ def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path)
         bag = bagit.Bag(str(result.path))
         assert bag.version_info == (1, 0)
         bag.validate()
-        payload = {p.relative_to(result.path / "data" / "objects").as_posix(): _sha256(p)
-                   for p in (result.path / "data" / "objects").rglob("*") if p.is_file()}
+        payload = {
+            p.relative_to(result.path / "data" / "objects").as_posix(): _sha256(p)
+            for p in (result.path / "data" / "objects").rglob("*")
+            if p.is_file()
+        }
         assert payload == originals[name]
         info = (result.path / "bag-info.txt").read_text(encoding="utf-8")
         assert f"External-Identifier: {aip.id}" in info and "Bag-Software-Agent: preserve" in info
@@ -103,7 +122,8 @@ def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path)
         assert probe.video_codec == "h264" and probe.height <= 1080 and probe.width % 2 == 0 and probe.height % 2 == 0
         assert probe.has_audio == (name != "silent")
         tags = json.dumps(probe.raw.get("format", {}).get("tags", {})) + json.dumps(
-            [s.get("tags", {}) for s in probe.raw["streams"]])
+            [s.get("tags", {}) for s in probe.raw["streams"]]
+        )
         assert "location" not in tags and "title" not in tags and "creation_time" not in tags
         raw = proxy.read_bytes() + next(p for p in copies if p.suffix == ".jpg").read_bytes()
         for needle in (b"loci", b"+39.9042", SECRET_TITLE.encode(), b"\xa9xyz", b"ISO6709"):
@@ -134,15 +154,27 @@ def test_truncated_video_is_quarantined_with_source_intact(env: tuple[Settings, 
     accepted = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "cut.mp4", accept_invalid=True)
     assert accepted.status == "stored"
     events = catalog.get_aip(accepted.aip_id).events
-    assert any(e.type is EventType.VALIDATION and e.outcome is Outcome.WARNING and "archivist" in e.detail
-               for e in events)
+    assert any(
+        e.type is EventType.VALIDATION and e.outcome is Outcome.WARNING and "archivist" in e.detail for e in events
+    )
 
 
 def test_unreachable_storage_quarantines_and_verifies_nothing(s3_settings: Settings, tmp_path: Path) -> None:
-    settings = isolated_settings(s3_settings, tmp_path, replication={"max_attempts": 1}, targets=[
-        {"name": "seaweed", "kind": "s3", "embedded": True, "endpoint": "http://127.0.0.1:9", "bucket": "preserve-aips"},
-        {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
-    ])
+    settings = isolated_settings(
+        s3_settings,
+        tmp_path,
+        replication={"max_attempts": 1},
+        targets=[
+            {
+                "name": "seaweed",
+                "kind": "s3",
+                "embedded": True,
+                "endpoint": "http://127.0.0.1:9",
+                "bucket": "preserve-aips",
+            },
+            {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
+        ],
+    )
     catalog = Catalog(settings.catalog_url)
     clip = make_clip(settings.ingest_dir / "clip.mp4")
     before = _sha256(clip)
@@ -178,8 +210,9 @@ def test_same_content_again_is_a_duplicate(env: tuple[Settings, Catalog], tmp_pa
     assert (settings.ingest_dir / "done" / "film.mp4.2").exists()
 
 
-def test_document_that_sniffs_as_broken_video_is_preserved_as_a_document(env: tuple[Settings, Catalog],
-                                                                        tmp_path: Path) -> None:
+def test_document_that_sniffs_as_broken_video_is_preserved_as_a_document(
+    env: tuple[Settings, Catalog], tmp_path: Path
+) -> None:
     """ffprobe reads some documents (and random-looking bytes) as video; the extension decides:
     a .pdf is never decoded, never quarantined as broken media, and gets no proxy."""
     settings, catalog = env
@@ -192,8 +225,9 @@ def test_document_that_sniffs_as_broken_video_is_preserved_as_a_document(env: tu
     assert any(e.outcome is Outcome.WARNING and "not as media" in e.detail for e in aip.events)
 
 
-def test_a_retry_under_a_recorded_aip_id_never_sweeps_or_overwrites_it(env: tuple[Settings, Catalog],
-                                                                       tmp_path: Path) -> None:
+def test_a_retry_under_a_recorded_aip_id_never_sweeps_or_overwrites_it(
+    env: tuple[Settings, Catalog], tmp_path: Path
+) -> None:
     """A retry sweeps what an unrecorded earlier attempt left under its AIP id. If that id is
     already recorded (the record committed, then accession failed, then the archivist changed the
     files and retried), the retry must refuse before touching a single stored object."""

@@ -10,14 +10,15 @@ import pytest
 
 from preserve.access.proxy import make_poster, make_proxy, proxy_argv
 from preserve.access.scrub import check_clean
-from preserve.errors import ToolError
-from preserve.metadata import ffprobe, mediainfo
-from preserve.metadata.decode import decode_check
-from preserve.settings import ProxySettings
+from preserve.characterise.decode import decode_check
+from preserve.config import ProxySettings
+from preserve.core.errors import ToolError
+from preserve.tools import ffprobe, mediainfo
 from tests.mediafactory import corrupt_range, flip_byte, make_clip, make_still, truncated_copy
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
-                                reason="ffmpeg/ffprobe not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="ffmpeg/ffprobe not installed"
+)
 
 LOCATION = "+39.9042+116.4074/"
 FORBIDDEN = ["Secret", "+39.9042", "Canon"]
@@ -28,12 +29,21 @@ SETTINGS = ProxySettings(preset="ultrafast")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("clips")
     return {
-        "mp4": make_clip(d / "secret.mp4", metadata={"title": "Secret", "location": LOCATION},
-                         chapters=[(0.0, 0.5, "Opening"), (0.5, 1.0, "End")]),
-        "mov": make_clip(d / "-evil.mov", vcodec="prores_aw", movflags="+use_metadata_tags",
-                         metadata={"com.apple.quicktime.location.ISO6709": LOCATION,
-                                   "com.apple.quicktime.make": "Canon",
-                                   "com.apple.quicktime.model": "EOS"}),
+        "mp4": make_clip(
+            d / "secret.mp4",
+            metadata={"title": "Secret", "location": LOCATION},
+            chapters=[(0.0, 0.5, "Opening"), (0.5, 1.0, "End")],
+        ),
+        "mov": make_clip(
+            d / "-evil.mov",
+            vcodec="prores_aw",
+            movflags="+use_metadata_tags",
+            metadata={
+                "com.apple.quicktime.location.ISO6709": LOCATION,
+                "com.apple.quicktime.make": "Canon",
+                "com.apple.quicktime.model": "EOS",
+            },
+        ),
         "mkv": make_clip(d / "master.mkv", vcodec="ffv1", duration=2.0),
         "silent": make_clip(d / "silent.mp4", audio=False),
         "odd": make_clip(d / "odd.mp4", size="1279x717", duration=0.4, audio=False),
@@ -96,8 +106,27 @@ def test_probe_kinds_of_non_video(tmp_path: Path) -> None:
     cover = make_still(tmp_path / "cover.jpg")
     from tests.mediafactory import ffmpeg
 
-    ffmpeg(["-f", "lavfi", "-i", "sine=duration=1", "-i", str(cover), "-map", "0", "-map", "1",
-            "-c:a", "aac", "-c:v", "mjpeg", "-disposition:v", "attached_pic", str(song)])
+    ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=duration=1",
+            "-i",
+            str(cover),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c:a",
+            "aac",
+            "-c:v",
+            "mjpeg",
+            "-disposition:v",
+            "attached_pic",
+            str(song),
+        ]
+    )
     rep = ffprobe.probe(song)
     assert rep.kind == "audio" and not rep.has_video and rep.attached_pictures and rep.is_media
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from preserve import embargo, ingest, normalization, restore
 from preserve.catalog import Catalog
-from preserve.model import EventType, Outcome
+from preserve.characterise import normalise as normalization
+from preserve.config import Settings
+from preserve.core.model import EventType, Outcome
+from preserve.operations import embargo, restore
 from preserve.packaging import premis
-from preserve.settings import Settings
+from preserve.pipeline import ingest
 from preserve.storage import open_store
 from tests.integration.test_preservation_media import make_v210_two_tracks
 from tests.mediafactory import make_clip
@@ -28,8 +30,12 @@ NS = {"p": premis.NS}
 
 @pytest.fixture()
 def env(s3_settings: Settings, tmp_path: Path) -> tuple[Settings, Catalog]:
-    settings = isolated_settings(s3_settings, tmp_path, proxy={"preset": "ultrafast"},
-                                 access={"contact_sheet_frames": 4, "contact_sheet_tile_width": 64})
+    settings = isolated_settings(
+        s3_settings,
+        tmp_path,
+        proxy={"preset": "ultrafast"},
+        access={"contact_sheet_frames": 4, "contact_sheet_tile_width": 64},
+    )
     catalog = Catalog(settings.catalog_url)
     yield settings, catalog
     catalog.close()
@@ -72,12 +78,21 @@ def test_v210_ingest_premis_formats_framemd5_and_lossless_master(env: tuple[Sett
     norm = [e for e in events if e.type is EventType.NORMALIZATION and e.outcome is Outcome.PASS]
     assert len(norm) == 1 and "lossless on every stream" in norm[0].detail and norm[0].extra["master"] == master
     assert "stream 1 (audio)" in norm[0].detail and "stream 2 (audio)" in norm[0].detail
-    assert any(e.type is EventType.NORMALIZATION and e.outcome is Outcome.NOT_PERFORMED and "lossy" in e.detail
-               and e.subject == "data/objects/trailer.mp4" for e in events)
-    assert any(e.type is EventType.FORMAT_IDENTIFICATION and e.outcome is Outcome.WARNING and "fmt/596" in e.detail
-               for e in events)
-    assert any(e.type is EventType.VALIDATION and "policy" in e.detail and e.outcome is Outcome.PASS
-               and e.subject == master for e in events)
+    assert any(
+        e.type is EventType.NORMALIZATION
+        and e.outcome is Outcome.NOT_PERFORMED
+        and "lossy" in e.detail
+        and e.subject == "data/objects/trailer.mp4"
+        for e in events
+    )
+    assert any(
+        e.type is EventType.FORMAT_IDENTIFICATION and e.outcome is Outcome.WARNING and "fmt/596" in e.detail
+        for e in events
+    )
+    assert any(
+        e.type is EventType.VALIDATION and "policy" in e.detail and e.outcome is Outcome.PASS and e.subject == master
+        for e in events
+    )
     assert {e.outcome for e in events if e.type is EventType.VIRUS_CHECK} <= {Outcome.PASS, Outcome.NOT_PERFORMED}
     assert len([e for e in events if e.type is EventType.VIRUS_CHECK]) == 2  # one per original, never skipped
 
@@ -90,22 +105,38 @@ def test_v210_ingest_premis_formats_framemd5_and_lossless_master(env: tuple[Sett
     assert premis.validate(full) == []
     types_in_bag = {t.text for t in etree.fromstring(bag_premis).iterfind(".//p:event/p:eventType", NS)}
     types_full = {t.text for t in etree.fromstring(full).iterfind(".//p:event/p:eventType", NS)}
-    assert {"message digest calculation", "metadata extraction", "format identification", "validation",
-            "virus check", "normalization", "fixity check", "creation", "metadata modification"} <= types_in_bag
+    assert {
+        "message digest calculation",
+        "metadata extraction",
+        "format identification",
+        "validation",
+        "virus check",
+        "normalization",
+        "fixity check",
+        "creation",
+        "metadata modification",
+    } <= types_in_bag
     # decided as the copies are stored, after packing: these are in the catalog's record
     assert {"packing", "replication", "access decision", "ingestion", "accession"} <= types_full - types_in_bag
     doc = etree.fromstring(full)
-    master_obj = [o for o in doc.iterfind("p:object", NS)
-                  if o.findtext("p:objectIdentifier/p:objectIdentifierValue", namespaces=NS) == master][0]
+    master_obj = [
+        o
+        for o in doc.iterfind("p:object", NS)
+        if o.findtext("p:objectIdentifier/p:objectIdentifierValue", namespaces=NS) == master
+    ][0]
     assert master_obj.findtext(".//p:formatRegistryKey", namespaces=NS) == "fmt/569"
     assert master_obj.findtext(".//p:relatedObjectIdentifierValue", namespaces=NS) == "data/objects/scan.mov"
     assert master_obj.findtext(".//p:relatedEventIdentifierValue", namespaces=NS)
-    agents = {a.findtext("p:agentName", namespaces=NS): a.findtext("p:agentVersion", namespaces=NS)
-              for a in doc.iterfind("p:agent", NS)}
+    agents = {
+        a.findtext("p:agentName", namespaces=NS): a.findtext("p:agentVersion", namespaces=NS)
+        for a in doc.iterfind("p:agent", NS)
+    }
     assert agents["fido"].startswith("1.6.1") and agents["ffmpeg"] and agents["MediaConch"]
 
 
-def test_master_that_fails_its_proof_is_not_kept(env: tuple[Settings, Catalog], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_master_that_fails_its_proof_is_not_kept(
+    env: tuple[Settings, Catalog], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings, catalog = env
     real = normalization.master_argv
 
@@ -135,7 +166,9 @@ def test_one_tools_failure_does_not_stop_the_others(env: tuple[Settings, Catalog
     assert (EventType.VALIDATION, "ffmpeg") in kinds  # the decode check failed...
     assert (EventType.VALIDATION, "MediaConch") in kinds  # ...and MediaConch still ran,
     assert (EventType.VIRUS_CHECK, "ClamAV clamscan") in kinds  # and the virus check,
-    assert any(e.type is EventType.MESSAGE_DIGEST_CALCULATION and "framemd5" in e.detail for e in events)  # and framemd5
+    assert any(
+        e.type is EventType.MESSAGE_DIGEST_CALCULATION and "framemd5" in e.detail for e in events
+    )  # and framemd5
     decode_event = next(e for e in events if e.type is EventType.VALIDATION and e.agent.name == "ffmpeg")
     assert decode_event.outcome is Outcome.FAIL and decode_event.extra["error_count"] >= 1
 
@@ -143,21 +176,36 @@ def test_one_tools_failure_does_not_stop_the_others(env: tuple[Settings, Catalog
 def test_access_levels_open_restricted_embargoed_dark(env: tuple[Settings, Catalog]) -> None:
     settings, catalog = env
     until = dt.date.today() + dt.timedelta(days=400)
-    subs = {level: _submission(settings.ingest_dir / level, spec) for level, spec in (
-        ("open", "open"), ("restricted", "restricted"), ("dark", "dark"),
-        ("embargoed", f"{{level: embargoed, until: {until.isoformat()}}}"))}
+    subs = {
+        level: _submission(settings.ingest_dir / level, spec)
+        for level, spec in (
+            ("open", "open"),
+            ("restricted", "restricted"),
+            ("dark", "dark"),
+            ("embargoed", f"{{level: embargoed, until: {until.isoformat()}}}"),
+        )
+    }
     ids = {}
     for level, path in subs.items():
         o = ingest.ingest_submission(settings, catalog, path)
         assert o.status == "stored", (level, o.detail)
         ids[level] = o.aip_id
     names = ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]
-    everywhere = {level: {where: _keys(settings, where, ids[level]) for where in ("open", "restricted", "embargoed")}
-                  for level in ids}
+    everywhere = {
+        level: {where: _keys(settings, where, ids[level]) for where in ("open", "restricted", "embargoed")}
+        for level in ids
+    }
     assert everywhere["open"] == {"open": [f"{ids['open']}/{n}" for n in names], "restricted": [], "embargoed": []}
-    assert everywhere["restricted"] == {"open": [], "restricted": [f"{ids['restricted']}/{n}" for n in names],
-                                        "embargoed": []}
-    assert everywhere["embargoed"] == {"open": [], "restricted": [], "embargoed": [f"{ids['embargoed']}/{n}" for n in names]}
+    assert everywhere["restricted"] == {
+        "open": [],
+        "restricted": [f"{ids['restricted']}/{n}" for n in names],
+        "embargoed": [],
+    }
+    assert everywhere["embargoed"] == {
+        "open": [],
+        "restricted": [],
+        "embargoed": [f"{ids['embargoed']}/{n}" for n in names],
+    }
     assert everywhere["dark"] == {"open": [], "restricted": [], "embargoed": []}
     for level in ids:  # every decision is an event
         decisions = [e for e in catalog.get_aip(ids[level]).events if e.type is EventType.ACCESS_DECISION]

@@ -12,15 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from preserve import normalization
 from preserve.access import contactsheet, proxy, scrub
-from preserve.metadata import decode, ffprobe, framemd5, identify, mediaconch, mediainfo, virus
-from preserve.model import Outcome
-from preserve.settings import NormalizationSettings, ProxySettings
+from preserve.characterise import decode, identify
+from preserve.characterise import normalise as normalization
+from preserve.config import NormalizationSettings, ProxySettings
+from preserve.core.model import Outcome
+from preserve.fixity import framemd5
+from preserve.tools import clamav as virus
+from preserve.tools import ffprobe, mediaconch, mediainfo
 from tests.mediafactory import ffmpeg, make_clip
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("mediaconch") is None,
-                                reason="ffmpeg or mediaconch not installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ffmpeg") is None or shutil.which("mediaconch") is None, reason="ffmpeg or mediaconch not installed"
+)
 
 LOCATION = "+39.9042+116.4074/"
 SECRET = "Secret Title 秘密"
@@ -29,18 +33,58 @@ SECRET = "Secret Title 秘密"
 def make_v210_two_tracks(path: Path, *, duration: float = 1.0) -> Path:
     """A v210 MOV with two audio tracks: 24-bit PCM whose low bits are used (not a padded 16-bit
     signal), and 16-bit stereo."""
-    ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate=25:duration={duration}",
-            "-f", "lavfi", "-i", f"aevalsrc=0.6*sin(2*PI*440*t)+0.0001*random(0):s=48000:d={duration}",
-            "-f", "lavfi", "-i", f"aevalsrc=0.5*sin(2*PI*880*t)|0.3*sin(2*PI*660*t):s=48000:d={duration}",
-            "-map", "0", "-map", "1", "-map", "2", "-c:v", "v210", "-c:a:0", "pcm_s24le", "-c:a:1", "pcm_s16le",
-            "file:" + str(path)])
+    ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=320x240:rate=25:duration={duration}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"aevalsrc=0.6*sin(2*PI*440*t)+0.0001*random(0):s=48000:d={duration}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"aevalsrc=0.5*sin(2*PI*880*t)|0.3*sin(2*PI*660*t):s=48000:d={duration}",
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-map",
+            "2",
+            "-c:v",
+            "v210",
+            "-c:a:0",
+            "pcm_s24le",
+            "-c:a:1",
+            "pcm_s16le",
+            "file:" + str(path),
+        ]
+    )
     return path
 
 
 def flip_bit_in_video_packet(path: Path) -> int:
     """Flip one bit in the middle of a middle video packet (an FFV1 slice); returns the offset."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_packets", "-show_entries",
-                          "packet=pos,size", "-of", "json", str(path)], capture_output=True, check=True, text=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_packets",
+            "-show_entries",
+            "packet=pos,size",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+    )
     packets = [p for p in json.loads(out.stdout)["packets"] if p.get("pos") not in (None, "N/A")]
     packet = packets[len(packets) // 2]
     offset = int(packet["pos"]) + int(packet["size"]) // 2
@@ -100,7 +144,8 @@ def test_mediaconch_implementation_checks_can_fail(tmp_path: Path) -> None:
 
 # -- normalization -------------------------------------------------------------------------------
 def test_ffv1_normalization_of_v210_with_two_audio_tracks_is_lossless_on_every_stream(
-        tmp_path: Path, v210: Path) -> None:
+    tmp_path: Path, v210: Path
+) -> None:
     probe = ffprobe.probe(v210)
     assert normalization.decide(probe, mediainfo.extract(v210), NormalizationSettings()).normalise
     sidecar = framemd5.write(v210, tmp_path / "scan.mov.framemd5", probe, timeout=120)
@@ -118,16 +163,34 @@ def test_ffv1_normalization_of_v210_with_two_audio_tracks_is_lossless_on_every_s
 
     # a deliberately lossy variant: the 24-bit track squeezed to 16 bits; the video is untouched
     lossy = tmp_path / "lossy.mkv"
-    ffmpeg(["-i", str(v210), "-map", "0", "-c:v", "ffv1", "-level", "3", "-g", "1", "-slicecrc", "1",
-            "-c:a", "flac", "-sample_fmt:a:0", "s16", str(lossy)])
+    ffmpeg(
+        [
+            "-i",
+            str(v210),
+            "-map",
+            "0",
+            "-c:v",
+            "ffv1",
+            "-level",
+            "3",
+            "-g",
+            "1",
+            "-slicecrc",
+            "1",
+            "-c:a",
+            "flac",
+            "-sample_fmt:a:0",
+            "s16",
+            str(lossy),
+        ]
+    )
     bad = normalization.prove_lossless(sidecar.manifest, probe, lossy, ffprobe.probe(lossy), timeout=120)
     assert not bad.lossless and "NOT lossless" in bad.detail
     by_kind = {(s.stream, s.kind): s.identical for s in bad.comparison.streams}
     assert by_kind == {(0, "video"): True, (1, "audio"): False, (2, "audio"): True}
     # and a master that dropped the second audio track is not lossless either
     short = tmp_path / "short.mkv"
-    ffmpeg(["-i", str(v210), "-map", "0:0", "-map", "0:1", "-c:v", "ffv1", "-level", "3", "-c:a", "flac",
-            str(short)])
+    ffmpeg(["-i", str(v210), "-map", "0:0", "-map", "0:1", "-c:v", "ffv1", "-level", "3", "-c:a", "flac", str(short)])
     assert not normalization.prove_lossless(sidecar.manifest, probe, short, ffprobe.probe(short), timeout=120).lossless
 
 
@@ -141,14 +204,26 @@ def test_nothing_identifying_survives_in_proxy_poster_or_contact_sheet(tmp_path:
     tags = {"title": SECRET, "location": LOCATION, "make": "CanonSecretMake", "model": "EOS Secret Model"}
     clips = {
         # MP4: location becomes a binary loci atom; title, make, model; two chapters
-        "mp4": make_clip(tmp_path / "loci.mp4", metadata=tags, duration=2.0,
-                         chapters=[(0.0, 1.0, "Chapter Secret"), (1.0, 2.0, "End")]),
+        "mp4": make_clip(
+            tmp_path / "loci.mp4",
+            metadata=tags,
+            duration=2.0,
+            chapters=[(0.0, 1.0, "Chapter Secret"), (1.0, 2.0, "End")],
+        ),
         # QuickTime: ISO6709 location and Apple make/model as mdta keys, plus ©xyz, and a chapter
-        "mov": make_clip(tmp_path / "iso6709.mov", vcodec="prores_aw", movflags="+use_metadata_tags", duration=2.0,
-                         metadata={"com.apple.quicktime.location.ISO6709": LOCATION,
-                                   "com.apple.quicktime.make": "CanonSecretMake",
-                                   "com.apple.quicktime.model": "EOS Secret Model", "title": SECRET},
-                         chapters=[(0.0, 2.0, "Chapter Secret")]),
+        "mov": make_clip(
+            tmp_path / "iso6709.mov",
+            vcodec="prores_aw",
+            movflags="+use_metadata_tags",
+            duration=2.0,
+            metadata={
+                "com.apple.quicktime.location.ISO6709": LOCATION,
+                "com.apple.quicktime.make": "CanonSecretMake",
+                "com.apple.quicktime.model": "EOS Secret Model",
+                "title": SECRET,
+            },
+            chapters=[(0.0, 2.0, "Chapter Secret")],
+        ),
         "xyz": make_clip(tmp_path / "xyz.mov", vcodec="prores_aw", metadata=tags, duration=2.0),
     }
     forbidden = [SECRET, LOCATION, "CanonSecretMake", "EOS Secret Model", "Chapter Secret"]
@@ -156,16 +231,26 @@ def test_nothing_identifying_survives_in_proxy_poster_or_contact_sheet(tmp_path:
     for name, src in clips.items():
         probe = ffprobe.probe(src)
         assert not scrub.check_clean(src, forbidden_values=forbidden).ok, name  # the source does carry it
-        made = [proxy.make_proxy(src, tmp_path / f"{name}.proxy.mp4", probe, settings, timeout=120),
-                proxy.make_poster(src, tmp_path / f"{name}.poster.jpg", probe, settings, timeout=60),
-                contactsheet.make_contact_sheet(src, tmp_path / f"{name}.sheet.jpg", probe, frames=6, columns=3,
-                                                tile_width=96, timeout=120)]
+        made = [
+            proxy.make_proxy(src, tmp_path / f"{name}.proxy.mp4", probe, settings, timeout=120),
+            proxy.make_poster(src, tmp_path / f"{name}.poster.jpg", probe, settings, timeout=60),
+            contactsheet.make_contact_sheet(
+                src, tmp_path / f"{name}.sheet.jpg", probe, frames=6, columns=3, tile_width=96, timeout=120
+            ),
+        ]
         for copy in made:
             leak = scrub.check_clean(copy, forbidden_values=forbidden)
             assert leak.ok, (name, copy.name, leak.findings)
             raw = copy.read_bytes()
-            for needle in (b"loci", b"\xa9xyz", b"ISO6709", b"+39.9042", b"CanonSecretMake", b"Chapter Secret",
-                           SECRET.encode()):
+            for needle in (
+                b"loci",
+                b"\xa9xyz",
+                b"ISO6709",
+                b"+39.9042",
+                b"CanonSecretMake",
+                b"Chapter Secret",
+                SECRET.encode(),
+            ):
                 assert needle not in raw, (name, copy.name, needle)
     sheet = ffprobe.probe(tmp_path / "mp4.sheet.jpg")
     assert sheet.kind == "image" and sheet.width == 3 * 96 + 4 * 4  # 3 tiles and their margins

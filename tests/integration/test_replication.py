@@ -6,7 +6,6 @@ ignores a requested feature (test_ignored_features_are_detected)."""
 from __future__ import annotations
 
 import contextlib
-
 import datetime as dt
 import hashlib
 import json
@@ -18,17 +17,20 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from preserve import ingest, replication, restore, services
 from preserve.catalog import Catalog
-from preserve.errors import FeatureNotHonoured, ObjectLocked, VerificationError
-from preserve.model import EventType, Outcome
-from preserve.settings import Settings, TargetSettings
-from preserve.storage import open_store
+from preserve.config import Settings, TargetSettings
+from preserve.core.errors import FeatureNotHonoured, ObjectLocked, VerificationError
+from preserve.core.model import EventType, Outcome
+from preserve.dev import services
+from preserve.operations import restore
+from preserve.pipeline import ingest
+from preserve.storage import open_store, replication
 from preserve.storage.s3 import S3Store, composite_sha256
 from tests.faultproxy import FaultProxy
 from tests.support import isolated_settings, raw_s3
@@ -78,8 +80,13 @@ def _parts_on_server(settings: Settings, target: str, key: str) -> int:
     client, bucket, prefix = raw_s3(settings, target)
     try:
         uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix + key).get("Uploads", [])
-        return max((len(client.list_parts(Bucket=bucket, Key=prefix + key, UploadId=u["UploadId"]).get("Parts", []))
-                    for u in uploads), default=0)
+        return max(
+            (
+                len(client.list_parts(Bucket=bucket, Key=prefix + key, UploadId=u["UploadId"]).get("Parts", []))
+                for u in uploads
+            ),
+            default=0,
+        )
     finally:
         client.close()
 
@@ -89,7 +96,7 @@ WORKER = """
 import json, resource, sys
 sys.path.insert(0, {src!r})
 from pathlib import Path
-from preserve.settings import Settings
+from preserve.config import Settings
 from preserve.storage import open_store
 settings = Settings.model_validate_json(Path(sys.argv[1]).read_text())
 with open_store(settings, settings.target("seaweed")) as store:
@@ -101,8 +108,12 @@ print(json.dumps({{"parts": info.upload.parts, "reused": info.upload.parts_reuse
 
 def _put_in_subprocess(settings_file: Path, key: str, path: Path, sha: str, size: int) -> subprocess.Popen[str]:
     code = WORKER.format(src=str(ROOT / "src"))
-    return subprocess.Popen([sys.executable, "-c", code, str(settings_file), key, str(path), sha, str(size)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(settings_file), key, str(path), sha, str(size)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _sparse_film(path: Path, size: int) -> str:
@@ -163,9 +174,11 @@ def test_six_gigabytes_in_parts_killed_midway_and_resumed(own_server: Settings, 
     assert result["reused"] == uploaded > 0  # every part on the server was kept; none sent twice
     peak_rss = usage.ru_maxrss * 1024
     assert peak_rss < 1 * GiB, f"peak memory {peak_rss / MiB:.0f} MiB for a 6 GiB upload"
-    print(f"\n6 GiB resumed upload: {uploaded} parts reused, {96 - result['reused']} sent in {seconds:.1f} s "
-          f"({(96 - result['reused']) * 64 / seconds:.1f} MiB/s with checksums and verification), "
-          f"peak RSS {peak_rss / MiB:.0f} MiB")
+    print(
+        f"\n6 GiB resumed upload: {uploaded} parts reused, {96 - result['reused']} sent in {seconds:.1f} s "
+        f"({(96 - result['reused']) * 64 / seconds:.1f} MiB/s with checksums and verification), "
+        f"peak RSS {peak_rss / MiB:.0f} MiB"
+    )
 
     with open_store(settings, settings.target("seaweed")) as store:
         assert isinstance(store, S3Store)
@@ -181,8 +194,9 @@ def test_six_gigabytes_in_parts_killed_midway_and_resumed(own_server: Settings, 
     film.unlink()
 
 
-def test_interrupted_upload_that_does_not_fit_is_aborted_not_orphaned(s3_settings: Settings, run: str,
-                                                                     tmp_path: Path) -> None:
+def test_interrupted_upload_that_does_not_fit_is_aborted_not_orphaned(
+    s3_settings: Settings, run: str, tmp_path: Path
+) -> None:
     """An interrupted upload of another file under the same key (other size) is aborted; one of
     the same file is adopted, and a part whose bytes differ from ours is sent again."""
     settings = tuned(s3_settings, multipart_threshold_mb=5)
@@ -195,10 +209,16 @@ def test_interrupted_upload_that_does_not_fit_is_aborted_not_orphaned(s3_setting
         client.upload_part(Bucket=bucket, Key=prefix + key, UploadId=stale, PartNumber=1, Body=os.urandom(7 * MiB))
         mine = client.create_multipart_upload(Bucket=bucket, Key=prefix + key, ChecksumAlgorithm="SHA256")["UploadId"]
         data = src.read_bytes()
-        for n, body in ((1, data[:5 * MiB]), (2, os.urandom(5 * MiB)), (3, data[10 * MiB:15 * MiB])):
-            client.upload_part(Bucket=bucket, Key=prefix + key, UploadId=mine, PartNumber=n, Body=body,
-                               ChecksumAlgorithm="SHA256",
-                               ChecksumSHA256=__import__("base64").b64encode(hashlib.sha256(body).digest()).decode())
+        for n, body in ((1, data[: 5 * MiB]), (2, os.urandom(5 * MiB)), (3, data[10 * MiB : 15 * MiB])):
+            client.upload_part(
+                Bucket=bucket,
+                Key=prefix + key,
+                UploadId=mine,
+                PartNumber=n,
+                Body=body,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=__import__("base64").b64encode(hashlib.sha256(body).digest()).decode(),
+            )
     finally:
         client.close()
     with open_store(settings, settings.target("seaweed")) as store:
@@ -247,13 +267,15 @@ def test_server_stopped_mid_upload_then_started_again(own_server: Settings, tmp_
 
 
 def _via_proxy(settings: Settings, proxy: FaultProxy, name: str = "seaweed") -> TargetSettings:
-    return settings.target(name).model_copy(update={"name": "proxied", "endpoint": proxy.endpoint,
-                                                    "access_key_env": "", "secret_key_env": ""})
+    return settings.target(name).model_copy(
+        update={"name": "proxied", "endpoint": proxy.endpoint, "access_key_env": "", "secret_key_env": ""}
+    )
 
 
 @contextlib.contextmanager
-def _proxied(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-             **faults: Any) -> Iterator[tuple[FaultProxy, TargetSettings]]:
+def _proxied(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, **faults: Any
+) -> Iterator[tuple[FaultProxy, TargetSettings]]:
     """A FaultProxy in front of the session's SeaweedFS, and a target "proxied" that goes through
     it with the seaweed target's credentials (given the way production gives them: env vars)."""
     host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
@@ -267,8 +289,9 @@ def _proxied(settings: Settings, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize("size_mb", [1, 12])  # one PUT; three parts
-def test_corrupting_proxy_nothing_marked_verified(s3_settings: Settings, run: str, tmp_path: Path,
-                                                  size_mb: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupting_proxy_nothing_marked_verified(
+    s3_settings: Settings, run: str, tmp_path: Path, size_mb: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every request body has one byte flipped in transit: the server rejects each one (it
     checks our SHA-256), the retries fail the same way, and no replica is recorded as verified,
     while the filesystem target beside it verifies."""
@@ -277,8 +300,9 @@ def test_corrupting_proxy_nothing_marked_verified(s3_settings: Settings, run: st
     sha = random_file(src, size_mb * MiB)
     with _proxied(settings, monkeypatch, corrupt=-1) as (proxy, target):
         local = TargetSettings(name="local", kind="filesystem", path=tmp_path / "replica")
-        outcomes = replication.upload_all(settings, [target, local], run, [
-            replication.Upload(f"{run}/film.mov", src, sha, size_mb * MiB)])
+        outcomes = replication.upload_all(
+            settings, [target, local], run, [replication.Upload(f"{run}/film.mov", src, sha, size_mb * MiB)]
+        )
         assert proxy.corrupted >= 3  # the first try and every retry were damaged
     proxied, fs = outcomes
     assert isinstance(proxied.error, VerificationError), proxied.error
@@ -289,8 +313,9 @@ def test_corrupting_proxy_nothing_marked_verified(s3_settings: Settings, run: st
         assert store.pending_uploads(f"{run}/film.mov") == []  # type: ignore[attr-defined]
 
 
-def test_one_corrupted_part_is_sent_again(s3_settings: Settings, run: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_corrupted_part_is_sent_again(
+    s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)
     src = tmp_path / "film.mov"
     sha = random_file(src, 12 * MiB)
@@ -313,27 +338,43 @@ def _document_submission(folder: Path, files: int = 3) -> Path:
 
 
 def test_object_lock_set_verified_recorded_and_delete_refused(s3_settings: Settings, tmp_path: Path) -> None:
-    settings = isolated_settings(s3_settings, tmp_path, targets=[
-        {"name": "vault", "kind": "s3", "embedded": True, "bucket": "preserve-locked", "prefix": f"t-{uuid.uuid4().hex[:8]}",
-         "object_lock_mode": "GOVERNANCE", "object_lock_days": 2, "read_back": True},
-        {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
-    ])
+    settings = isolated_settings(
+        s3_settings,
+        tmp_path,
+        targets=[
+            {
+                "name": "vault",
+                "kind": "s3",
+                "embedded": True,
+                "bucket": "preserve-locked",
+                "prefix": f"t-{uuid.uuid4().hex[:8]}",
+                "object_lock_mode": "GOVERNANCE",
+                "object_lock_days": 2,
+                "read_back": True,
+            },
+            {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
+        ],
+    )
     catalog = Catalog(settings.catalog_url)
     try:
         o = ingest.ingest_submission(settings, catalog, _document_submission(settings.ingest_dir / "letters"))
         assert o.status == "stored", o.detail
         objects = catalog.objects(aip_id=o.aip_id, target="vault")
-        soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1, hours=23)
-        assert objects and all(ob.lock_mode == "GOVERNANCE" and ob.lock_until and ob.lock_until > soon
-                               and ob.version_id for ob in objects)
-        event = next(e for e in catalog.get_aip(o.aip_id).events
-                     if e.type is EventType.REPLICATION and e.subject == "vault")
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=1, hours=23)
+        assert objects and all(
+            ob.lock_mode == "GOVERNANCE" and ob.lock_until and ob.lock_until > soon and ob.version_id for ob in objects
+        )
+        event = next(
+            e for e in catalog.get_aip(o.aip_id).events if e.type is EventType.REPLICATION and e.subject == "vault"
+        )
         assert event.outcome is Outcome.PASS and "Object Lock GOVERNANCE until" in event.detail
         assert "read back" in event.detail
         with open_store(settings, settings.target("vault")) as store:
             with pytest.raises(ObjectLocked) as refused:
                 store.delete(objects[0].key)
-            assert "Object Lock (GOVERNANCE) until" in str(refused.value) and "nothing was deleted" in str(refused.value)
+            assert "Object Lock (GOVERNANCE) until" in str(refused.value) and "nothing was deleted" in str(
+                refused.value
+            )
             assert "s3:BypassGovernanceRetention" in refused.value.advice
             assert store.head(objects[0].key) is not None  # still there
     finally:
@@ -341,10 +382,11 @@ def test_object_lock_set_verified_recorded_and_delete_refused(s3_settings: Setti
 
 
 def test_filesystem_target_refuses_object_lock(s3_settings: Settings, tmp_path: Path) -> None:
-    from preserve.errors import ConfigError
+    from preserve.core.errors import ConfigError
 
-    target = TargetSettings(name="disk", kind="filesystem", path=tmp_path / "d", object_lock_mode="COMPLIANCE",
-                            object_lock_days=30)
+    target = TargetSettings(
+        name="disk", kind="filesystem", path=tmp_path / "d", object_lock_mode="COMPLIANCE", object_lock_days=30
+    )
     with pytest.raises(ConfigError, match="cannot enforce Object Lock"):
         open_store(s3_settings, target)
 
@@ -362,15 +404,21 @@ def moto_server() -> Iterator[tuple[str, int]]:
         server.stop()
 
 
-def test_ignored_features_are_detected(moto_server: tuple[str, int], s3_settings: Settings, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ignored_features_are_detected(
+    moto_server: tuple[str, int], s3_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import boto3
 
     host, port = moto_server
     monkeypatch.setenv("PRESERVE_MOTO_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("PRESERVE_MOTO_SECRET_ACCESS_KEY", "testing")
-    raw = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    raw = boto3.client(
+        "s3",
+        endpoint_url=f"http://{host}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     raw.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
     raw.create_bucket(Bucket="plain")
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=1)
@@ -381,8 +429,14 @@ def test_ignored_features_are_detected(moto_server: tuple[str, int], s3_settings
     # the retention asked for when a multipart upload is created: the object completes with no
     # lock at all. That is exactly a server ignoring a requested feature, so a 6 MiB file (two
     # parts at a 5 MiB threshold) must be refused.
-    locked = TargetSettings(name="moto", kind="s3", endpoint=f"http://{host}:{port}", bucket="locked",
-                            object_lock_mode="COMPLIANCE", object_lock_days=1)
+    locked = TargetSettings(
+        name="moto",
+        kind="s3",
+        endpoint=f"http://{host}:{port}",
+        bucket="locked",
+        object_lock_mode="COMPLIANCE",
+        object_lock_days=1,
+    )
     with open_store(settings, locked) as store:
         with pytest.raises(FeatureNotHonoured, match="Object Lock|retention") as caught:
             store.put_file("film.mov", src, sha256=sha, size=6 * MiB)
@@ -404,8 +458,9 @@ def test_ignored_features_are_detected(moto_server: tuple[str, int], s3_settings
             with pytest.raises(FeatureNotHonoured, match="no SHA-256 checksum"):
                 store.put_file("film.mov", src, sha256=sha, size=6 * MiB)
             local = TargetSettings(name="local", kind="filesystem", path=tmp_path / "replica")
-            outcomes = replication.upload_all(settings, [plain, local], "aip", [
-                replication.Upload("aip/small", small, small_sha, 1000)])
+            outcomes = replication.upload_all(
+                settings, [plain, local], "aip", [replication.Upload("aip/small", small, small_sha, 1000)]
+            )
         assert isinstance(outcomes[0].error, FeatureNotHonoured) and outcomes[0].objects == []
         assert outcomes[1].ok
 
@@ -421,18 +476,22 @@ def test_ignored_features_are_detected(moto_server: tuple[str, int], s3_settings
 
 
 # -- parallel ingest, back-fill, restore fallback -------------------------------------------------------
-def test_parallel_replication_backfill_and_restore_fallback(s3_settings: Settings, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_parallel_replication_backfill_and_restore_fallback(
+    s3_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Ingest to two targets with parallel uploads; add a third target later and back-fill it
     with `preserve replicate`; damage the preferred replica and restore from the next one."""
     from preserve import cli
     from tests.support import write_config
 
     run = uuid.uuid4().hex[:8]
-    two = [{"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips", "prefix": f"t-{run}"},
-           {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")}]
-    settings = isolated_settings(s3_settings, tmp_path, replication={"parallel_uploads": 3, "min_verified_replicas": 2},
-                                 targets=two)
+    two = [
+        {"name": "seaweed", "kind": "s3", "embedded": True, "bucket": "preserve-aips", "prefix": f"t-{run}"},
+        {"name": "local", "kind": "filesystem", "path": str(tmp_path / "replica-local")},
+    ]
+    settings = isolated_settings(
+        s3_settings, tmp_path, replication={"parallel_uploads": 3, "min_verified_replicas": 2}, targets=two
+    )
     catalog = Catalog(settings.catalog_url)
     try:
         o = ingest.ingest_submission(settings, catalog, _document_submission(settings.ingest_dir / "letters", files=8))
@@ -444,18 +503,21 @@ def test_parallel_replication_backfill_and_restore_fallback(s3_settings: Setting
 
     # a third target (a second bucket) is added to the config later, then back-filled
     third = {"name": "second", "kind": "s3", "embedded": True, "bucket": "preserve-access", "prefix": f"bf-{run}"}
-    later = isolated_settings(s3_settings, tmp_path, replication={"min_verified_replicas": 2},
-                              targets=[*two, third])
+    later = isolated_settings(s3_settings, tmp_path, replication={"min_verified_replicas": 2}, targets=[*two, third])
     config = write_config(later, tmp_path / "preserve.toml")
     assert cli.main(["--config", str(config), "replicate", "--target", "second"]) == 0
     assert "copied" in capsys.readouterr().out
     catalog = Catalog(later.catalog_url)
     try:
         aip = catalog.get_aip(o.aip_id)
-        assert {r.target: r.status for r in aip.replicas} == {"seaweed": "verified", "local": "verified",
-                                                              "second": "verified"}
-        assert any(e.type is EventType.REPLICATION and e.subject == "second" and "back-filled" in e.detail
-                   for e in aip.events)
+        assert {r.target: r.status for r in aip.replicas} == {
+            "seaweed": "verified",
+            "local": "verified",
+            "second": "verified",
+        }
+        assert any(
+            e.type is EventType.REPLICATION and e.subject == "second" and "back-filled" in e.detail for e in aip.events
+        )
         second = next(r for r in aip.replicas if r.target == "second")
         with open_store(later, later.target("second")) as store:
             for obj in second.objects:
@@ -479,9 +541,9 @@ def test_parallel_replication_backfill_and_restore_fallback(s3_settings: Setting
         catalog.close()
 
 
-def test_download_dropped_midway_continues_where_it_stopped(s3_settings: Settings, run: str, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_download_dropped_midway_continues_where_it_stopped(
+    s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = tuned(s3_settings, max_attempts=3, retry_backoff_seconds=0.05)
     src = tmp_path / "film.mov"
     sha = random_file(src, 20 * MiB)
@@ -495,8 +557,9 @@ def test_download_dropped_midway_continues_where_it_stopped(s3_settings: Setting
     assert (tmp_path / "back.mov").read_bytes() == src.read_bytes()
 
 
-def test_uploads_run_in_parallel_across_targets(s3_settings: Settings, run: str, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uploads_run_in_parallel_across_targets(
+    s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`parallel_uploads` put_file calls are under way at once (the real ones, counted on the
     way in and out), and every object on both targets verifies."""
     from preserve.storage.local import LocalStore
@@ -520,6 +583,7 @@ def test_uploads_run_in_parallel_across_targets(s3_settings: Settings, run: str,
             finally:
                 with lock:
                     active -= 1
+
         return put_file
 
     monkeypatch.setattr(S3Store, "put_file", counting(S3Store.put_file))
@@ -532,8 +596,9 @@ def test_uploads_run_in_parallel_across_targets(s3_settings: Settings, run: str,
         assert all(store.get_file(u.key, tmp_path / "back") == u.sha256 for u in uploads)
 
 
-def test_server_errors_are_retried_with_backoff(s3_settings: Settings, run: str, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_server_errors_are_retried_with_backoff(
+    s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Four 503 answers in a row: more than botocore's own three tries, so preserve's backoff loop
     has to carry the part through; the object then verifies."""
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)

@@ -1,4 +1,4 @@
-"""The embedded SeaweedFS lifecycle (`preserve.services`): status, idempotent up, loopback-only
+"""The embedded SeaweedFS lifecycle (`preserve.dev.services`): status, idempotent up, loopback-only
 binding, private credentials, stale pid files, restarts that keep data."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from preserve import services
-from preserve.errors import StorageUnavailable
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.core.errors import StorageUnavailable
+from preserve.dev import services
 from preserve.storage import open_store
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,8 +77,7 @@ def test_buckets_exist_with_versioning_and_lock(s3_settings: Settings) -> None:
     assert cfg["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
 
 
-def test_port_in_use_is_reported_without_starting(
-        make_storage_settings: Callable[[], Settings]) -> None:
+def test_port_in_use_is_reported_without_starting(make_storage_settings: Callable[[], Settings]) -> None:
     settings = make_storage_settings()
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", settings.services.port_base + 4))
@@ -88,8 +87,9 @@ def test_port_in_use_is_reported_without_starting(
     assert not services.status(settings).running
 
 
-def test_start_failure_reports_the_log_tail(make_storage_settings: Callable[[], Settings],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_failure_reports_the_log_tail(
+    make_storage_settings: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = make_storage_settings()
     real_argv = services._argv
     monkeypatch.setattr(services, "_argv", lambda s: [*real_argv(s), "-no.such.flag=1"])
@@ -99,8 +99,9 @@ def test_start_failure_reports_the_log_tail(make_storage_settings: Callable[[], 
     assert not (settings.services_dir / "seaweedfs" / "weed.pid").exists()
 
 
-def test_lifecycle_stale_pid_and_restart_keeps_data(make_storage_settings: Callable[[], Settings],
-                                                    tmp_path: Path) -> None:
+def test_lifecycle_stale_pid_and_restart_keeps_data(
+    make_storage_settings: Callable[[], Settings], tmp_path: Path
+) -> None:
     """Its own server: stop, stale pid file, start again; an object survives the restart."""
     settings = make_storage_settings()
     pid_file = settings.services_dir / "seaweedfs" / "weed.pid"

@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from preserve import ingest
 from preserve.catalog import Catalog
-from preserve.model import utcnow
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.core.model import utcnow
+from preserve.pipeline import ingest
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings, write_config
 
@@ -33,14 +33,17 @@ def test_status_json_matches_the_catalog(s3_settings: Settings, tmp_path: Path) 
     obj = catalog.objects(aip_id=hurt, target="local")[0]
     catalog.record_object_check(hurt, "local", obj.key, status="damaged", verified_at=None)
     old = catalog.objects(aip_id=outcomes[0].aip_id, target="seaweed")[0]
-    catalog.record_object_check(old.aip_id, "seaweed", old.key, status="verified",
-                                verified_at=utcnow() - dt.timedelta(days=45))
+    catalog.record_object_check(
+        old.aip_id, "seaweed", old.key, status="verified", verified_at=utcnow() - dt.timedelta(days=45)
+    )
     config = str(write_config(settings, tmp_path / "preserve.toml", audit={"audit_interval_days": 30}))
 
-    code = ("import sys, json\nfrom preserve import cli\n"
-            f"rc = cli.main(['--config', {config!r}, 'status', '--json'])\n"
-            "assert not any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules), 'prefect imported'\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import sys, json\nfrom preserve import cli\n"
+        f"rc = cli.main(['--config', {config!r}, 'status', '--json'])\n"
+        "assert not any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules), 'prefect imported'\n"
+        "sys.exit(rc)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1, res.stderr  # 1: something needs attention
     st = json.loads(res.stdout)

@@ -9,19 +9,19 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from preserve.errors import (
+from preserve.config import Settings, TargetSettings
+from preserve.core.errors import (
     ObjectLocked,
     ObjectMissing,
     StorageError,
     StorageUnavailable,
     VerificationError,
 )
-from preserve.settings import Settings, TargetSettings
 from preserve.storage import ObjectStore, open_store
 from preserve.storage.s3 import S3Store, composite_sha256, part_size_for
 
@@ -38,8 +38,9 @@ def make_file(path: Path, size: int) -> tuple[str, int]:
 
 
 def with_threshold(settings: Settings, mb: int) -> Settings:
-    return settings.model_copy(update={
-        "replication": settings.replication.model_copy(update={"multipart_threshold_mb": mb})})
+    return settings.model_copy(
+        update={"replication": settings.replication.model_copy(update={"multipart_threshold_mb": mb})}
+    )
 
 
 @pytest.fixture(params=["s3", "filesystem"])
@@ -105,8 +106,7 @@ def test_multipart_verifies_composite_checksum(s3_settings: Settings, run: str, 
     data = src.read_bytes()
     part = part_size_for(size, 5 << 20)
     assert part == 5 << 20
-    expected = composite_sha256([hashlib.sha256(data[i:i + part]).digest()
-                                 for i in range(0, size, part)])
+    expected = composite_sha256([hashlib.sha256(data[i : i + part]).digest() for i in range(0, size, part)])
     assert expected.endswith("-3")
     assert info.checksum_raw == expected and info.sha256 == sha
     head = store.head(key)
@@ -124,8 +124,7 @@ def test_part_size_fits_five_terabytes() -> None:
 
 
 @pytest.mark.parametrize("kind", ["s3-single", "s3-multipart", "filesystem"])
-def test_wrong_sha256_raises_and_leaves_nothing(kind: str, s3_settings: Settings, run: str,
-                                                tmp_path: Path) -> None:
+def test_wrong_sha256_raises_and_leaves_nothing(kind: str, s3_settings: Settings, run: str, tmp_path: Path) -> None:
     settings = with_threshold(s3_settings, 5)
     store = open_store(settings, settings.target("local" if kind == "filesystem" else "seaweed"))
     src = tmp_path / "film.mov"
@@ -192,8 +191,9 @@ def test_delete(store: ObjectStore, run: str, tmp_path: Path) -> None:
         assert not (store.root / run).exists()  # type: ignore[attr-defined]  # empty dirs pruned
 
 
-@pytest.mark.parametrize("key", ["../escape", "/abs", "a//b", "a/./b", "a/../b", "dir/", "",
-                                 "a\x00b", "e\u0301.mov", "x/.preserve-tmp.1"])
+@pytest.mark.parametrize(
+    "key", ["../escape", "/abs", "a//b", "a/./b", "a/../b", "dir/", "", "a\x00b", "e\u0301.mov", "x/.preserve-tmp.1"]
+)
 def test_unsafe_keys_are_refused(store: ObjectStore, key: str, tmp_path: Path) -> None:
     sha, size = make_file(tmp_path / "f", 10)
     with pytest.raises(StorageError):
@@ -209,13 +209,19 @@ def test_overlong_keys_are_refused(store: ObjectStore, tmp_path: Path) -> None:
 
 
 def locked_target(bucket: str = "preserve-locked") -> TargetSettings:
-    return TargetSettings(name="locked", kind="s3", embedded=True, bucket=bucket, prefix="vault",
-                          object_lock_mode="GOVERNANCE", object_lock_days=1)
+    return TargetSettings(
+        name="locked",
+        kind="s3",
+        embedded=True,
+        bucket=bucket,
+        prefix="vault",
+        object_lock_mode="GOVERNANCE",
+        object_lock_days=1,
+    )
 
 
 @pytest.mark.parametrize("threshold_mb", [64, 5])
-def test_object_lock_retention(threshold_mb: int, s3_settings: Settings, run: str,
-                               tmp_path: Path) -> None:
+def test_object_lock_retention(threshold_mb: int, s3_settings: Settings, run: str, tmp_path: Path) -> None:
     settings = with_threshold(s3_settings, threshold_mb)
     store = open_store(settings, locked_target())
     sha, size = make_file(tmp_path / "f", 6 << 20)
@@ -223,7 +229,7 @@ def test_object_lock_retention(threshold_mb: int, s3_settings: Settings, run: st
 
     info = store.put_file(key, tmp_path / "f", sha256=sha, size=size)
 
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=23)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=23)
     assert info.lock_mode == "GOVERNANCE" and info.lock_until is not None and info.lock_until > soon
     head = store.head(key)
     assert head is not None and head.lock_mode == "GOVERNANCE" and head.version_id
@@ -233,8 +239,7 @@ def test_object_lock_retention(threshold_mb: int, s3_settings: Settings, run: st
     assert store.get_file(key, tmp_path / "back") == sha
 
 
-def test_lock_requested_on_bucket_without_lock_is_an_error(s3_settings: Settings, run: str,
-                                                           tmp_path: Path) -> None:
+def test_lock_requested_on_bucket_without_lock_is_an_error(s3_settings: Settings, run: str, tmp_path: Path) -> None:
     target = locked_target(bucket="preserve-aips")
     store = open_store(s3_settings, target)
     sha, size = make_file(tmp_path / "f", 100)
@@ -249,8 +254,9 @@ def _closed_port() -> int:
 
 
 def test_unreachable_endpoint_fails_fast(s3_settings: Settings, run: str, tmp_path: Path) -> None:
-    target = TargetSettings(name="gone", kind="s3", embedded=True, bucket="preserve-aips",
-                            endpoint=f"http://127.0.0.1:{_closed_port()}")
+    target = TargetSettings(
+        name="gone", kind="s3", embedded=True, bucket="preserve-aips", endpoint=f"http://127.0.0.1:{_closed_port()}"
+    )
     store = open_store(s3_settings, target)
     sha, size = make_file(tmp_path / "f", 100)
     t0 = time.monotonic()
@@ -266,8 +272,9 @@ def test_unreachable_endpoint_fails_fast(s3_settings: Settings, run: str, tmp_pa
 
 
 def test_unreachable_with_short_timeouts(s3_settings: Settings) -> None:
-    target = TargetSettings(name="gone", kind="s3", embedded=True, bucket="preserve-aips",
-                            endpoint=f"http://127.0.0.1:{_closed_port()}")
+    target = TargetSettings(
+        name="gone", kind="s3", embedded=True, bucket="preserve-aips", endpoint=f"http://127.0.0.1:{_closed_port()}"
+    )
     store = S3Store(s3_settings, target, connect_timeout=0.5, read_timeout=1, max_attempts=1)
     t0 = time.monotonic()
     with pytest.raises(StorageUnavailable):
@@ -275,10 +282,12 @@ def test_unreachable_with_short_timeouts(s3_settings: Settings) -> None:
     assert time.monotonic() - t0 < 2
 
 
-def test_bad_credentials_are_storage_unavailable(s3_settings: Settings, run: str, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    target = TargetSettings(name="badcreds", kind="s3", bucket="preserve-aips",
-                            endpoint=s3_settings.services.s3_endpoint)
+def test_bad_credentials_are_storage_unavailable(
+    s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = TargetSettings(
+        name="badcreds", kind="s3", bucket="preserve-aips", endpoint=s3_settings.services.s3_endpoint
+    )
     monkeypatch.setenv("PRESERVE_BADCREDS_ACCESS_KEY_ID", "NOTAKEY")
     monkeypatch.setenv("PRESERVE_BADCREDS_SECRET_ACCESS_KEY", "not-a-secret")
     store = open_store(s3_settings, target)

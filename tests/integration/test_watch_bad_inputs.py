@@ -17,11 +17,13 @@ from typing import Any
 import bagit
 import pytest
 
-from preserve import ingest, restore, submission, watch
 from preserve.catalog import Catalog
-from preserve.errors import UnsafeSubmission
-from preserve.model import EventType, Outcome
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.core.errors import UnsafeSubmission
+from preserve.core.model import EventType, Outcome
+from preserve.intake import submission, watch
+from preserve.operations import restore
+from preserve.pipeline import ingest
 from tests.mediafactory import corrupt_range, make_clip, truncated_copy
 from tests.support import isolated_settings
 
@@ -39,6 +41,7 @@ def env(s3_settings: Settings, tmp_path: Path) -> Any:
 
 def fingerprint(path: Path) -> dict[str, str]:
     """SHA-256 of every file under path (links by their target, never followed)."""
+
     def one(p: Path) -> str:
         if p.is_symlink():
             return "link:" + os.readlink(p)
@@ -47,8 +50,11 @@ def fingerprint(path: Path) -> dict[str, str]:
         return hashlib.sha256(p.read_bytes()).hexdigest()
 
     if path.is_dir() and not path.is_symlink():
-        return {os.fsdecode(os.fsencode(p.relative_to(path))): one(p) for p in sorted(path.rglob("*"))
-                if not p.is_dir() or p.is_symlink()}
+        return {
+            os.fsdecode(os.fsencode(p.relative_to(path))): one(p)
+            for p in sorted(path.rglob("*"))
+            if not p.is_dir() or p.is_symlink()
+        }
     return {"": one(path)}
 
 
@@ -66,8 +72,16 @@ def watch_pass(settings: Settings, catalog: Catalog, *, with_good: bool = True) 
     return handled
 
 
-def assert_quarantined(settings: Settings, catalog: Catalog, name: str, before: dict[str, str], *, code: str,
-                       step: str, says: tuple[str, ...]) -> dict[str, Any]:
+def assert_quarantined(
+    settings: Settings,
+    catalog: Catalog,
+    name: str,
+    before: dict[str, str],
+    *,
+    code: str,
+    step: str,
+    says: tuple[str, ...],
+) -> dict[str, Any]:
     folder = settings.failed_dir / name
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     text = (folder / "REPORT.txt").read_text(encoding="utf-8")
@@ -91,8 +105,9 @@ def test_zero_byte_file(env) -> None:
     before = fingerprint(empty)
     handled = watch_pass(settings, catalog)
     assert handled["empty.mov"].status == "quarantined"
-    assert_quarantined(settings, catalog, "empty.mov", before, code="SubmissionError", step="stage",
-                       says=("zero-byte",))
+    assert_quarantined(
+        settings, catalog, "empty.mov", before, code="SubmissionError", step="stage", says=("zero-byte",)
+    )
 
 
 def test_mp4_truncated_without_moov_atom(env, tmp_path: Path) -> None:
@@ -102,8 +117,9 @@ def test_mp4_truncated_without_moov_atom(env, tmp_path: Path) -> None:
     cut = truncated_copy(whole, settings.ingest_dir / "cut.mp4", 0.6)
     before = fingerprint(cut)
     watch_pass(settings, catalog)
-    report = assert_quarantined(settings, catalog, "cut.mp4", before, code="MediaError", step="characterise",
-                                says=("ffprobe cannot read it",))
+    report = assert_quarantined(
+        settings, catalog, "cut.mp4", before, code="MediaError", step="characterise", says=("ffprobe cannot read it",)
+    )
     assert "--accept-invalid" in report["advice"]
 
 
@@ -114,8 +130,10 @@ def test_pdf_without_video_is_preserved_not_quarantined(env) -> None:
     assert handled["statement.pdf"].status == "stored"
     aip = catalog.get_aip(handled["statement.pdf"].aip_id)
     assert aip.access == ()
-    assert any(e.type is EventType.CREATION and e.outcome is Outcome.NOT_PERFORMED and "no video" in e.detail
-               for e in aip.events)
+    assert any(
+        e.type is EventType.CREATION and e.outcome is Outcome.NOT_PERFORMED and "no video" in e.detail
+        for e in aip.events
+    )
     assert not settings.failed_dir.exists() or not any(settings.failed_dir.iterdir())
 
 
@@ -125,8 +143,15 @@ def test_corrupted_bitstream_in_the_middle(env, tmp_path: Path) -> None:
     bad = corrupt_range(clip, settings.ingest_dir / "damaged.mp4", at=0.5, length=4000)
     before = fingerprint(bad)
     watch_pass(settings, catalog)
-    assert_quarantined(settings, catalog, "damaged.mp4", before, code="MediaError", step="validate",
-                       says=("does not decode cleanly", "decode error"))
+    assert_quarantined(
+        settings,
+        catalog,
+        "damaged.mp4",
+        before,
+        code="MediaError",
+        step="validate",
+        says=("does not decode cleanly", "decode error"),
+    )
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -151,8 +176,10 @@ def test_hostile_and_foreign_names(env, tmp_path: Path) -> None:
         assert aip.access, nfc  # the proxy was made from it: ffmpeg read the right file
         assert os.path.lexists(settings.done_dir / on_disk)  # the source keeps its own bytes
     restored = restore.restore(settings, catalog, handled["new\nline\t.mp4"].aip_id, tmp_path / "back")
-    assert restored.ok and (restored.path / "data" / "objects" / "new\nline\t.mp4").read_bytes() == \
-        clip.read_bytes() + b"\n"
+    assert (
+        restored.ok
+        and (restored.path / "data" / "objects" / "new\nline\t.mp4").read_bytes() == clip.read_bytes() + b"\n"
+    )
     nfd_events = catalog.get_aip(handled["北京的夏天 Café.mp4"].aip_id).events
     assert any(e.type is EventType.FILENAME_CHANGE and nfd.encode().hex() in e.detail for e in nfd_events)
 
@@ -171,8 +198,15 @@ def test_name_limits_in_bytes(env) -> None:
     (leaf / "film.mov").write_bytes(b"bytes")
     before = fingerprint(deep)
     watch_pass(settings, catalog)
-    assert_quarantined(settings, catalog, "深 long path", before, code="UnsafeSubmission", step="stage",
-                       says=("bytes; the storage key limit",))
+    assert_quarantined(
+        settings,
+        catalog,
+        "深 long path",
+        before,
+        code="UnsafeSubmission",
+        step="stage",
+        says=("bytes; the storage key limit",),
+    )
 
 
 def test_name_that_is_not_utf8(env) -> None:
@@ -184,8 +218,9 @@ def test_name_that_is_not_utf8(env) -> None:
     before = fingerprint(Path(os.fsdecode(raw)))
     handled = watch_pass(settings, catalog)
     assert handled["caf\\xe9.mov"].status == "quarantined"
-    assert_quarantined(settings, catalog, name, before, code="UnsafeSubmission", step="stage",
-                       says=("not valid UTF-8",))
+    assert_quarantined(
+        settings, catalog, name, before, code="UnsafeSubmission", step="stage", says=("not valid UTF-8",)
+    )
 
 
 # -- safety ----------------------------------------------------------------------------------------
@@ -200,10 +235,24 @@ def test_symlink_to_etc_passwd(env) -> None:
     (folder / "extra.mov").symlink_to("/etc/passwd")
     before_link, before_folder = fingerprint(link), fingerprint(folder)
     watch_pass(settings, catalog)
-    assert_quarantined(settings, catalog, "passwd.mov", before_link, code="UnsafeSubmission", step="stage",
-                       says=("symbolic link", "never followed"))
-    assert_quarantined(settings, catalog, "folder with link", before_folder, code="UnsafeSubmission",
-                       step="stage", says=("symbolic link",))
+    assert_quarantined(
+        settings,
+        catalog,
+        "passwd.mov",
+        before_link,
+        code="UnsafeSubmission",
+        step="stage",
+        says=("symbolic link", "never followed"),
+    )
+    assert_quarantined(
+        settings,
+        catalog,
+        "folder with link",
+        before_folder,
+        code="UnsafeSubmission",
+        step="stage",
+        says=("symbolic link",),
+    )
     assert os.readlink(settings.failed_dir / "passwd.mov" / "passwd.mov") == "/etc/passwd"
     assert hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest() == passwd_before
     assert catalog.list_aips()[0].submission_name == GOOD and len(catalog.list_aips()) == 1
@@ -217,10 +266,12 @@ def test_hard_link_and_fifo(env, tmp_path: Path) -> None:
     os.mkfifo(settings.ingest_dir / "pipe.mov")
     before, before_fifo = fingerprint(linked), fingerprint(settings.ingest_dir / "pipe.mov")
     watch_pass(settings, catalog)  # the FIFO is never opened, or this would hang
-    assert_quarantined(settings, catalog, "linked.mov", before, code="UnsafeSubmission", step="stage",
-                       says=("hard-linked",))
-    assert_quarantined(settings, catalog, "pipe.mov", before_fifo, code="UnsafeSubmission", step="stage",
-                       says=("not a regular file",))
+    assert_quarantined(
+        settings, catalog, "linked.mov", before, code="UnsafeSubmission", step="stage", says=("hard-linked",)
+    )
+    assert_quarantined(
+        settings, catalog, "pipe.mov", before_fifo, code="UnsafeSubmission", step="stage", says=("not a regular file",)
+    )
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything: an unreadable file cannot be made")
@@ -247,10 +298,24 @@ def test_sidecar_malformed_yaml_and_escaping_path(env, tmp_path: Path) -> None:
     (settings.ingest_dir / "escape.mp4.yaml").write_text("title: Escape\nfiles: ../../x\n")
     before_yaml, before_escape = fingerprint(bad_yaml), fingerprint(escaping)
     watch_pass(settings, catalog)
-    assert_quarantined(settings, catalog, "bad yaml", before_yaml, code="SidecarError", step="stage",
-                       says=("metadata.yaml: not valid YAML at line 3",))
-    assert_quarantined(settings, catalog, "escape.mp4", before_escape, code="SidecarError", step="stage",
-                       says=("line 2: files", "'../../x' is a path outside the submission"))
+    assert_quarantined(
+        settings,
+        catalog,
+        "bad yaml",
+        before_yaml,
+        code="SidecarError",
+        step="stage",
+        says=("metadata.yaml: not valid YAML at line 3",),
+    )
+    assert_quarantined(
+        settings,
+        catalog,
+        "escape.mp4",
+        before_escape,
+        code="SidecarError",
+        step="stage",
+        says=("line 2: files", "'../../x' is a path outside the submission"),
+    )
     assert (settings.failed_dir / "escape.mp4" / "escape.mp4.yaml").exists()  # the sidecar went with it
 
 
@@ -266,14 +331,23 @@ def test_wrong_supplied_md5(env, tmp_path: Path) -> None:
     (settings.ingest_dir / "right.mp4.md5").write_text(hashlib.md5(right.read_bytes()).hexdigest() + "\n")
     before = fingerprint(film)
     handled = watch_pass(settings, catalog)
-    report = assert_quarantined(settings, catalog, "film.mp4", before, code="SuppliedChecksumMismatch", step="stage",
-                                says=("film.mp4: md5 supplied " + "0" * 32, "film.mp4.md5 line 1"))
+    report = assert_quarantined(
+        settings,
+        catalog,
+        "film.mp4",
+        before,
+        code="SuppliedChecksumMismatch",
+        step="stage",
+        says=("film.mp4: md5 supplied " + "0" * 32, "film.mp4.md5 line 1"),
+    )
     assert (settings.failed_dir / "film.mp4" / "film.mp4.md5").exists()
     assert any(e["type"] == "fixity check" and e["outcome"] == "fail" for e in report["events"])
     # a right one is verified on receipt, recorded, and the checksum file is preserved with the film
     aip = catalog.get_aip(handled["right.mp4"].aip_id)
-    assert any(e.type is EventType.FIXITY_CHECK and e.outcome is Outcome.PASS and "1 of 1 file(s) match" in e.detail
-               for e in aip.events)
+    assert any(
+        e.type is EventType.FIXITY_CHECK and e.outcome is Outcome.PASS and "1 of 1 file(s) match" in e.detail
+        for e in aip.events
+    )
     assert {f.path for f in aip.files} >= {"data/objects/right.mp4", "data/objects/right.mp4.md5"}
 
 
@@ -285,8 +359,15 @@ def test_supplied_manifest_escaping_the_submission(env) -> None:
     (folder / "manifest-sha256.txt").write_text(f"{'a' * 64}  ../../etc/passwd\n")
     before = fingerprint(folder)
     watch_pass(settings, catalog)
-    assert_quarantined(settings, catalog, "manifest escape", before, code="UnsafeSubmission", step="stage",
-                       says=("'../../etc/passwd' climbs out",))
+    assert_quarantined(
+        settings,
+        catalog,
+        "manifest escape",
+        before,
+        code="UnsafeSubmission",
+        step="stage",
+        says=("'../../etc/passwd' climbs out",),
+    )
 
 
 def test_submitted_bagit_bag_valid_and_tampered(env, tmp_path: Path) -> None:
@@ -303,12 +384,21 @@ def test_submitted_bagit_bag_valid_and_tampered(env, tmp_path: Path) -> None:
     handled = watch_pass(settings, catalog)
     assert handled["good bag"].status == "stored"
     aip = catalog.get_aip(handled["good bag"].aip_id)
-    assert any(e.type is EventType.VALIDATION and "full validation" in e.detail and e.outcome is Outcome.PASS
-               for e in aip.events)
+    assert any(
+        e.type is EventType.VALIDATION and "full validation" in e.detail and e.outcome is Outcome.PASS
+        for e in aip.events
+    )
     assert sum(e.type is EventType.FIXITY_CHECK and e.outcome is Outcome.PASS for e in aip.events) >= 2
     assert aip.access == ()  # a bag of documents: preserved, no access copy
-    assert_quarantined(settings, catalog, "bad bag", before, code="SuppliedChecksumMismatch", step="stage",
-                       says=("does not validate", "still.jpg"))
+    assert_quarantined(
+        settings,
+        catalog,
+        "bad bag",
+        before,
+        code="SuppliedChecksumMismatch",
+        step="stage",
+        says=("does not validate", "still.jpg"),
+    )
 
 
 # -- completeness --------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import pytest
 
 from preserve import cli
 from preserve.catalog import Catalog
-from preserve.model import EventType, Outcome
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.core.model import EventType, Outcome
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings, write_config
 
@@ -46,11 +46,20 @@ def test_watch_once_then_retry_accept_invalid(env, tmp_path: Path, capsys) -> No
     assert hashlib.sha256((settings.done_dir / "only copy.mp4").read_bytes()).hexdigest() == sha
     aip = catalog.get_aip(first_id)  # the AIP id given at the first attempt is kept
     assert aip is not None and aip.status == "stored"
-    accepted = [e for e in aip.events if e.type is EventType.VALIDATION and e.outcome is Outcome.WARNING
-                and e.agent.kind == "person" and "--accept-invalid" in e.detail]
+    accepted = [
+        e
+        for e in aip.events
+        if e.type is EventType.VALIDATION
+        and e.outcome is Outcome.WARNING
+        and e.agent.kind == "person"
+        and "--accept-invalid" in e.detail
+    ]
     assert accepted, "the archivist's decision must be recorded"
-    released = [e for e in catalog.submission_events("only copy.mp4") if e.type is EventType.QUARANTINE
-                and e.outcome is Outcome.PASS]
+    released = [
+        e
+        for e in catalog.submission_events("only copy.mp4")
+        if e.type is EventType.QUARANTINE and e.outcome is Outcome.PASS
+    ]
     assert len(released) == 1 and "released from quarantine" in released[0].detail
     catalog.close()
 
@@ -90,7 +99,7 @@ def test_retry_usage_errors(env, capsys) -> None:
 
 def test_watch_loop_keeps_going_until_stopped(env, monkeypatch) -> None:
     """The long-running watcher: several polls, a submission arriving while it runs, and a stop."""
-    from preserve import watch
+    from preserve.intake import watch
 
     settings, _ = env
     catalog = Catalog(settings.catalog_url)
@@ -99,15 +108,18 @@ def test_watch_loop_keeps_going_until_stopped(env, monkeypatch) -> None:
     crashes = {"n": 0}
 
     def ingest_fn(path: Path):
-        from preserve import ingest
+        from preserve.pipeline import ingest
 
         if path.name == "crash.pdf" and crashes["n"] == 0:
             crashes["n"] += 1
             raise RuntimeError("an unexpected fault")
         return ingest.ingest_submission(settings, catalog, path)
 
-    loop = threading.Thread(target=watch.watch_forever, args=(settings, catalog, ingest_fn),
-                            kwargs={"stop": stop, "on_handled": handled.append})
+    loop = threading.Thread(
+        target=watch.watch_forever,
+        args=(settings, catalog, ingest_fn),
+        kwargs={"stop": stop, "on_handled": handled.append},
+    )
     loop.start()
     try:
         (settings.ingest_dir / "crash.pdf").write_bytes(b"%PDF-1.4\n% c\n%%EOF\n")

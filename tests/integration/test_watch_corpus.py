@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from preserve import ingest, watch
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
+from preserve.intake import watch
+from preserve.pipeline import ingest
 from tests.support import isolated_settings
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -33,8 +34,13 @@ def _corpus() -> Path:
 def test_watcher_over_the_real_corpus(s3_settings: Settings, tmp_path: Path) -> None:
     corpus = _corpus()
     # small proxies and one verified replica: the tier is about robustness, not throughput
-    settings = isolated_settings(s3_settings, tmp_path, ingest={"stable_seconds": 0.2, "poll_seconds": 0.1},
-                                 proxy={"max_height": 240}, replication={"min_verified_replicas": 1})
+    settings = isolated_settings(
+        s3_settings,
+        tmp_path,
+        ingest={"stable_seconds": 0.2, "poll_seconds": 0.1},
+        proxy={"max_height": 240},
+        replication={"min_verified_replicas": 1},
+    )
     catalog = Catalog(settings.catalog_url)
     dropped: dict[str, str] = {}
     for src in sorted(p for p in corpus.rglob("*") if p.is_file() and "_downloads" not in p.parts):
@@ -58,8 +64,9 @@ def test_watcher_over_the_real_corpus(s3_settings: Settings, tmp_path: Path) -> 
     handled = {h.submission: h for h in report.handled}
     assert [h for h in report.handled if h.status == "error"] == []  # nothing crashed
     assert set(handled) == set(dropped), set(dropped) ^ set(handled)
-    assert sorted(p.name for p in settings.ingest_dir.iterdir()) == ["done", "failed"] or \
-        sorted(p.name for p in settings.ingest_dir.iterdir()) == ["done"]
+    assert sorted(p.name for p in settings.ingest_dir.iterdir()) == ["done", "failed"] or sorted(
+        p.name for p in settings.ingest_dir.iterdir()
+    ) == ["done"]
     stored = {a.submission_name: a for a in catalog.list_aips()}
     reasons: dict[str, str] = {}
     for name, sha in dropped.items():
@@ -76,9 +83,13 @@ def test_watcher_over_the_real_corpus(s3_settings: Settings, tmp_path: Path) -> 
                 assert rep["code"] and rep["message"] and rep["advice"], rep  # a reason a person can act on
                 assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha  # untouched
                 reasons[name] = f"{rep['code']}: {rep['message'].splitlines()[0][:120]}"
-    summary = {"files": len(dropped), "stored": sum(h.status == "stored" for h in handled.values()),
-               "quarantined": reasons, "seconds": round(elapsed, 1),
-               "slowest": sorted(took.items(), key=lambda kv: -kv[1])[:8]}
+    summary = {
+        "files": len(dropped),
+        "stored": sum(h.status == "stored" for h in handled.values()),
+        "quarantined": reasons,
+        "seconds": round(elapsed, 1),
+        "slowest": sorted(took.items(), key=lambda kv: -kv[1])[:8],
+    }
     (tmp_path / "corpus-summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1))
     print(json.dumps(summary, ensure_ascii=False, indent=1))
     catalog.close()

@@ -15,20 +15,24 @@ from pathlib import Path
 import pytest
 
 from preserve.catalog import Catalog
-from preserve.settings import Settings
+from preserve.config import Settings
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings, write_config
 
 N = 20
 #: the race is about claims, not media: skip the expensive per-file checks
-FAST = {"ingest": {"decode_check": False},
-        "validation": {"mediaconch": False, "framemd5": False, "virus_check": False},
-        "normalization": {"policy": "never"}, "access": {"contact_sheet": False}}
+FAST = {
+    "ingest": {"decode_check": False},
+    "validation": {"mediaconch": False, "framemd5": False, "virus_check": False},
+    "normalization": {"policy": "never"},
+    "access": {"contact_sheet": False},
+}
 
 LIBRARY_WORKER = """
 import json, sys
 from pathlib import Path
-from preserve import ingest, settings
+from preserve.pipeline import ingest
+from preserve import config as settings
 from preserve.catalog import Catalog
 s = settings.load(sys.argv[1]); c = Catalog(s.catalog_url)
 for p in json.loads(sys.argv[2]):
@@ -39,7 +43,9 @@ c.close()
 
 WATCHER_WORKER = """
 import json, sys
-from preserve import ingest, settings, watch
+from preserve.pipeline import ingest
+from preserve import config as settings
+from preserve.intake import watch
 from preserve.catalog import Catalog
 s = settings.load(sys.argv[1]); c = Catalog(s.catalog_url)
 report = watch.watch_once(s, c, lambda p: ingest.ingest_submission(s, c, p))
@@ -58,8 +64,15 @@ def _drop_submissions(settings: Settings, tmp_path: Path) -> list[Path]:
 
 
 def _race(settings: Settings, config: str, script: str, orders: list[list[Path]]) -> list[dict]:
-    procs = [subprocess.Popen([sys.executable, "-c", script, config, json.dumps([str(p) for p in order])],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for order in orders]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, config, json.dumps([str(p) for p in order])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for order in orders
+    ]
     lines = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -94,11 +107,11 @@ def test_two_workers_over_20_submissions_make_20_aips(s3_settings: Settings, tmp
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_watchers_on_postgresql_over_20_submissions_make_20_aips(s3_settings: Settings, tmp_path: Path,
-                                                                     postgres_server) -> None:
-    pytest.importorskip("preserve.watch", reason="the watcher (issue 4) is not in the tree yet")
-    settings = isolated_settings(s3_settings, tmp_path, **FAST,
-                                 archive={"catalog_url": postgres_server.new_database()})
+def test_two_watchers_on_postgresql_over_20_submissions_make_20_aips(
+    s3_settings: Settings, tmp_path: Path, postgres_server
+) -> None:
+    pytest.importorskip("preserve.intake.watch", reason="the watcher (issue 4) is not in the tree yet")
+    settings = isolated_settings(s3_settings, tmp_path, **FAST, archive={"catalog_url": postgres_server.new_database()})
     _drop_submissions(settings, tmp_path)
     config = str(write_config(settings, tmp_path / "preserve.toml"))
     _check(settings, _race(settings, config, WATCHER_WORKER, [[], []]))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import bagit
 
-from preserve.model import Role
+from preserve.core.model import Role
 from preserve.packaging import bag
 
 
@@ -59,11 +59,11 @@ def test_tag_file_tampering_is_reported(tmp_path: Path) -> None:
 def test_payload_path_refuses_traversal_and_long_names() -> None:
     import pytest
 
-    from preserve.errors import UnsafeSubmission
+    from preserve.core.errors import UnsafeSubmission
 
     for bad in ("..", "", "a/../../b", "."):
         with pytest.raises(UnsafeSubmission):
             bag.payload_path("objects", bad)
     with pytest.raises(UnsafeSubmission):
         bag.payload_path("objects", "流" * 86)  # 258 bytes
-    assert bag.payload_path("objects", "流" * 85) .endswith("流")  # 255 bytes is fine
+    assert bag.payload_path("objects", "流" * 85).endswith("流")  # 255 bytes is fine

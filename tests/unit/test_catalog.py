@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from preserve.catalog import AccessCopy, Catalog, NewAip, ReplicaRecord, StoredObject, content_key
-from preserve.errors import CatalogError
-from preserve.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
+from preserve.core.errors import CatalogError
+from preserve.core.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -26,10 +26,17 @@ def _aip(aip_id: str = "aip-1", name: str = "film.mov", verified_at=None) -> New
     f = PayloadFile("data/objects/film.mov", Digests(10, {"sha256": "a" * 64, "sha512": "b" * 128}), Role.VIDEO)
     now = verified_at if verified_at is not None else utcnow()
     obj = StoredObject("s3", f"{aip_id}/data/objects/film.mov", 10, "a" * 64, now)
-    return NewAip(id=aip_id, title="Film", submission_name=name, access_level="open", payload_oxum="10.1",
-                  files=[f], replicas=[ReplicaRecord("s3", "s3://b/aip-1/", "verified", now, (obj,))],
-                  access=[AccessCopy("proxy", "access", f"{aip_id}/proxy.mp4", "s3://a/p", 5, "c" * 64)],
-                  events=[Event(EventType.INGESTION, Outcome.PASS, Agent("preserve", "0.1"))])
+    return NewAip(
+        id=aip_id,
+        title="Film",
+        submission_name=name,
+        access_level="open",
+        payload_oxum="10.1",
+        files=[f],
+        replicas=[ReplicaRecord("s3", "s3://b/aip-1/", "verified", now, (obj,))],
+        access=[AccessCopy("proxy", "access", f"{aip_id}/proxy.mp4", "s3://a/p", 5, "c" * 64)],
+        events=[Event(EventType.INGESTION, Outcome.PASS, Agent("preserve", "0.1"))],
+    )
 
 
 def test_record_and_show_json(catalog: Catalog) -> None:
@@ -116,9 +123,13 @@ def test_a_catalog_from_before_migrations_is_stamped_and_upgraded(tmp_path: Path
     with engine.begin() as conn:
         command.upgrade(schema._config(conn), schema.BASELINE)
         conn.execute(sa.text("DROP TABLE alembic_version"))
-        conn.execute(sa.text("INSERT INTO submissions (name, status, aip_id, reason, claimed_by, updated_at, "
-                             "attempts) VALUES ('old.mov', 'quarantined', '', 'stage: boom', '', "
-                             "'2026-01-01 00:00:00', 1)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO submissions (name, status, aip_id, reason, claimed_by, updated_at, "
+                "attempts) VALUES ('old.mov', 'quarantined', '', 'stage: boom', '', "
+                "'2026-01-01 00:00:00', 1)"
+            )
+        )
         assert not sa.inspect(conn).has_table("alerts")
     engine.dispose()
     old = Catalog(url)  # the first open after preserve was upgraded
@@ -161,7 +172,6 @@ def test_concurrent_claims_give_each_submission_to_one_worker(catalog: Catalog) 
     assert {n: len(ws) for n, ws in won.items()} == {n: 1 for n in names}
 
 
-
 def test_opening_the_sqlite_catalog_waits_for_another_process_writing(tmp_path: Path) -> None:
     """A watcher starting while another holds a write transaction for several seconds (a
     migration, a claim under load) waits for it, rather than failing with "database is
@@ -174,12 +184,14 @@ def test_opening_the_sqlite_catalog_waits_for_another_process_writing(tmp_path: 
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("CREATE TABLE placeholder (x)")
-    code = ("import sys\nfrom preserve.catalog import Catalog\n"
-            "c = Catalog(sys.argv[1]); c.claim_submission('s', 'w', 60); c.close()\n")
+    code = (
+        "import sys\nfrom preserve.catalog import Catalog\n"
+        "c = Catalog(sys.argv[1]); c.claim_submission('s', 'w', 60); c.close()\n"
+    )
     opener = subprocess.Popen([sys.executable, "-c", code, f"sqlite:///{db}"], stderr=subprocess.PIPE, text=True)
     try:
         opener.wait(timeout=8)  # still waiting after longer than sqlite3's default 5 s
-        assert False, f"did not wait: {opener.stderr.read()[-500:]}"
+        raise AssertionError(f"did not wait: {opener.stderr.read()[-500:]}")
     except subprocess.TimeoutExpired:
         pass
     holder.execute("COMMIT")

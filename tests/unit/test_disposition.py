@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from preserve import disposition
-from preserve.errors import MediaError
+from preserve.core.errors import MediaError
+from preserve.intake import disposition
 
 
 def test_quarantine_keeps_source_and_writes_reports(tmp_path: Path) -> None:
@@ -12,8 +12,9 @@ def test_quarantine_keeps_source_and_writes_reports(tmp_path: Path) -> None:
     src.write_bytes(b"\x00\x01data")
     side = tmp_path / "film.mov.yaml"
     side.write_text("title: x\n")
-    folder = disposition.quarantine(src, MediaError("film.mov does not decode"), step="characterise",
-                                    companions=[side], files=["film.mov"])
+    folder = disposition.quarantine(
+        src, MediaError("film.mov does not decode"), step="characterise", companions=[side], files=["film.mov"]
+    )
     assert folder == tmp_path / "failed" / "film.mov"
     assert (folder / "film.mov").read_bytes() == b"\x00\x01data" and (folder / "film.mov.yaml").exists()
     text = (folder / "REPORT.txt").read_text()

@@ -9,20 +9,20 @@ from typing import Any
 import pytest
 
 from preserve.access.proxy import poster_argv, poster_time, proxy_argv
-from preserve.metadata.decode import count_errors, decode_argv
-from preserve.metadata.ffprobe import ProbeReport, parse, probe_argv
-from preserve.settings import ProxySettings
+from preserve.characterise.decode import count_errors, decode_argv
+from preserve.config import ProxySettings
+from preserve.tools.ffprobe import ProbeReport, parse, probe_argv
 
 EVIL = Path("/abs/-evil.mov")
 
 
 def _stream(index: int, ctype: str, codec: str, **extra: Any) -> dict[str, Any]:
-    return {"index": index, "codec_type": ctype, "codec_name": codec,
-            "disposition": {"attached_pic": 0}, **extra}
+    return {"index": index, "codec_type": ctype, "codec_name": codec, "disposition": {"attached_pic": 0}, **extra}
 
 
-def _probe(*streams: dict[str, Any], fmt: str = "mov,mp4,m4a,3gp,3g2,mj2",
-           duration: str | None = "10.0") -> ProbeReport:
+def _probe(
+    *streams: dict[str, Any], fmt: str = "mov,mp4,m4a,3gp,3g2,mj2", duration: str | None = "10.0"
+) -> ProbeReport:
     f: dict[str, Any] = {"format_name": fmt}
     if duration is not None:
         f["duration"] = duration
@@ -45,8 +45,12 @@ def _only_as_file_url(argv: list[str], path: Path) -> None:
 
 def test_evil_name_is_never_an_option() -> None:
     settings = ProxySettings()
-    for argv in (probe_argv(EVIL), decode_argv(EVIL), proxy_argv(EVIL, Path("/o/-x.mp4"), VIDEO, settings),
-                 poster_argv(EVIL, Path("/o/-x.jpg"), VIDEO, settings)):
+    for argv in (
+        probe_argv(EVIL),
+        decode_argv(EVIL),
+        proxy_argv(EVIL, Path("/o/-x.mp4"), VIDEO, settings),
+        poster_argv(EVIL, Path("/o/-x.jpg"), VIDEO, settings),
+    ):
         _only_as_file_url(argv, EVIL)
         assert argv[0] in ("ffmpeg", "ffprobe")
 
@@ -61,10 +65,22 @@ def test_proxy_argv_allow_list_and_no_metadata() -> None:
     joined = " ".join(argv)
     maps = [argv[i + 1] for i, a in enumerate(argv) if a == "-map"]
     assert maps == ["0:1", "0:2"]  # the real video (not the cover art) and the first audio
-    for pair in (["-map_metadata", "-1"], ["-map_chapters", "-1"], ["-fflags", "+bitexact"],
-                 ["-flags:v", "+bitexact"], ["-flags:a", "+bitexact"], ["-movflags", "+faststart"],
-                 ["-c:v", "libx264"], ["-crf", "21"], ["-preset", "slow"], ["-c:a", "aac"],
-                 ["-b:a", "96k"], ["-pix_fmt", "yuv420p"], ["-f", "mp4"], ["-ar", "48000"]):
+    for pair in (
+        ["-map_metadata", "-1"],
+        ["-map_chapters", "-1"],
+        ["-fflags", "+bitexact"],
+        ["-flags:v", "+bitexact"],
+        ["-flags:a", "+bitexact"],
+        ["-movflags", "+faststart"],
+        ["-c:v", "libx264"],
+        ["-crf", "21"],
+        ["-preset", "slow"],
+        ["-c:a", "aac"],
+        ["-b:a", "96k"],
+        ["-pix_fmt", "yuv420p"],
+        ["-f", "mp4"],
+        ["-ar", "48000"],
+    ):
         assert " ".join(pair) in joined, pair
     assert "-sn" in argv and "-dn" in argv
     vf = argv[argv.index("-vf") + 1]
@@ -82,8 +98,9 @@ def test_proxy_argv_without_audio_and_interlaced() -> None:
 
 
 def test_no_video_means_no_proxy() -> None:
-    audio_only = _probe(_stream(0, "audio", "flac"),
-                        _stream(1, "video", "png", disposition={"attached_pic": 1}), fmt="flac")
+    audio_only = _probe(
+        _stream(0, "audio", "flac"), _stream(1, "video", "png", disposition={"attached_pic": 1}), fmt="flac"
+    )
     with pytest.raises(ValueError):
         proxy_argv(Path("/a.flac"), Path("/o.mp4"), audio_only, ProxySettings())
 
@@ -122,13 +139,15 @@ def test_parse_unreadable() -> None:
 
 def test_count_errors_expands_repeats_and_caps_lines() -> None:
     stderr = "[h264 @ 0x1] error A\nLast message repeated 4 times\n\n" + "".join(
-        f"[aac @ 0x2] error {i}\n" for i in range(80))
+        f"[aac @ 0x2] error {i}\n" for i in range(80)
+    )
     count, lines = count_errors(stderr)
     assert count == 1 + 4 + 80 and len(lines) == 50 and lines[0] == "[h264 @ 0x1] error A"
 
 
 def test_byte_scan_overlaps_chunks_and_ignores_chance_hits_in_payload(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from preserve.access import scrub
 
     monkeypatch.setattr(scrub, "CHUNK", 7)  # every pattern below straddles a chunk boundary
@@ -137,6 +156,5 @@ def test_byte_scan_overlaps_chunks_and_ignores_chance_hits_in_payload(
     pats = {b"loci": "marker", b"+39.9042": "value"}
     assert scrub.scan_bytes(path, pats) == ["bytes: marker at offset 5", "bytes: value at offset 14"]
     # the same bytes inside compressed payload: a 4-byte hit is chance, an 8-byte one is not
-    assert scrub.scan_bytes(path, pats, [(0, 14)]) == ["bytes: value at offset 14",
-                                                       "bytes: marker at offset 30"]
+    assert scrub.scan_bytes(path, pats, [(0, 14)]) == ["bytes: value at offset 14", "bytes: marker at offset 30"]
     assert scrub.scan_bytes(path, pats, [(0, 100)]) == ["bytes: value at offset 14"]

@@ -9,18 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from preserve import embargo, ingest, normalization
-from preserve.errors import ConfigError, ToolError
-from preserve.metadata import ffprobe, framemd5, identify, mediaconch, virus
-from preserve.metadata.mediainfo import MediaInfoReport
-from preserve.model import Agent, Event, EventType, Outcome
+from preserve.characterise import identify
+from preserve.characterise import normalise as normalization
+from preserve.config import DEFAULT_CONFIG, NormalizationSettings, load
+from preserve.core.errors import ConfigError, ToolError
+from preserve.core.model import Agent, Event, EventType, Outcome
+from preserve.fixity import framemd5
+from preserve.operations import embargo
 from preserve.packaging import premis
-from preserve.settings import DEFAULT_CONFIG, NormalizationSettings, load
+from preserve.pipeline import ingest
+from preserve.tools import clamav as virus
+from preserve.tools import ffprobe, mediaconch
+from preserve.tools.mediainfo import MediaInfoReport
 
 
 def _probe(*streams: dict, fmt: str = "mov,mp4,m4a,3gp,3g2,mj2") -> ffprobe.ProbeReport:
-    return ffprobe.parse({"format": {"format_name": fmt, "duration": "2.0"},
-                          "streams": [dict(s, index=i) for i, s in enumerate(streams)]})
+    return ffprobe.parse(
+        {
+            "format": {"format_name": fmt, "duration": "2.0"},
+            "streams": [dict(s, index=i) for i, s in enumerate(streams)],
+        }
+    )
 
 
 V210 = {"codec_type": "video", "codec_name": "v210", "pix_fmt": "yuv422p10le", "width": 320, "height": 240}
@@ -31,18 +40,38 @@ FLT = {"codec_type": "audio", "codec_name": "pcm_f32le", "sample_fmt": "flt"}
 
 # -- PREMIS ---------------------------------------------------------------------------------------
 def _doc(events: list[Event]) -> bytes:
-    files = [premis.PremisFile("data/objects/film.mov", 10, "a" * 64, "b" * 128, "Quicktime", "x-fmt/384"),
-             premis.PremisFile("data/objects/film.mov.ffv1.mkv", 5, "c" * 64, "d" * 128, "Matroska", "fmt/569",
-                               derived_from="data/objects/film.mov")]
+    files = [
+        premis.PremisFile("data/objects/film.mov", 10, "a" * 64, "b" * 128, "Quicktime", "x-fmt/384"),
+        premis.PremisFile(
+            "data/objects/film.mov.ffv1.mkv",
+            5,
+            "c" * 64,
+            "d" * 128,
+            "Matroska",
+            "fmt/569",
+            derived_from="data/objects/film.mov",
+        ),
+    ]
     return premis.document("7d7f7d7f-0000-4000-8000-000000000001", files, events)
 
 
 def test_premis_document_validates_and_links_agents_objects_and_the_master() -> None:
     events = [
-        Event(EventType.NORMALIZATION, Outcome.PASS, Agent("ffmpeg", "5.1.9"), "lossless on every stream",
-              subject="data/objects/film.mov", extra={"master": "data/objects/film.mov.ffv1.mkv"}),
-        Event(EventType.VIRUS_CHECK, Outcome.NOT_PERFORMED, Agent("ClamAV clamscan", "1.4.6"), "no database",
-              subject="data/objects/film.mov"),
+        Event(
+            EventType.NORMALIZATION,
+            Outcome.PASS,
+            Agent("ffmpeg", "5.1.9"),
+            "lossless on every stream",
+            subject="data/objects/film.mov",
+            extra={"master": "data/objects/film.mov.ffv1.mkv"},
+        ),
+        Event(
+            EventType.VIRUS_CHECK,
+            Outcome.NOT_PERFORMED,
+            Agent("ClamAV clamscan", "1.4.6"),
+            "no database",
+            subject="data/objects/film.mov",
+        ),
         Event(EventType.ACCESS_DECISION, Outcome.PASS, Agent("preserve", "0.1.0"), "dark\x01 control char"),
         Event(EventType.VALIDATION, Outcome.WARNING, Agent("archivist", "", "person"), "accepted as it is"),
     ]
@@ -77,8 +106,9 @@ def test_framemd5_hashes_audio_at_full_precision_in_fixed_blocks(tmp_path: Path)
     assert "-c:a:0 pcm_s32le" in joined and "-c:a:1 pcm_s16le" in joined and "-c:a:2 pcm_f32le" in joined
     assert f"asetnsamples=n={framemd5.AUDIO_BLOCK_SAMPLES}:p=0" in joined
     assert argv.count("-map") == 4 and "file:" + str(tmp_path / "-a.mov") in argv
-    forced = framemd5.framemd5_argv(tmp_path / "m.mkv", "-", _probe(V210, S24), pix_fmt="uyvy422",
-                                    sample_fmts={0: "s32"})
+    forced = framemd5.framemd5_argv(
+        tmp_path / "m.mkv", "-", _probe(V210, S24), pix_fmt="uyvy422", sample_fmts={0: "s32"}
+    )
     assert "-pix_fmt" in forced and "-sample_fmt:a:0" in forced
 
 
@@ -94,8 +124,9 @@ def test_framemd5_parse_and_compare() -> None:
 
 
 def test_master_argv_is_ffv1_level3_with_every_audio_track_at_its_depth(tmp_path: Path) -> None:
-    argv = normalization.master_argv(tmp_path / "in.mov", tmp_path / "out.mkv", _probe(V210, S24, S16, FLT),
-                                     NormalizationSettings())
+    argv = normalization.master_argv(
+        tmp_path / "in.mov", tmp_path / "out.mkv", _probe(V210, S24, S16, FLT), NormalizationSettings()
+    )
     joined = " ".join(argv)
     for part in ("-c:v ffv1", "-level 3", "-g 1", "-slicecrc 1", "-slices 16", "-f matroska"):
         assert part in joined
@@ -105,8 +136,17 @@ def test_master_argv_is_ffv1_level3_with_every_audio_track_at_its_depth(tmp_path
 
 
 def _mediainfo_ffv1(version: str) -> MediaInfoReport:
-    return MediaInfoReport({"media": {"track": [{"@type": "General", "Format": "Matroska"},
-                                                {"@type": "Video", "Format": "FFV1", "Format_Version": version}]}}, "")
+    return MediaInfoReport(
+        {
+            "media": {
+                "track": [
+                    {"@type": "General", "Format": "Matroska"},
+                    {"@type": "Video", "Format": "FFV1", "Format_Version": version},
+                ]
+            }
+        },
+        "",
+    )
 
 
 def test_normalization_decision() -> None:
@@ -125,8 +165,9 @@ def test_normalization_decision() -> None:
 
 # -- format identification -------------------------------------------------------------------------
 def _mi(fmt: str, profile: str = "", codec_id: str = "") -> MediaInfoReport:
-    return MediaInfoReport({"media": {"track": [{"@type": "General", "Format": fmt, "Format_Profile": profile,
-                                                 "CodecID": codec_id}]}}, "")
+    return MediaInfoReport(
+        {"media": {"track": [{"@type": "General", "Format": fmt, "Format_Profile": profile, "CodecID": codec_id}]}}, ""
+    )
 
 
 def test_fido_extension_guess_that_contradicts_the_container_is_a_recorded_disagreement() -> None:
@@ -137,8 +178,9 @@ def test_fido_extension_guess_that_contradicts_the_container_is_a_recorded_disag
     sure = [identify.FidoMatch("fmt/569", "Matroska", "", "signature")]
     ok = identify.cross_check(sure, _mi("Matroska"), _probe(V210, fmt="matroska,webm"))
     assert ok.puid == "fmt/569" and ok.consistent
-    qt = identify.cross_check([identify.FidoMatch("x-fmt/384", "Quicktime", "", "signature")],
-                              _mi("MPEG-4", "QuickTime", "qt"), _probe(V210))
+    qt = identify.cross_check(
+        [identify.FidoMatch("x-fmt/384", "Quicktime", "", "signature")], _mi("MPEG-4", "QuickTime", "qt"), _probe(V210)
+    )
     assert qt.puid == "x-fmt/384" and qt.consistent
     clash = identify.cross_check(sure, _mi("MPEG-4", "QuickTime", "qt"), _probe(V210))
     assert not clash.consistent and clash.puid == "fmt/569"  # a signature match is kept, with the warning
@@ -195,8 +237,11 @@ def test_an_access_location_may_not_be_a_replica_target() -> None:
     with pytest.raises(ConfigError, match="same place as replica target 'seaweed'"):
         load(DEFAULT_CONFIG, env={}, overrides={"access_target": same})
     with pytest.raises(ConfigError, match="replica target 'seaweed'"):  # the embargo prefix, same bucket
-        load(DEFAULT_CONFIG, env={}, overrides={"access_target": {**same, "prefix": "open"},
-                                                "access": {"embargo_prefix": seaweed.prefix}})
+        load(
+            DEFAULT_CONFIG,
+            env={},
+            overrides={"access_target": {**same, "prefix": "open"}, "access": {"embargo_prefix": seaweed.prefix}},
+        )
     local = {"name": "access", "kind": "filesystem", "path": str(s.target("local").path)}
     with pytest.raises(ConfigError, match="replica target 'local'"):
         load(DEFAULT_CONFIG, env={}, overrides={"access_target": local})
@@ -208,7 +253,8 @@ def test_effective_access_and_embargo_dates() -> None:
     assert ingest.effective_access("embargoed", day, dt.date(2029, 12, 31))[0] == "embargoed"
     assert ingest.effective_access("embargoed", day, day)[0] == "open"
     assert ingest.effective_access("restricted", None, day)[0] == "restricted"
-    decision = Event(EventType.ACCESS_DECISION, Outcome.PASS, Agent("preserve"), "held",
-                     extra={"embargo_until": "2030-01-01"})
+    decision = Event(
+        EventType.ACCESS_DECISION, Outcome.PASS, Agent("preserve"), "held", extra={"embargo_until": "2030-01-01"}
+    )
     assert embargo.embargo_until([decision]) == day
     assert embargo.embargo_until([]) is None

@@ -8,8 +8,8 @@ import datetime as dt
 import hashlib
 
 from preserve.catalog import StoredObject
-from preserve.errors import VerificationError
-from preserve.replication import TargetOutcome
+from preserve.core.errors import VerificationError
+from preserve.storage.replication import TargetOutcome
 from preserve.storage.s3 import MiB, UploadedPart, _holds, _same_checksum, composite_sha256, fitting_part_size
 
 
@@ -63,10 +63,11 @@ def test_server_checksums_compare_by_digest_and_part_count() -> None:
 
 
 def test_event_detail_says_how_it_was_verified() -> None:
-    until = dt.datetime(2036, 1, 1, tzinfo=dt.timezone.utc)
+    until = dt.datetime(2036, 1, 1, tzinfo=dt.UTC)
     obj = StoredObject("vault", "a/b", 1, "0" * 64, until, lock_mode="COMPLIANCE", lock_until=until)
-    out = TargetOutcome("vault", "s3", objects=[obj, obj], parts=10, parts_reused=4, retries=2, read_back=True,
-                        seconds=1.5)
+    out = TargetOutcome(
+        "vault", "s3", objects=[obj, obj], parts=10, parts_reused=4, retries=2, read_back=True, seconds=1.5
+    )
     text = out.detail()
     assert "2 objects stored and verified" in text and "read back" in text
     assert "4 of 10 parts reused" in text and "2 request(s) retried" in text

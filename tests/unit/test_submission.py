@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from preserve import submission
-from preserve.errors import SubmissionError, UnsafeSubmission
-from preserve.model import Role
+from preserve.core.errors import SubmissionError, UnsafeSubmission
+from preserve.core.model import Role
+from preserve.intake import submission
 
 
 def test_folder_with_chinese_nfd_and_system_files(tmp_path: Path) -> None:
@@ -69,10 +69,10 @@ def test_names_over_255_bytes_and_empty_files(tmp_path: Path) -> None:
 def test_hostile_names_are_kept(tmp_path: Path) -> None:
     folder = tmp_path / "hostile"
     folder.mkdir()
-    for name in ("-i.mov", "--help", "emoji 🎬.mp4", "it's \"quoted\" $(x) `y`.txt"):
+    for name in ("-i.mov", "--help", "emoji 🎬.mp4", 'it\'s "quoted" $(x) `y`.txt'):
         (folder / name).write_bytes(b"1")
     rels = {f.rel for f in submission.scan(folder).files}
-    assert rels == {"-i.mov", "--help", "emoji 🎬.mp4", "it's \"quoted\" $(x) `y`.txt"}
+    assert rels == {"-i.mov", "--help", "emoji 🎬.mp4", 'it\'s "quoted" $(x) `y`.txt'}
 
 
 @pytest.mark.parametrize("name", ["new\nline.txt", "tab\there.mov", "esc\x1b[31m.mov", "del\x7f.mov", "100%.mov"])

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from preserve import submission, supplied
-from preserve.errors import SubmissionError, SuppliedChecksumMismatch, UnsafeSubmission
-from preserve.model import Digests
+from preserve.core.errors import SubmissionError, SuppliedChecksumMismatch, UnsafeSubmission
+from preserve.core.model import Digests
+from preserve.intake import submission, supplied
 
 CONTENT = b"a film, or part of one\n"
 MD5 = hashlib.md5(CONTENT).hexdigest()
@@ -32,15 +32,24 @@ def _folder(tmp_path: Path, files: dict[str, bytes | str]) -> submission.Submiss
 
 
 def test_md5sum_sha256sum_and_bsd_formats(tmp_path: Path) -> None:
-    sub = _folder(tmp_path, {
-        "film.mov": CONTENT, "sub/-dash.srt": CONTENT, "sub/back\\slash.txt": CONTENT,
-        "checksums.md5": f"# made by md5sum\n{MD5}  film.mov\n{MD5} *sub/-dash.srt\n\\{MD5}  sub/back\\\\slash.txt\n",
-        "sub/SHA256SUMS.sha256": f"SHA256 (-dash.srt) = {SHA256}\n",
-    })
+    sub = _folder(
+        tmp_path,
+        {
+            "film.mov": CONTENT,
+            "sub/-dash.srt": CONTENT,
+            "sub/back\\slash.txt": CONTENT,
+            "checksums.md5": f"# made by md5sum\n{MD5}  film.mov\n{MD5} *sub/-dash.srt\n\\{MD5}  sub/back\\\\slash.txt\n",
+            "sub/SHA256SUMS.sha256": f"SHA256 (-dash.srt) = {SHA256}\n",
+        },
+    )
     found = supplied.find(sub)
     assert not found.is_bag
     assert {(e.rel, e.algorithm) for e in found.entries} == {
-        ("film.mov", "md5"), ("sub/-dash.srt", "md5"), ("sub/back\\slash.txt", "md5"), ("sub/-dash.srt", "sha256")}
+        ("film.mov", "md5"),
+        ("sub/-dash.srt", "md5"),
+        ("sub/back\\slash.txt", "md5"),
+        ("sub/-dash.srt", "sha256"),
+    }
     assert found.algorithms_for("sub/-dash.srt") == ("md5", "sha256")
     digests = {rel: _digests("md5") for rel in ("film.mov", "sub/-dash.srt", "sub/back\\slash.txt")}
     report = supplied.verify(found, digests)
@@ -94,9 +103,15 @@ def test_malformed_checksum_file_reports_its_line(tmp_path: Path) -> None:
 
 
 def test_bag_is_detected_and_tag_manifests_count_only_in_bags(tmp_path: Path) -> None:
-    sub = _folder(tmp_path, {"bagit.txt": "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
-                             "data/a.mov": CONTENT, "manifest-md5.txt": f"{MD5}  data/a.mov\n",
-                             "tagmanifest-md5.txt": f"{hashlib.md5(b'x').hexdigest()}  bagit.txt\n"})
+    sub = _folder(
+        tmp_path,
+        {
+            "bagit.txt": "BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
+            "data/a.mov": CONTENT,
+            "manifest-md5.txt": f"{MD5}  data/a.mov\n",
+            "tagmanifest-md5.txt": f"{hashlib.md5(b'x').hexdigest()}  bagit.txt\n",
+        },
+    )
     found = supplied.find(sub)
     assert found.is_bag and {e.rel for e in found.entries} == {"data/a.mov", "bagit.txt"}
     plain = _folder(tmp_path / "p", {"a.mov": CONTENT, "tagmanifest-md5.txt": "junk\n"})

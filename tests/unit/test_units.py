@@ -1,6 +1,6 @@
 """Sizes for people."""
 
-from preserve.units import human_bytes
+from preserve.core.units import human_bytes
 
 
 def test_human_bytes() -> None:

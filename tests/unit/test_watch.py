@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from preserve import watch
-from preserve.watch import WatchState, look
+from preserve.intake import watch
+from preserve.intake.watch import WatchState, look
 
 
 class FakeClock:
@@ -73,8 +73,16 @@ def test_ready_markers_make_an_entry_ready_at_once(tmp_path: Path) -> None:
 
 def test_ignored_hidden_own_folders_and_companions(tmp_path: Path) -> None:
     state, clock = WatchState(), FakeClock()
-    for name in (".DS_Store", "Thumbs.db", "._film.mov", "big.mov.part", "x.crdownload", "~$notes.docx",
-                 ".film.mov.Xa9z3", "READY"):
+    for name in (
+        ".DS_Store",
+        "Thumbs.db",
+        "._film.mov",
+        "big.mov.part",
+        "x.crdownload",
+        "~$notes.docx",
+        ".film.mov.Xa9z3",
+        "READY",
+    ):
         (tmp_path / name).write_bytes(b"1")
     (tmp_path / "done").mkdir()
     (tmp_path / "failed").mkdir()
@@ -83,10 +91,22 @@ def test_ignored_hidden_own_folders_and_companions(tmp_path: Path) -> None:
     (tmp_path / "film.mov.md5").write_text("0" * 32)
     (tmp_path / "late.mov.yaml").write_text("title: y\n")  # its film has not arrived yet
     seen = look(tmp_path, state, clock(), 0)
-    assert _names(seen.ignored) == sorted([".DS_Store", "Thumbs.db", "._film.mov", "big.mov.part", "x.crdownload",
-                                           "~$notes.docx", ".film.mov.Xa9z3", "READY"])
+    assert _names(seen.ignored) == sorted(
+        [
+            ".DS_Store",
+            "Thumbs.db",
+            "._film.mov",
+            "big.mov.part",
+            "x.crdownload",
+            "~$notes.docx",
+            ".film.mov.Xa9z3",
+            "READY",
+        ]
+    )
     assert _names(seen.ready) == ["film.mov"]
-    assert [(w.name, w.reason) for w in seen.waiting] == [("late.mov.yaml", "waiting for 'late.mov', the file it belongs to")]
+    assert [(w.name, w.reason) for w in seen.waiting] == [
+        ("late.mov.yaml", "waiting for 'late.mov', the file it belongs to")
+    ]
 
 
 def test_a_companion_still_changing_holds_back_its_file(tmp_path: Path) -> None:
@@ -118,11 +138,16 @@ def test_settle_waits_for_stability_and_gives_up_on_growing_entries(tmp_path: Pa
 
 
 def test_a_pass_goes_on_after_an_ingest_function_crashes(tmp_path: Path, monkeypatch) -> None:
-    from preserve.settings import DEFAULT_CONFIG, load
+    from preserve.config import DEFAULT_CONFIG, load
 
-    settings = load(DEFAULT_CONFIG, env={}, overrides={"archive": {"var_dir": str(tmp_path / "var"),
-                                                                   "ingest_dir": str(tmp_path / "in")},
-                                                       "ingest": {"stable_seconds": 0}})
+    settings = load(
+        DEFAULT_CONFIG,
+        env={},
+        overrides={
+            "archive": {"var_dir": str(tmp_path / "var"), "ingest_dir": str(tmp_path / "in")},
+            "ingest": {"stable_seconds": 0},
+        },
+    )
     settings.ingest_dir.mkdir(parents=True)
     for name in ("a.mov", "b.mov", "c.mov"):
         (settings.ingest_dir / name).write_bytes(b"1")
@@ -154,10 +179,13 @@ def test_a_pass_goes_on_after_an_ingest_function_crashes(tmp_path: Path, monkeyp
 
 def test_ignored_entries_are_recorded_once_across_runs(tmp_path: Path) -> None:
     from preserve.catalog import Catalog
-    from preserve.settings import DEFAULT_CONFIG, load
+    from preserve.config import DEFAULT_CONFIG, load
 
-    settings = load(DEFAULT_CONFIG, env={}, overrides={"archive": {"var_dir": str(tmp_path / "var"),
-                                                                   "ingest_dir": str(tmp_path / "in")}})
+    settings = load(
+        DEFAULT_CONFIG,
+        env={},
+        overrides={"archive": {"var_dir": str(tmp_path / "var"), "ingest_dir": str(tmp_path / "in")}},
+    )
     settings.ingest_dir.mkdir(parents=True)
     (settings.ingest_dir / ".DS_Store").write_bytes(b"1")
     catalog = Catalog(settings.catalog_url)

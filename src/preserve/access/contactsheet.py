@@ -12,7 +12,7 @@ from pathlib import Path
 
 from preserve import tools
 from preserve.access.proxy import _NO_METADATA, _staged, _video_index
-from preserve.metadata.ffprobe import ProbeReport
+from preserve.tools.ffprobe import ProbeReport
 
 
 def frame_times(duration: float | None, frames: int) -> list[float]:
@@ -23,8 +23,9 @@ def frame_times(duration: float | None, frames: int) -> list[float]:
     return [round(duration * (i + 0.5) / frames, 3) for i in range(frames)]
 
 
-def contact_sheet_argv(src: Path, dst: Path, probe: ProbeReport, *, frames: int = 12, columns: int = 4,
-                       tile_width: int = 320) -> list[str]:
+def contact_sheet_argv(
+    src: Path, dst: Path, probe: ProbeReport, *, frames: int = 12, columns: int = 4, tile_width: int = 320
+) -> list[str]:
     """ffmpeg arguments (pure). Deinterlaces when the source declares fields, squares the pixels,
     scales every tile to ``tile_width`` (even height), and tiles them in ``columns``."""
     index = _video_index(probe)
@@ -35,24 +36,53 @@ def contact_sheet_argv(src: Path, dst: Path, probe: ProbeReport, *, frames: int 
             argv += ["-ss", f"{t:.3f}"]
         argv += ["-i", tools.media_path(src)]
     width = max(2, tile_width // 2 * 2)
-    prep = ("bwdif=mode=send_frame:parity=auto:deint=all," if probe.interlaced else "")
-    chains = [f"[{i}:{index}]trim=end_frame=1,setpts=PTS-STARTPTS,{prep}"
-              f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p[f{i}]"
-              for i in range(len(times))]
+    prep = "bwdif=mode=send_frame:parity=auto:deint=all," if probe.interlaced else ""
+    chains = [
+        f"[{i}:{index}]trim=end_frame=1,setpts=PTS-STARTPTS,{prep}"
+        f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p[f{i}]"
+        for i in range(len(times))
+    ]
     rows = math.ceil(len(times) / max(1, columns))
     cols = min(columns, len(times))
     joined = "".join(f"[f{i}]" for i in range(len(times)))
     graph = ";".join(chains) + f";{joined}concat=n={len(times)}:v=1:a=0,tile={cols}x{rows}:padding=4:margin=4[sheet]"
-    argv += ["-filter_complex", graph, "-map", "[sheet]", "-frames:v", "1",
-             "-c:v", "mjpeg", "-q:v", "4", "-an", "-sn", "-dn", *_NO_METADATA,
-             "-f", "image2", "-update", "1", tools.media_path(dst)]
+    argv += [
+        "-filter_complex",
+        graph,
+        "-map",
+        "[sheet]",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "4",
+        "-an",
+        "-sn",
+        "-dn",
+        *_NO_METADATA,
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        tools.media_path(dst),
+    ]
     return argv
 
 
-def make_contact_sheet(src: Path, dst: Path, probe: ProbeReport, *, frames: int = 12, columns: int = 4,
-                       tile_width: int = 320, timeout: float | None = 1800) -> Path:
+def make_contact_sheet(
+    src: Path,
+    dst: Path,
+    probe: ProbeReport,
+    *,
+    frames: int = 12,
+    columns: int = 4,
+    tile_width: int = 320,
+    timeout: float | None = 1800,
+) -> Path:
     """Write the contact sheet to ``dst`` (replaced atomically). Raises ToolError."""
     with _staged(dst) as tmp:
-        tools.run(contact_sheet_argv(src, tmp, probe, frames=frames, columns=columns, tile_width=tile_width),
-                  timeout=timeout)
+        tools.run(
+            contact_sheet_argv(src, tmp, probe, frames=frames, columns=columns, tile_width=tile_width), timeout=timeout
+        )
     return Path(dst)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from preserve import tools
-from preserve.errors import ToolError
-from preserve.metadata.ffprobe import ProbeReport
-from preserve.settings import ProxySettings
+from preserve.config import ProxySettings
+from preserve.core.errors import ToolError
+from preserve.tools.ffprobe import ProbeReport
 
 #: below this duration (s) a poster is the first frame; seeking into a blink is pointless
 POSTER_MIN_DURATION = 1.0
@@ -20,8 +20,7 @@ MAX_AUDIO_RATE = 48000
 
 # Metadata allow-list: nothing is copied from the source (global, stream or chapter metadata),
 # and bit-exact mode stops ffmpeg writing its version, the creation time and the JPEG comment.
-_NO_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1",
-                "-fflags", "+bitexact", "-flags:v", "+bitexact"]
+_NO_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
 
 
 def _video_filter(probe: ProbeReport, max_height: int) -> str:
@@ -41,8 +40,10 @@ def _video_filter(probe: ProbeReport, max_height: int) -> str:
 def _video_index(probe: ProbeReport) -> int:
     index = probe.video_index
     if index is None:
-        raise ValueError("the source has no video stream (cover art does not count); "
-                         "check probe.has_video before asking for a proxy or poster")
+        raise ValueError(
+            "the source has no video stream (cover art does not count); "
+            "check probe.has_video before asking for a proxy or poster"
+        )
     return index
 
 
@@ -50,14 +51,32 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
     """ffmpeg arguments for the access proxy (pure). Maps only the first real video stream and
     the first audio stream by absolute index, so cover art, subtitles, data tracks (timed GPS),
     attachments and chapters are never carried over."""
-    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y",
-            "-i", tools.media_path(src),
-            "-map", f"0:{_video_index(probe)}"]
+    argv = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        "-i",
+        tools.media_path(src),
+        "-map",
+        f"0:{_video_index(probe)}",
+    ]
     if probe.audio_index is not None:
         argv += ["-map", f"0:{probe.audio_index}"]
-    argv += ["-vf", _video_filter(probe, settings.max_height),
-             "-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf),
-             "-pix_fmt", "yuv420p"]
+    argv += [
+        "-vf",
+        _video_filter(probe, settings.max_height),
+        "-c:v",
+        "libx264",
+        "-preset",
+        settings.preset,
+        "-crf",
+        str(settings.crf),
+        "-pix_fmt",
+        "yuv420p",
+    ]
     if probe.audio_index is not None:
         argv += ["-c:a", "aac", "-b:a", settings.audio_bitrate, "-ac", "2"]
         rate = probe.audio_sample_rate
@@ -66,10 +85,18 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
         argv += ["-flags:a", "+bitexact"]
     else:
         argv += ["-an"]
-    argv += ["-sn", "-dn", *_NO_METADATA,
-             "-max_muxing_queue_size", "4096",
-             "-movflags", "+faststart",
-             "-f", "mp4", tools.media_path(dst)]
+    argv += [
+        "-sn",
+        "-dn",
+        *_NO_METADATA,
+        "-max_muxing_queue_size",
+        "4096",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        tools.media_path(dst),
+    ]
     return argv
 
 
@@ -81,20 +108,38 @@ def poster_time(probe: ProbeReport, settings: ProxySettings) -> float:
     return round(probe.duration * fraction, 3)
 
 
-def poster_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *,
-                at: float | None = None) -> list[str]:
+def poster_argv(
+    src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, at: float | None = None
+) -> list[str]:
     """ffmpeg arguments for a one-frame JPEG poster (pure). ``-ss`` before ``-i`` seeks the input
     (fast, and frame-accurate since ffmpeg decodes from the preceding keyframe)."""
     at = poster_time(probe, settings) if at is None else at
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     if at > 0:
         argv += ["-ss", f"{at:.3f}"]
-    argv += ["-i", tools.media_path(src),
-             "-map", f"0:{_video_index(probe)}", "-frames:v", "1",
-             "-vf", _video_filter(probe, settings.max_height) + ",format=yuvj420p",
-             "-c:v", "mjpeg", "-q:v", "3",
-             "-an", "-sn", "-dn", *_NO_METADATA,
-             "-f", "image2", "-update", "1", tools.media_path(dst)]
+    argv += [
+        "-i",
+        tools.media_path(src),
+        "-map",
+        f"0:{_video_index(probe)}",
+        "-frames:v",
+        "1",
+        "-vf",
+        _video_filter(probe, settings.max_height) + ",format=yuvj420p",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "3",
+        "-an",
+        "-sn",
+        "-dn",
+        *_NO_METADATA,
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        tools.media_path(dst),
+    ]
     return argv
 
 
@@ -118,16 +163,18 @@ def _staged(dst: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def make_proxy(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *,
-               timeout: float | None = 6 * 3600) -> Path:
+def make_proxy(
+    src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, timeout: float | None = 6 * 3600
+) -> Path:
     """Transcode the access proxy to ``dst`` (replaced atomically). Raises ToolError."""
     with _staged(dst) as tmp:
         tools.run(proxy_argv(src, tmp, probe, settings), timeout=timeout)
     return Path(dst)
 
 
-def make_poster(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *,
-                timeout: float | None = 600) -> Path:
+def make_poster(
+    src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, timeout: float | None = 600
+) -> Path:
     """Grab the poster frame to ``dst`` (replaced atomically). If the seek lands past the last
     frame (durations can lie), falls back to the first frame. Raises ToolError."""
     with _staged(dst) as tmp:

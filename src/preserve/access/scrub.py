@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence
+from typing import Any, BinaryIO
 
-from preserve.metadata import ffprobe, mediainfo
+from preserve.tools import ffprobe, mediainfo
 
 CHUNK = 8 * 1024 * 1024
 #: inside compressed payload (mdat, JPEG scan data) a pattern this short turns up by chance
@@ -29,23 +30,65 @@ ALLOWED_TAGS: dict[str, Callable[[str], bool]] = {
 }
 
 #: MediaInfo fields (any track, case-insensitive) that identify a place, device, person or time
-MEDIAINFO_FORBIDDEN = frozenset(s.lower() for s in (
-    "Title", "Movie", "Movie_More", "Track", "Album", "Performer", "Artist", "Director",
-    "Producer", "Composer", "Publisher", "Copyright", "Comment", "Description", "Synopsis",
-    "Keywords", "Subject", "Encoded_By", "Recorded_Date", "Encoded_Date", "Tagged_Date",
-    "Mastered_Date", "Written_Date", "Recorded_Location", "Encoded_Location", "Location",
-    "xyz", "Make", "Model", "Lyrics",
-))
+MEDIAINFO_FORBIDDEN = frozenset(
+    s.lower()
+    for s in (
+        "Title",
+        "Movie",
+        "Movie_More",
+        "Track",
+        "Album",
+        "Performer",
+        "Artist",
+        "Director",
+        "Producer",
+        "Composer",
+        "Publisher",
+        "Copyright",
+        "Comment",
+        "Description",
+        "Synopsis",
+        "Keywords",
+        "Subject",
+        "Encoded_By",
+        "Recorded_Date",
+        "Encoded_Date",
+        "Tagged_Date",
+        "Mastered_Date",
+        "Written_Date",
+        "Recorded_Location",
+        "Encoded_Location",
+        "Location",
+        "xyz",
+        "Make",
+        "Model",
+        "Lyrics",
+    )
+)
 #: names under MediaInfo's free-form ``extra`` that hint at identifying data
 _EXTRA_SUSPECT = re.compile(
     r"location|xyz|gps|latitude|longitude|make|model|apple|android|camera|lens|serial|owner|"
-    r"author|artist|title|comment|date|user", re.IGNORECASE)
+    r"author|artist|title|comment|date|user",
+    re.IGNORECASE,
+)
 
 #: byte markers of identifying metadata boxes/keys in QuickTime/MP4, JPEG (Exif, XMP, IPTC)
 MARKERS: tuple[bytes, ...] = (
-    b"loci", b"\xa9xyz", b"\xa9mak", b"\xa9mod", b"\xa9day", b"\xa9nam", b"\xa9ART", b"\xa9cmt",
-    b"\xa9aut", b"com.apple.quicktime.", b"ISO6709", b"Exif\x00\x00", b"http://ns.adobe.com/xap",
-    b"<x:xmpmeta", b"Photoshop 3.0\x00",
+    b"loci",
+    b"\xa9xyz",
+    b"\xa9mak",
+    b"\xa9mod",
+    b"\xa9day",
+    b"\xa9nam",
+    b"\xa9ART",
+    b"\xa9cmt",
+    b"\xa9aut",
+    b"com.apple.quicktime.",
+    b"ISO6709",
+    b"Exif\x00\x00",
+    b"http://ns.adobe.com/xap",
+    b"<x:xmpmeta",
+    b"Photoshop 3.0\x00",
 )
 
 _BMFF_TOP = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"}
@@ -65,8 +108,9 @@ class LeakReport:
 
 
 #: report fields that hold the checked file's own name, not its content
-_NAME_FIELDS = frozenset({"filename", "CompleteName", "FileName", "FileNameExtension", "FolderName",
-                          "FileExtension", "@ref"})
+_NAME_FIELDS = frozenset(
+    {"filename", "CompleteName", "FileName", "FileNameExtension", "FolderName", "FileExtension", "@ref"}
+)
 
 
 def _strings(tree: Any) -> Iterable[str]:
@@ -249,8 +293,10 @@ def _jpeg_findings(fh: BinaryIO, size: int) -> tuple[list[str], list[tuple[int, 
         elif 0xE0 <= marker <= 0xEF:
             fh.seek(pos + 4)
             ident = fh.read(14)
-            if not ((marker == 0xE0 and ident.startswith(b"JFIF\x00"))
-                    or (marker == 0xE2 and ident.startswith(b"ICC_PROFILE\x00"))):
+            if not (
+                (marker == 0xE0 and ident.startswith(b"JFIF\x00"))
+                or (marker == 0xE2 and ident.startswith(b"ICC_PROFILE\x00"))
+            ):
                 found.append(f"structure: JPEG APP{marker - 0xE0} segment")
         pos += 2 + length
     return found, []
@@ -267,8 +313,7 @@ def _structure(path: Path) -> tuple[list[str], list[tuple[int, int]]]:
     return [], []
 
 
-def scan_bytes(path: Path, patterns: dict[bytes, str],
-               payload: Sequence[tuple[int, int]] = ()) -> list[str]:
+def scan_bytes(path: Path, patterns: dict[bytes, str], payload: Sequence[tuple[int, int]] = ()) -> list[str]:
     """Stream the whole file once, in chunks that overlap by the longest pattern less one byte,
     and report the first offset of each pattern. Matches of short patterns inside ``payload``
     ranges (compressed data, where they occur by chance) are ignored."""
@@ -299,7 +344,7 @@ def scan_bytes(path: Path, patterns: dict[bytes, str],
                         break
                     i = buf.find(pat, i + 1)
             keep = min(overlap, len(buf))
-            tail, tail_at = buf[len(buf) - keep:], buf_at + len(buf) - keep
+            tail, tail_at = buf[len(buf) - keep :], buf_at + len(buf) - keep
     return [f"bytes: {pats[p]} at offset {off}" for p, off in sorted(found.items(), key=lambda x: x[1])]
 
 

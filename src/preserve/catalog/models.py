@@ -27,13 +27,16 @@ class AipRow(Base):
     #: sha256 over the sorted (path, sha256) payload list: how a re-submission is recognised
     content_key: Mapped[str] = mapped_column(String(64), index=True, default="")
 
-    files: Mapped[list["FileRow"]] = relationship(back_populates="aip", cascade="all, delete-orphan",
-                                                  order_by="FileRow.path")
-    replicas: Mapped[list["ReplicaRow"]] = relationship(back_populates="aip", cascade="all, delete-orphan",
-                                                        order_by="ReplicaRow.target")
-    objects: Mapped[list["ObjectRow"]] = relationship(back_populates="aip", cascade="all, delete-orphan",
-                                                      order_by="(ObjectRow.target, ObjectRow.key)")
-    access: Mapped[list["AccessRow"]] = relationship(back_populates="aip", cascade="all, delete-orphan")
+    files: Mapped[list[FileRow]] = relationship(
+        back_populates="aip", cascade="all, delete-orphan", order_by="FileRow.path"
+    )
+    replicas: Mapped[list[ReplicaRow]] = relationship(
+        back_populates="aip", cascade="all, delete-orphan", order_by="ReplicaRow.target"
+    )
+    objects: Mapped[list[ObjectRow]] = relationship(
+        back_populates="aip", cascade="all, delete-orphan", order_by="(ObjectRow.target, ObjectRow.key)"
+    )
+    access: Mapped[list[AccessRow]] = relationship(back_populates="aip", cascade="all, delete-orphan")
 
 
 class FileRow(Base):

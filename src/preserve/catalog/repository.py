@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event, func, make_url, or_, select
 from sqlalchemy.engine import Engine
@@ -16,13 +17,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from preserve.catalog import schema
-from preserve.catalog.models import AccessRow, AipRow, Base, EventRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
-from preserve.catalog.models import AlertRow
+from preserve.catalog.models import (
+    AccessRow,
+    AipRow,
+    AlertRow,
+    EventRow,
+    FileRow,
+    ObjectRow,
+    ReplicaRow,
+    SubmissionRow,
+)
 
 if TYPE_CHECKING:
-    from preserve.catalog.status import CatalogStatus
-from preserve.errors import CatalogError
-from preserve.model import Agent, Event, EventType, Outcome, PayloadFile, utcnow
+    from preserve.catalog.views import CatalogStatus
+from preserve.core.errors import CatalogError
+from preserve.core.model import Agent, Event, EventType, Outcome, PayloadFile, utcnow
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -97,20 +106,41 @@ class AipView:
             "status": self.status,
             "access_level": self.access_level,
             "size": self.size,
-            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "sha512": f.sha512,
-                       "role": f.role, "format": f.format_name, "puid": f.format_registry_key}
-                      for f in self.files],
-            "replicas": [{"name": r.target, "uri": r.uri, "status": r.status,
-                          "verified_at": r.verified_at.isoformat() if r.verified_at else None}
-                         for r in self.replicas],
+            "files": [
+                {
+                    "path": f.path,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    "sha512": f.sha512,
+                    "role": f.role,
+                    "format": f.format_name,
+                    "puid": f.format_registry_key,
+                }
+                for f in self.files
+            ],
+            "replicas": [
+                {
+                    "name": r.target,
+                    "uri": r.uri,
+                    "status": r.status,
+                    "verified_at": r.verified_at.isoformat() if r.verified_at else None,
+                }
+                for r in self.replicas
+            ],
             "access": [{"kind": a.kind, "uri": a.uri, "size": a.size, "sha256": a.sha256} for a in self.access],
             "events": [event_json(e) for e in self.events],
         }
 
 
 def event_json(e: Event) -> dict[str, Any]:
-    return {"type": e.type.value, "outcome": e.outcome.value, "at": e.at.isoformat(),
-            "agent": str(e.agent), "detail": e.detail, "subject": e.subject}
+    return {
+        "type": e.type.value,
+        "outcome": e.outcome.value,
+        "at": e.at.isoformat(),
+        "agent": str(e.agent),
+        "detail": e.detail,
+        "subject": e.subject,
+    }
 
 
 @dataclass(frozen=True)
@@ -153,20 +183,36 @@ def content_key(files: Sequence[PayloadFile]) -> str:
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     """SQLite drops tzinfo; everything in preserve is UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
 def _event_from_row(r: EventRow) -> Event:
-    return Event(type=EventType(r.type), outcome=Outcome(r.outcome),
-                 agent=Agent(r.agent_name, r.agent_version, r.agent_kind), detail=r.detail,
-                 at=_aware(r.at) or utcnow(), subject=r.subject, extra=dict(r.extra or {}))
+    return Event(
+        type=EventType(r.type),
+        outcome=Outcome(r.outcome),
+        agent=Agent(r.agent_name, r.agent_version, r.agent_kind),
+        detail=r.detail,
+        at=_aware(r.at) or utcnow(),
+        subject=r.subject,
+        extra=dict(r.extra or {}),
+    )
 
 
 def _event_row(e: Event, aip_id: str | None, submission: str = "") -> EventRow:
-    return EventRow(aip_id=aip_id, submission=submission, type=e.type.value, outcome=e.outcome.value,
-                    at=e.at, agent_name=e.agent.name, agent_version=e.agent.version,
-                    agent_kind=e.agent.kind, subject=e.subject, detail=e.detail, extra=dict(e.extra))
+    return EventRow(
+        aip_id=aip_id,
+        submission=submission,
+        type=e.type.value,
+        outcome=e.outcome.value,
+        at=e.at,
+        agent_name=e.agent.name,
+        agent_version=e.agent.version,
+        agent_kind=e.agent.kind,
+        subject=e.subject,
+        detail=e.detail,
+        extra=dict(e.extra),
+    )
 
 
 class Catalog:
@@ -178,8 +224,9 @@ class Catalog:
             if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             sqlite = parsed.get_backend_name() == "sqlite"
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True,
-                                                connect_args={"timeout": 30} if sqlite else {})
+            self.engine: Engine = create_engine(
+                url, future=True, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {}
+            )
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_pragmas)
                 event.listen(self.engine, "begin", _sqlite_begin)
@@ -189,21 +236,32 @@ class Catalog:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: write transactions: BEGIN IMMEDIATE on SQLite, so two processes never both read and
         #: then fail to upgrade to a write lock; PostgreSQL uses row locks (FOR UPDATE) instead
-        self._write_sessions = sessionmaker(self.engine.execution_options(preserve_write=True),
-                                            expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.engine.execution_options(preserve_write=True), expire_on_commit=False)
 
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _session(self) -> Session:
         return self._sessions()
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return _Tx(self)
 
     # -- submissions: claims and outcomes -----------------------------------------------------
-    def claim_submission(self, name: str, worker: str, lease_seconds: float, now: dt.datetime | None = None,
-                         holder_is_dead: Callable[[str], bool] = lambda _holder: False) -> SubmissionState | None:
+    def claim_submission(
+        self,
+        name: str,
+        worker: str,
+        lease_seconds: float,
+        now: dt.datetime | None = None,
+        holder_is_dead: Callable[[str], bool] = lambda _holder: False,
+    ) -> SubmissionState | None:
         """Take a submission for ingest, or None if another live worker holds it or it is done.
         A previous claim whose lease expired, or whose holder is known dead, is taken over,
         keeping its AIP id, so a crashed ingest is redone rather than duplicated."""
@@ -212,15 +270,27 @@ class Catalog:
             # Insert-if-absent, then lock the row: on PostgreSQL two workers on two machines
             # serialise on the row lock (SELECT ... FOR UPDATE) and the second sees the first's
             # claim; on SQLite the write transaction (BEGIN IMMEDIATE) serialises them.
-            s.execute(_insert_ignore(s, SubmissionRow).values(
-                name=name, status="new", aip_id=str(uuid.uuid4()), claimed_by="", reason="",
-                updated_at=now, attempts=0))
+            s.execute(
+                _insert_ignore(s, SubmissionRow).values(
+                    name=name,
+                    status="new",
+                    aip_id=str(uuid.uuid4()),
+                    claimed_by="",
+                    reason="",
+                    updated_at=now,
+                    attempts=0,
+                )
+            )
             row = s.get(SubmissionRow, name, with_for_update=True, populate_existing=True)
             assert row is not None
             if row.status == "new":
                 pass
-            elif (row.status == "ingesting" and row.claimed_by != worker
-                  and (_aware(row.lease_until) or now) > now and not holder_is_dead(row.claimed_by)):
+            elif (
+                row.status == "ingesting"
+                and row.claimed_by != worker
+                and (_aware(row.lease_until) or now) > now
+                and not holder_is_dead(row.claimed_by)
+            ):
                 return None
             elif row.status in ("stored", "duplicate"):
                 return None
@@ -292,27 +362,46 @@ class Catalog:
         with self._tx() as s:
             if s.get(AipRow, aip.id) is not None:
                 raise CatalogError(f"AIP {aip.id} is already recorded")
-            row = AipRow(id=aip.id, title=aip.title, submission_name=aip.submission_name, created_at=now,
-                         status="stored", access_level=aip.access_level, payload_oxum=aip.payload_oxum,
-                         content_key=aip.content_key or content_key(aip.files))
+            row = AipRow(
+                id=aip.id,
+                title=aip.title,
+                submission_name=aip.submission_name,
+                created_at=now,
+                status="stored",
+                access_level=aip.access_level,
+                payload_oxum=aip.payload_oxum,
+                content_key=aip.content_key or content_key(aip.files),
+            )
             for f in aip.files:
                 fmt, puid = aip.formats.get(f.path, ("", ""))
-                row.files.append(FileRow(path=f.path, size=f.size, sha256=f.digests.sha256,
-                                         sha512=f.digests.sha512, role=f.role.value, format_name=fmt,
-                                         format_registry_key=puid,
-                                         original_name_hex=(f.original_name_bytes or b"").hex()))
+                row.files.append(
+                    FileRow(
+                        path=f.path,
+                        size=f.size,
+                        sha256=f.digests.sha256,
+                        sha512=f.digests.sha512,
+                        role=f.role.value,
+                        format_name=fmt,
+                        format_registry_key=puid,
+                        original_name_hex=(f.original_name_bytes or b"").hex(),
+                    )
+                )
             for r in aip.replicas:
                 row.replicas.append(ReplicaRow(target=r.target, uri=r.uri, status=r.status, verified_at=r.verified_at))
                 for o in r.objects:
                     row.objects.append(_object_row(o, r.target))
             for a in aip.access:
-                row.access.append(AccessRow(kind=a.kind, target=a.target, key=a.key, uri=a.uri, size=a.size, sha256=a.sha256))
+                row.access.append(
+                    AccessRow(kind=a.kind, target=a.target, key=a.key, uri=a.uri, size=a.size, sha256=a.sha256)
+                )
             s.add(row)
             s.add_all(_event_row(e, aip.id, aip.submission_name) for e in aip.events)
             sub = s.get(SubmissionRow, aip.submission_name, with_for_update=True)
             if claimed_by is not None and (sub is None or sub.claimed_by != claimed_by):
-                raise CatalogError(f"{aip.submission_name}: this worker no longer holds the claim "
-                                   f"(now {sub.claimed_by if sub else 'nobody'}); not recording AIP {aip.id}")
+                raise CatalogError(
+                    f"{aip.submission_name}: this worker no longer holds the claim "
+                    f"(now {sub.claimed_by if sub else 'nobody'}); not recording AIP {aip.id}"
+                )
             if sub is None:
                 sub = SubmissionRow(name=aip.submission_name, updated_at=now, attempts=1)
                 s.add(sub)
@@ -337,9 +426,16 @@ class Catalog:
                 row = matches[0] if len(matches) == 1 else None
             if row is None:
                 return None
-            events = s.scalars(select(EventRow).where(
-                or_(EventRow.aip_id == row.id, (EventRow.submission == row.submission_name) & (EventRow.aip_id.is_(None)))
-            ).order_by(EventRow.at, EventRow.id))
+            events = s.scalars(
+                select(EventRow)
+                .where(
+                    or_(
+                        EventRow.aip_id == row.id,
+                        (EventRow.submission == row.submission_name) & (EventRow.aip_id.is_(None)),
+                    )
+                )
+                .order_by(EventRow.at, EventRow.id)
+            )
             return _aip_view(row, [_event_from_row(e) for e in events])
 
     def list_aips(self) -> list[AipView]:
@@ -363,8 +459,9 @@ class Catalog:
         with self._session() as s:
             return list(s.scalars(select(AipRow.id).where(AipRow.access_level == level).order_by(AipRow.created_at)))
 
-    def replace_access(self, aip_id: str, copies: Sequence[AccessCopy], *, access_level: str,
-                       events: Sequence[Event] = ()) -> None:
+    def replace_access(
+        self, aip_id: str, copies: Sequence[AccessCopy], *, access_level: str, events: Sequence[Event] = ()
+    ) -> None:
         """Record where an AIP's access copies now are and its new access level (an embargo
         released), with the events saying so, in one transaction."""
         with self._tx() as s:
@@ -374,8 +471,9 @@ class Catalog:
             aip.access.clear()
             s.flush()
             for a in copies:
-                aip.access.append(AccessRow(kind=a.kind, target=a.target, key=a.key, uri=a.uri, size=a.size,
-                                            sha256=a.sha256))
+                aip.access.append(
+                    AccessRow(kind=a.kind, target=a.target, key=a.key, uri=a.uri, size=a.size, sha256=a.sha256)
+                )
             aip.access_level = access_level
             s.add_all(_event_row(e, aip_id) for e in events)
 
@@ -389,14 +487,23 @@ class Catalog:
                 q = q.where(ObjectRow.target == target)
             return [_stored_object(r) for r in s.scalars(q.order_by(ObjectRow.aip_id, ObjectRow.target, ObjectRow.key))]
 
-    def record_object_check(self, aip_id: str, target: str, key: str, *, status: str,
-                            verified_at: dt.datetime | None, version_id: str | None = None,
-                            events: Sequence[Event] = ()) -> None:
+    def record_object_check(
+        self,
+        aip_id: str,
+        target: str,
+        key: str,
+        *,
+        status: str,
+        verified_at: dt.datetime | None,
+        version_id: str | None = None,
+        events: Sequence[Event] = (),
+    ) -> None:
         """Record the outcome of a check of one object. ``verified_at`` is set only by a caller that
         has just compared the object's bytes with our SHA-256."""
         with self._tx() as s:
-            row = s.scalar(select(ObjectRow).where(ObjectRow.aip_id == aip_id, ObjectRow.target == target,
-                                                   ObjectRow.key == key))
+            row = s.scalar(
+                select(ObjectRow).where(ObjectRow.aip_id == aip_id, ObjectRow.target == target, ObjectRow.key == key)
+            )
             if row is None:
                 raise CatalogError(f"no object {target}:{key} for AIP {aip_id}")
             row.status = status
@@ -420,8 +527,11 @@ class Catalog:
                 if o.target == replica.target:
                     aip.objects.remove(o)
             s.flush()
-            aip.replicas.append(ReplicaRow(target=replica.target, uri=replica.uri, status=replica.status,
-                                           verified_at=replica.verified_at))
+            aip.replicas.append(
+                ReplicaRow(
+                    target=replica.target, uri=replica.uri, status=replica.status, verified_at=replica.verified_at
+                )
+            )
             for o in replica.objects:
                 aip.objects.append(_object_row(o, replica.target))
             s.add_all(_event_row(e, aip_id) for e in events)
@@ -444,10 +554,11 @@ class Catalog:
             }
 
     # -- operators: status, alerts, claims of dead workers (issue 7) ----------------------------
-    def status(self, *, audit_interval_days: int = 90, min_verified_replicas: int = 1,
-               now: dt.datetime | None = None) -> "CatalogStatus":
+    def status(
+        self, *, audit_interval_days: int = 90, min_verified_replicas: int = 1, now: dt.datetime | None = None
+    ) -> CatalogStatus:
         """Everything `preserve status` shows, from aggregate queries."""
-        from preserve.catalog.status import summarize
+        from preserve.catalog.views import summarize
 
         with self._session() as s:
             return summarize(s, now or utcnow(), audit_interval_days, min_verified_replicas)
@@ -456,9 +567,18 @@ class Catalog:
         """Write an alert before delivering it. False when this condition (``key``) was already
         alerted and delivered, so the same damage is not announced twice."""
         with self._tx() as s:
-            s.execute(_insert_ignore(s, AlertRow).values(key=key, kind=kind, subject=subject, summary=summary,
-                                                         detail=detail, created_at=utcnow(), attempts=0,
-                                                         last_error=""))
+            s.execute(
+                _insert_ignore(s, AlertRow).values(
+                    key=key,
+                    kind=kind,
+                    subject=subject,
+                    summary=summary,
+                    detail=detail,
+                    created_at=utcnow(),
+                    attempts=0,
+                    last_error="",
+                )
+            )
             row = s.scalar(select(AlertRow).where(AlertRow.key == key).with_for_update())
             return row is not None and row.delivered_at is None
 
@@ -473,20 +593,34 @@ class Catalog:
             if not error:
                 row.delivered_at = utcnow()
 
-    def alerts(self, *, undelivered_only: bool = False, limit: int = 100) -> list["AlertRecord"]:
+    def alerts(self, *, undelivered_only: bool = False, limit: int = 100) -> list[AlertRecord]:
         with self._session() as s:
             q = select(AlertRow).order_by(AlertRow.created_at.desc(), AlertRow.id.desc()).limit(limit)
             if undelivered_only:
                 q = q.where(AlertRow.delivered_at.is_(None))
-            return [AlertRecord(r.key, r.kind, r.subject, r.summary, dict(r.detail or {}),
-                                _aware(r.created_at) or utcnow(), r.attempts or 0, _aware(r.delivered_at),
-                                r.last_error) for r in s.scalars(q)]
+            return [
+                AlertRecord(
+                    r.key,
+                    r.kind,
+                    r.subject,
+                    r.summary,
+                    dict(r.detail or {}),
+                    _aware(r.created_at) or utcnow(),
+                    r.attempts or 0,
+                    _aware(r.delivered_at),
+                    r.last_error,
+                )
+                for r in s.scalars(q)
+            ]
 
     def damaged_objects(self) -> list[StoredObject]:
         """Objects whose last check found them damaged or missing (what damage alerts are about)."""
         with self._session() as s:
-            q = select(ObjectRow).where(ObjectRow.status.in_(("damaged", "missing"))).order_by(
-                ObjectRow.aip_id, ObjectRow.target, ObjectRow.key)
+            q = (
+                select(ObjectRow)
+                .where(ObjectRow.status.in_(("damaged", "missing")))
+                .order_by(ObjectRow.aip_id, ObjectRow.target, ObjectRow.key)
+            )
             return [_stored_object(r) for r in s.scalars(q)]
 
 
@@ -561,15 +695,32 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def _object_row(o: StoredObject, target: str) -> ObjectRow:
-    return ObjectRow(target=target, key=o.key, size=o.size, sha256=o.sha256, status=o.status,
-                     last_verified_at=o.verified_at, version_id=o.version_id or "", lock_mode=o.lock_mode or "",
-                     lock_until=o.lock_until)
+    return ObjectRow(
+        target=target,
+        key=o.key,
+        size=o.size,
+        sha256=o.sha256,
+        status=o.status,
+        last_verified_at=o.verified_at,
+        version_id=o.version_id or "",
+        lock_mode=o.lock_mode or "",
+        lock_until=o.lock_until,
+    )
 
 
 def _stored_object(r: ObjectRow) -> StoredObject:
-    return StoredObject(target=r.target, key=r.key, size=r.size, sha256=r.sha256,
-                        verified_at=_aware(r.last_verified_at), version_id=r.version_id, lock_mode=r.lock_mode,
-                        lock_until=_aware(r.lock_until), status=r.status, aip_id=r.aip_id)
+    return StoredObject(
+        target=r.target,
+        key=r.key,
+        size=r.size,
+        sha256=r.sha256,
+        verified_at=_aware(r.last_verified_at),
+        version_id=r.version_id,
+        lock_mode=r.lock_mode,
+        lock_until=_aware(r.lock_until),
+        status=r.status,
+        aip_id=r.aip_id,
+    )
 
 
 def _refresh_replica(s: Session, aip_id: str, target: str) -> None:
@@ -585,8 +736,15 @@ def _refresh_replica(s: Session, aip_id: str, target: str) -> None:
 
 
 def _submission_state(r: SubmissionRow) -> SubmissionState:
-    return SubmissionState(name=r.name, status=r.status, aip_id=r.aip_id, reason=r.reason,
-                           claimed_by=r.claimed_by, lease_until=_aware(r.lease_until), attempts=r.attempts or 0)
+    return SubmissionState(
+        name=r.name,
+        status=r.status,
+        aip_id=r.aip_id,
+        reason=r.reason,
+        claimed_by=r.claimed_by,
+        lease_until=_aware(r.lease_until),
+        attempts=r.attempts or 0,
+    )
 
 
 def _aip_view(row: AipRow, events: list[Event]) -> AipView:
@@ -594,12 +752,21 @@ def _aip_view(row: AipRow, events: list[Event]) -> AipView:
     for o in row.objects:
         objs.setdefault(o.target, []).append(_stored_object(o))
     return AipView(
-        id=row.id, title=row.title, created=_aware(row.created_at) or utcnow(), status=row.status,
-        access_level=row.access_level, submission_name=row.submission_name, payload_oxum=row.payload_oxum,
-        files=tuple(FileView(f.path, f.size, f.sha256, f.sha512, f.role, f.format_name, f.format_registry_key)
-                    for f in row.files),
-        replicas=tuple(ReplicaRecord(r.target, r.uri, r.status, _aware(r.verified_at), tuple(objs.get(r.target, ())))
-                       for r in row.replicas),
+        id=row.id,
+        title=row.title,
+        created=_aware(row.created_at) or utcnow(),
+        status=row.status,
+        access_level=row.access_level,
+        submission_name=row.submission_name,
+        payload_oxum=row.payload_oxum,
+        files=tuple(
+            FileView(f.path, f.size, f.sha256, f.sha512, f.role, f.format_name, f.format_registry_key)
+            for f in row.files
+        ),
+        replicas=tuple(
+            ReplicaRecord(r.target, r.uri, r.status, _aware(r.verified_at), tuple(objs.get(r.target, ())))
+            for r in row.replicas
+        ),
         access=tuple(AccessCopy(a.kind, a.target, a.key, a.uri, a.size, a.sha256) for a in row.access),
         events=tuple(events),
     )
@@ -607,5 +774,5 @@ def _aip_view(row: AipRow, events: list[Event]) -> AipView:
 
 def iter_due_objects(objects: Sequence[StoredObject]) -> Iterator[StoredObject]:
     """Least recently verified first (never-verified before all)."""
-    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     yield from sorted(objects, key=lambda o: (o.verified_at or epoch, o.aip_id, o.target, o.key))

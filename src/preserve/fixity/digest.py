@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence
+from typing import BinaryIO
 
-from preserve.model import Digests
+from preserve.core.model import Digests
 
 CHUNK_SIZE = 8 << 20
 BAG_ALGORITHMS: tuple[str, ...] = ("sha256", "sha512")
@@ -74,22 +75,25 @@ class MultiHasher:
     def result(self) -> Digests:
         self._wait()
         self.close()
-        return Digests(size=self.size, values={n: h.hexdigest() for n, h in zip(self._names, self._hashes)})
+        return Digests(
+            size=self.size, values={n: h.hexdigest() for n, h in zip(self._names, self._hashes, strict=True)}
+        )
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def __enter__(self) -> "MultiHasher":
+    def __enter__(self) -> MultiHasher:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def digest_stream(stream: BinaryIO, algorithms: Sequence[str] = BAG_ALGORITHMS,
-                  sink: BinaryIO | None = None) -> Digests:
+def digest_stream(
+    stream: BinaryIO, algorithms: Sequence[str] = BAG_ALGORITHMS, sink: BinaryIO | None = None
+) -> Digests:
     """Hash everything readable from ``stream``; write it to ``sink`` too when given. Two
     buffers alternate: chunk n is hashed in the background while it is written and chunk n+1 is
     read into the other buffer."""
@@ -123,8 +127,9 @@ def digest_chunks(chunks: Iterable[bytes], algorithms: Sequence[str] = ("sha256"
         return hasher.result()
 
 
-def copy_with_digests(src: Path, dst: Path, algorithms: Sequence[str] = BAG_ALGORITHMS, *,
-                      durable: bool = True) -> Digests:
+def copy_with_digests(
+    src: Path, dst: Path, algorithms: Sequence[str] = BAG_ALGORITHMS, *, durable: bool = True
+) -> Digests:
     """Copy ``src`` to ``dst`` (created exclusively) while hashing: one read of the source. The
     copy keeps the source's modification time; the source is opened read-only. ``durable``
     fsyncs the copy before returning. A copy that is only read back by this process and is made

@@ -8,15 +8,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Mapping, Sequence
 
 import bagit
 
-from preserve.errors import PackagingError, UnsafeSubmission
+from preserve.core.errors import PackagingError, UnsafeSubmission
+from preserve.core.model import Digests, PayloadFile, Role
 from preserve.fixity.digest import BAG_ALGORITHMS, copy_with_digests
-from preserve.model import Digests, PayloadFile, Role
 
 BAGIT_VERSION = "1.0"
 #: bagit-python changes the process's working directory; never run two of its calls at once
@@ -46,9 +46,14 @@ def payload_path(*parts: str) -> str:
     return unicodedata.normalize("NFC", str(PurePosixPath("data", *comps)))
 
 
-def add_payload_file(bag_dir: Path, rel: str, source: Path, role: Role = Role.OTHER,
-                     original_name_bytes: bytes | None = None,
-                     extra_algorithms: Sequence[str] = ()) -> PayloadFile:
+def add_payload_file(
+    bag_dir: Path,
+    rel: str,
+    source: Path,
+    role: Role = Role.OTHER,
+    original_name_bytes: bytes | None = None,
+    extra_algorithms: Sequence[str] = (),
+) -> PayloadFile:
     """Copy one original into the bag's payload, hashing it in the same read. ``extra_algorithms``
     (e.g. md5 for a checksum the submitter supplied) are computed in that same read too. The copy
     is not fsynced: a staging bag is only read back by this ingest and is made again from the
@@ -81,7 +86,8 @@ def finalize(bag_dir: Path, files: Sequence[PayloadFile], info: Mapping[str, str
     if on_disk != declared:
         raise PackagingError(f"payload on disk and manifest differ: {sorted(on_disk ^ declared)[:5]}")
     (bag_dir / "bagit.txt").write_text(
-        f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8")
+        f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8"
+    )
     for alg in BAG_ALGORITHMS:
         lines = [f"{f.digests.values[alg]}  {_encode_path(f.path)}\n" for f in sorted(files, key=lambda f: f.path)]
         (bag_dir / f"manifest-{alg}.txt").write_text("".join(lines), encoding="utf-8")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from preserve.model import Agent, Event, EventType
+from preserve.core.model import Agent, Event, EventType
 
 if TYPE_CHECKING:
     from preserve.catalog import AipView
@@ -37,11 +38,29 @@ LOCAL_SCHEMAS = {
     "xlink.xsd": SCHEMA_DIR / "xlink.xsd",
 }
 #: event types that are terms of the Library of Congress PREMIS eventType vocabulary
-LOC_EVENT_TYPES = frozenset({
-    "ingestion", "message digest calculation", "fixity check", "format identification", "metadata extraction",
-    "validation", "virus check", "normalization", "creation", "metadata modification", "packing", "replication",
-    "recovery", "accession", "quarantine", "deletion", "filename change", "dissemination", "policy assignment",
-})
+LOC_EVENT_TYPES = frozenset(
+    {
+        "ingestion",
+        "message digest calculation",
+        "fixity check",
+        "format identification",
+        "metadata extraction",
+        "validation",
+        "virus check",
+        "normalization",
+        "creation",
+        "metadata modification",
+        "packing",
+        "replication",
+        "recovery",
+        "accession",
+        "quarantine",
+        "deletion",
+        "filename change",
+        "dissemination",
+        "policy assignment",
+    }
+)
 EVENT_TYPE_AUTHORITY = "http://id.loc.gov/vocabulary/preservation/eventType"
 #: fixed namespace for event identifiers, so the same event has the same UUID in every export
 _EVENT_NS = uuid.UUID("6f1c4d1e-3b0a-5c55-9a7e-7072657365ff")
@@ -101,8 +120,9 @@ def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) 
         base = event_id(aip_id, e)
         seen[base] = seen.get(base, -1) + 1
         ids.append((e, event_id(aip_id, e, seen[base]) if seen[base] else base))
-    normalization_of = {str(e.extra.get("master")): eid for e, eid in ids
-                        if e.type is EventType.NORMALIZATION and e.extra.get("master")}
+    normalization_of = {
+        str(e.extra.get("master")): eid for e, eid in ids if e.type is EventType.NORMALIZATION and e.extra.get("master")
+    }
 
     ie = _el(root, "object")
     ie.set(f"{{{XSI}}}type", "intellectualEntity")
@@ -148,8 +168,13 @@ def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) 
         ev = _el(root, "event")
         _identifier(ev, "eventIdentifier", "UUID", eid)
         loc = e.type.value in LOC_EVENT_TYPES
-        _el(ev, "eventType", e.type.value, authority="eventType" if loc else "",
-            authorityURI=EVENT_TYPE_AUTHORITY if loc else "")
+        _el(
+            ev,
+            "eventType",
+            e.type.value,
+            authority="eventType" if loc else "",
+            authorityURI=EVENT_TYPE_AUTHORITY if loc else "",
+        )
         _el(ev, "eventDateTime", e.at.isoformat())
         if e.detail:
             _el(_el(ev, "eventDetailInformation"), "eventDetail", _clean(e.detail))
@@ -215,14 +240,19 @@ def validate(xml: bytes) -> list[str]:
     return [f"line {err.line}: {err.message}" for err in s.error_log]
 
 
-def from_catalog(aip: "AipView") -> bytes:
+def from_catalog(aip: AipView) -> bytes:
     """The full PREMIS document of a stored AIP from the catalog: every event recorded so far
     (packing, replication, ingestion, accession, later fixity checks and releases included).
     Generated files in data/metadata/ (technical metadata, framemd5, this record's bag copy) are
     not objects of their own, as in the bag's premis.xml."""
-    master_of = {str(e.extra["master"]): e.subject for e in aip.events
-                 if e.type is EventType.NORMALIZATION and e.extra.get("master")}
-    files = [PremisFile(f.path, f.size, f.sha256, f.sha512, f.format_name, f.format_registry_key,
-                        master_of.get(f.path, ""))
-             for f in aip.files if not f.path.startswith("data/metadata/")]
+    master_of = {
+        str(e.extra["master"]): e.subject
+        for e in aip.events
+        if e.type is EventType.NORMALIZATION and e.extra.get("master")
+    }
+    files = [
+        PremisFile(f.path, f.size, f.sha256, f.sha512, f.format_name, f.format_registry_key, master_of.get(f.path, ""))
+        for f in aip.files
+        if not f.path.startswith("data/metadata/")
+    ]
     return document(aip.id, files, list(aip.events))

@@ -3,8 +3,8 @@ factory that opens one per configured target. Side effects: none until a store i
 
 from __future__ import annotations
 
-from preserve.errors import ConfigError
-from preserve.settings import Settings, TargetSettings
+from preserve.config import Settings, TargetSettings
+from preserve.core.errors import ConfigError
 from preserve.storage.base import ObjectInfo, ObjectStore, check_key
 
 __all__ = ["ObjectInfo", "ObjectStore", "check_key", "open_store"]

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from preserve.errors import StorageError
+from preserve.core.errors import StorageError
 
 #: S3's limit on a whole key (prefix included), in UTF-8 bytes
 MAX_KEY_BYTES = 1024
@@ -56,7 +57,7 @@ class ObjectInfo:
 
 @runtime_checkable
 class ObjectStore(Protocol):
-    """A place that keeps bytes under keys. Implementations raise only preserve.errors types."""
+    """A place that keeps bytes under keys. Implementations raise only preserve.core.errors types."""
 
     name: str
 
@@ -98,13 +99,13 @@ class ObjectStore(Protocol):
         SeaweedFS take ~30 s to shut down, so close stores you are done with."""
         ...
 
-    def __enter__(self) -> "ObjectStore":
+    def __enter__(self) -> ObjectStore:
         """``with open_store(settings, target) as store:`` closes the store on the way out."""
         ...
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class Closing:
@@ -113,11 +114,12 @@ class Closing:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "Closing":
+    def __enter__(self) -> Closing:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -136,8 +138,7 @@ def check_key(key: str) -> str:
     except UnicodeEncodeError as exc:
         raise StorageError(f"object key {key!r} is not valid UTF-8") from exc
     if key.startswith("/") or key.endswith("/"):
-        raise StorageError(f"object key {key!r} must be relative and name a file (no leading or "
-                           "trailing '/')")
+        raise StorageError(f"object key {key!r} must be relative and name a file (no leading or trailing '/')")
     segments = key.split("/")
     if any(seg in ("", ".", "..") for seg in segments):
         raise StorageError(f"object key {key!r} has an empty, '.' or '..' path segment")

@@ -10,17 +10,18 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
-from preserve.errors import (
+from preserve.config import Settings, TargetSettings
+from preserve.core.errors import (
     ConfigError,
     ObjectMissing,
     StorageError,
     StorageUnavailable,
     VerificationError,
 )
-from preserve.settings import Settings, TargetSettings
 from preserve.storage.base import (
     CHUNK_SIZE,
     TEMP_PREFIX,
@@ -81,8 +82,10 @@ class LocalStore(Closing):
             raise ConfigError(f"target {target.name!r} is not a filesystem target")
         if target.object_lock_mode or target.object_lock_days:
             # asked-for protection that cannot be given is refused, never silently dropped
-            raise ConfigError(f"target {target.name!r}: a filesystem target cannot enforce Object Lock; "
-                              "remove object_lock_mode/object_lock_days or use an S3 target with Object Lock")
+            raise ConfigError(
+                f"target {target.name!r}: a filesystem target cannot enforce Object Lock; "
+                "remove object_lock_mode/object_lock_days or use an S3 target with Object Lock"
+            )
         self.name = target.name
         root = settings.target_path(target)
         prefix = target.prefix.strip("/")
@@ -99,9 +102,11 @@ class LocalStore(Closing):
         check_key(key)
         for segment in key.split("/"):
             if len(segment.encode("utf-8")) > NAME_MAX:
-                raise StorageError(f"object key {key!r}: the name {segment!r} is longer than "
-                                   f"{NAME_MAX} bytes, too long for a filesystem",
-                                   advice="Shorten the file or folder names in the submission.")
+                raise StorageError(
+                    f"object key {key!r}: the name {segment!r} is longer than "
+                    f"{NAME_MAX} bytes, too long for a filesystem",
+                    advice="Shorten the file or folder names in the submission.",
+                )
         return self.root / key
 
     def _check_inside(self, path: Path) -> None:
@@ -135,8 +140,9 @@ class LocalStore(Closing):
         except OSError as exc:
             raise VerificationError(f"source {path} could not be read: {exc}") from exc
         if actual_size != size:
-            raise VerificationError(f"source {path} is {actual_size} bytes, expected {size}: it changed "
-                                    "since it was hashed")
+            raise VerificationError(
+                f"source {path} is {actual_size} bytes, expected {size}: it changed since it was hashed"
+            )
         try:
             _make_dirs(dest.parent)
         except OSError as exc:
@@ -146,18 +152,22 @@ class LocalStore(Closing):
         try:
             written_hex, written = self._copy(path, tmp)
             if written != size or written_hex != sha256:
-                raise VerificationError(f"source {path} gave {written} bytes hashing to {written_hex}, "
-                                        f"expected {size} bytes with {sha256}: it is corrupt or "
-                                        "changed since it was hashed; nothing was stored")
+                raise VerificationError(
+                    f"source {path} gave {written} bytes hashing to {written_hex}, "
+                    f"expected {size} bytes with {sha256}: it is corrupt or "
+                    "changed since it was hashed; nothing was stored"
+                )
             try:
                 with open(tmp, "rb") as f:
                     reread_hex, reread = _hash_file(f)
             except OSError as exc:
                 raise StorageUnavailable(f"target {self.name!r}: cannot re-read {tmp}: {exc}") from exc
             if reread != size or reread_hex != sha256:
-                raise VerificationError(f"{self.uri(key)}: re-read {reread} bytes hashing to "
-                                        f"{reread_hex}, wrote {size} bytes with {sha256}: the disk "
-                                        "did not keep what was written")
+                raise VerificationError(
+                    f"{self.uri(key)}: re-read {reread} bytes hashing to "
+                    f"{reread_hex}, wrote {size} bytes with {sha256}: the disk "
+                    "did not keep what was written"
+                )
             try:
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, dest)
@@ -170,8 +180,9 @@ class LocalStore(Closing):
             except OSError:
                 pass
         log.info("stored %s (%d bytes) on %s, verified by re-reading", key, size, self.name)
-        return ObjectInfo(key=key, size=size, sha256=sha256, checksum_raw=None,
-                          upload=UploadStats(parts=1, read_back=True))
+        return ObjectInfo(
+            key=key, size=size, sha256=sha256, checksum_raw=None, upload=UploadStats(parts=1, read_back=True)
+        )
 
     def _copy(self, source: Path, tmp: Path) -> tuple[str, int]:
         """Copy source to a new tmp file; returns the hex SHA-256 and size of what was written."""
@@ -291,8 +302,7 @@ class LocalStore(Closing):
         found.sort(key=lambda info: info.key.encode("utf-8", "surrogateescape"))
         return iter(found)
 
-    def _walk(self, directory: Path, rel: str, prefix: str,
-              found: builtins.list[ObjectInfo]) -> None:
+    def _walk(self, directory: Path, rel: str, prefix: str, found: builtins.list[ObjectInfo]) -> None:
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -302,10 +312,14 @@ class LocalStore(Closing):
             if entry.is_dir(follow_symlinks=False):
                 if key.startswith(prefix) or prefix.startswith(key + "/"):
                     self._walk(Path(entry.path), key, prefix, found)
-            elif (entry.is_file(follow_symlinks=False) and not entry.name.startswith(TEMP_PREFIX)
-                  and key.startswith(prefix)):
-                found.append(ObjectInfo(key=key, size=entry.stat(follow_symlinks=False).st_size,
-                                        sha256=None, checksum_raw=None))
+            elif (
+                entry.is_file(follow_symlinks=False)
+                and not entry.name.startswith(TEMP_PREFIX)
+                and key.startswith(prefix)
+            ):
+                found.append(
+                    ObjectInfo(key=key, size=entry.stat(follow_symlinks=False).st_size, sha256=None, checksum_raw=None)
+                )
 
     # -- delete --------------------------------------------------------------------------------
     def delete(self, key: str) -> None:

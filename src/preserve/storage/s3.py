@@ -16,17 +16,19 @@ import random
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Mapping, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import boto3
 import botocore.exceptions as bex
 import urllib3.exceptions
 from botocore.config import Config
 
-from preserve.errors import (
+from preserve.config import Settings, TargetSettings
+from preserve.core.errors import (
     ConfigError,
     FeatureNotHonoured,
     ObjectLocked,
@@ -36,8 +38,7 @@ from preserve.errors import (
     StorageUnavailable,
     VerificationError,
 )
-from preserve.model import utcnow
-from preserve.settings import Settings, TargetSettings
+from preserve.core.model import utcnow
 from preserve.storage.base import (
     CHUNK_SIZE,
     MAX_KEY_BYTES,
@@ -62,16 +63,39 @@ _MD5_ETAG = re.compile(r'"?([0-9a-f]{32})"?')
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two tries of one request
 T = TypeVar("T")
 
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "403",
-                     "ExpiredToken", "InvalidToken", "AuthorizationHeaderMalformed",
-                     "RequestTimeTooSkewed", "InvalidSecurity"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "Forbidden",
+    "403",
+    "ExpiredToken",
+    "InvalidToken",
+    "AuthorizationHeaderMalformed",
+    "RequestTimeTooSkewed",
+    "InvalidSecurity",
+}
 _DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
 _MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "NotFound", "404"}
-_TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
-                    "ThrottlingException", "RequestTimeoutException", "OperationAborted"}
-_UNAVAILABLE_EXCEPTIONS = (bex.ConnectionError, bex.HTTPClientError, bex.IncompleteReadError,
-                           bex.NoCredentialsError, bex.PartialCredentialsError,
-                           bex.CredentialRetrievalError, urllib3.exceptions.HTTPError)
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeoutException",
+    "OperationAborted",
+}
+_UNAVAILABLE_EXCEPTIONS = (
+    bex.ConnectionError,
+    bex.HTTPClientError,
+    bex.IncompleteReadError,
+    bex.NoCredentialsError,
+    bex.PartialCredentialsError,
+    bex.CredentialRetrievalError,
+    urllib3.exceptions.HTTPError,
+)
 
 
 def part_size_for(size: int, threshold: int) -> int:
@@ -198,8 +222,9 @@ def _read_exactly(f: BinaryIO, n: int, path: Path) -> bytes:
     except OSError as exc:
         raise VerificationError(f"source {path} could not be read: {exc}") from exc
     if len(data) != n:
-        raise VerificationError(f"source {path} is shorter than the {n} bytes expected: it changed "
-                                "while being uploaded")
+        raise VerificationError(
+            f"source {path} is shorter than the {n} bytes expected: it changed while being uploaded"
+        )
     return data
 
 
@@ -224,13 +249,19 @@ class S3Store(Closing):
     answered a single request of this store yet is not waited for: a target that is simply down
     fails fast, one that goes away mid-transfer is waited for."""
 
-    def __init__(self, settings: Settings, target: TargetSettings, *, connect_timeout: float = 10.0,
-                 read_timeout: float = 120.0, max_attempts: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        target: TargetSettings,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 120.0,
+        max_attempts: int | None = None,
+    ) -> None:
         if target.kind != "s3":
             raise ConfigError(f"target {target.name!r} is not an s3 target")
         if bool(target.object_lock_mode) != (target.object_lock_days > 0):
-            raise ConfigError(f"target {target.name!r}: object_lock_mode and object_lock_days must be "
-                              "set together")
+            raise ConfigError(f"target {target.name!r}: object_lock_mode and object_lock_days must be set together")
         self.name = target.name
         self.target = target
         self.bucket = target.bucket
@@ -247,10 +278,12 @@ class S3Store(Closing):
         self.endpoint = settings.endpoint_of(target) or None
         credentials = settings.credentials_of(target)
         config = Config(
-            s3={"addressing_style": target.addressing_style,
+            s3={
+                "addressing_style": target.addressing_style,
                 # Over plain http botocore would otherwise read and hash every body once more just
                 # to sign it; the signed x-amz-checksum-sha256 header already protects the bytes.
-                "payload_signing_enabled": False},
+                "payload_signing_enabled": False,
+            },
             retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -262,8 +295,9 @@ class S3Store(Closing):
         )
         try:
             session = boto3.session.Session(**credentials)
-            self._client: Any = session.client("s3", endpoint_url=self.endpoint,
-                                               region_name=target.region, config=config)
+            self._client: Any = session.client(
+                "s3", endpoint_url=self.endpoint, region_name=target.region, config=config
+            )
         except bex.ProfileNotFound as exc:
             raise ConfigError(f"target {target.name!r}: AWS profile {target.profile!r} not found") from exc
         except (bex.BotoCoreError, ValueError) as exc:
@@ -282,13 +316,14 @@ class S3Store(Closing):
         check_key(key)
         full = f"{self.prefix}/{key}" if self.prefix else key
         if len(full.encode("utf-8")) > MAX_KEY_BYTES:
-            raise StorageError(f"object key {full!r} is {len(full.encode('utf-8'))} bytes in UTF-8; "
-                               f"S3 allows at most {MAX_KEY_BYTES}",
-                               advice="Shorten the file or folder names in the submission.")
+            raise StorageError(
+                f"object key {full!r} is {len(full.encode('utf-8'))} bytes in UTF-8; S3 allows at most {MAX_KEY_BYTES}",
+                advice="Shorten the file or folder names in the submission.",
+            )
         return full
 
     def _relative(self, full: str) -> str:
-        return full[len(self.prefix) + 1:] if self.prefix else full
+        return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
@@ -317,15 +352,14 @@ class S3Store(Closing):
                 text += " (Object Lock was requested: does the bucket have Object Lock enabled?)"
             return StorageError(text)
         if isinstance(exc, bex.FlexibleChecksumError):
-            return VerificationError(f"{what} on {where}: the bytes received do not match the "
-                                     f"server's checksum: {exc}")
+            return VerificationError(f"{what} on {where}: the bytes received do not match the server's checksum: {exc}")
         if isinstance(exc, _UNAVAILABLE_EXCEPTIONS):
             return StorageUnavailable(f"{what} on {where} failed: {exc}")
         return StorageError(f"{what} on {where} failed: {exc}")
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        """The boundary: botocore/urllib3 exceptions leave as preserve.errors types."""
+        """The boundary: botocore/urllib3 exceptions leave as preserve.core.errors types."""
         try:
             yield
         except PreserveError:
@@ -347,14 +381,15 @@ class S3Store(Closing):
             if code in _TRANSIENT_CODES or status >= 500:
                 return f"{code or status}"
             return None
-        if isinstance(exc, (bex.ConnectionError, bex.HTTPClientError, bex.IncompleteReadError,
-                            urllib3.exceptions.HTTPError)):
+        if isinstance(
+            exc, (bex.ConnectionError, bex.HTTPClientError, bex.IncompleteReadError, urllib3.exceptions.HTTPError)
+        ):
             return f"{type(exc).__name__}: {exc}"
         return None
 
     def _retrying(self, what: str, call: Callable[[], T], tally: _Tally, *, resend: bool = False) -> T:
         """``call()``, tried again with exponential backoff while it fails transiently (see the
-        class docstring); other failures, and the last one, leave as preserve.errors types."""
+        class docstring); other failures, and the last one, leave as preserve.core.errors types."""
         attempt = 1
         while True:
             try:
@@ -366,8 +401,15 @@ class S3Store(Closing):
                 if reason is None or attempt >= self.attempts or not self._contacted:
                     raise self._translate(exc, what) from exc
                 delay = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF) * random.uniform(0.75, 1.0)
-                log.warning("%s on %s failed (%s); try %d of %d in %.1f s", what, self.name, reason,
-                            attempt + 1, self.attempts, delay)
+                log.warning(
+                    "%s on %s failed (%s); try %d of %d in %.1f s",
+                    what,
+                    self.name,
+                    reason,
+                    attempt + 1,
+                    self.attempts,
+                    delay,
+                )
                 tally.retries += 1
                 time.sleep(delay)
                 attempt += 1
@@ -378,9 +420,10 @@ class S3Store(Closing):
             with self._errors("check"):
                 self._client.head_bucket(Bucket=self.bucket)
         except ObjectMissing as exc:  # HEAD has no body, so a missing bucket is a bare 404
-            raise StorageUnavailable(f"bucket {self.bucket!r} does not exist on target {self.name!r}",
-                                     advice="Create the bucket (for the embedded server: "
-                                            "`preserve services up`).") from exc
+            raise StorageUnavailable(
+                f"bucket {self.bucket!r} does not exist on target {self.name!r}",
+                advice="Create the bucket (for the embedded server: `preserve services up`).",
+            ) from exc
 
     # -- put -----------------------------------------------------------------------------------
     def _put_args(self) -> tuple[dict[str, Any], dt.datetime | None]:
@@ -419,8 +462,9 @@ class S3Store(Closing):
         except OSError as exc:
             raise VerificationError(f"source {path} could not be read: {exc}") from exc
         if actual_size != size:
-            raise VerificationError(f"source {path} is {actual_size} bytes, expected {size}: it changed "
-                                    "since it was hashed")
+            raise VerificationError(
+                f"source {path} is {actual_size} bytes, expected {size}: it changed since it was hashed"
+            )
         multipart = size > 0 and size >= self.multipart_threshold
         tally = _Tally()
         with self._errors(f"upload of {key!r}"):
@@ -433,13 +477,22 @@ class S3Store(Closing):
                 info = self._extend_retention(key, full, info, tally)
             if self.read_back:
                 self._read_back(key, full, info.version_id, sha256, size, tally)
-        log.info("stored %s (%d bytes, %s, %d part(s), %d reused, %d retries%s) on %s, verified", key, size,
-                 sent.checksum_raw, sent.parts, sent.parts_reused, tally.retries,
-                 ", read back" if self.read_back else "", self.name)
+        log.info(
+            "stored %s (%d bytes, %s, %d part(s), %d reused, %d retries%s) on %s, verified",
+            key,
+            size,
+            sent.checksum_raw,
+            sent.parts,
+            sent.parts_reused,
+            tally.retries,
+            ", read back" if self.read_back else "",
+            self.name,
+        )
         # The whole-file digest equals sha256 (checked while sending) and the server's checksum
         # matched digests computed from those same bytes, so the store vouches for it.
-        stats = UploadStats(parts=sent.parts, parts_reused=sent.parts_reused, retries=tally.retries,
-                            read_back=self.read_back)
+        stats = UploadStats(
+            parts=sent.parts, parts_reused=sent.parts_reused, retries=tally.retries, read_back=self.read_back
+        )
         return replace(info, sha256=sha256, upload=stats)
 
     def _put_single(self, key: str, full: str, path: Path, sha256: str, size: int, tally: _Tally) -> _Sent:
@@ -453,12 +506,18 @@ class S3Store(Closing):
             raise VerificationError(f"source {path} could not be read: {exc}") from exc
         digest = hashlib.sha256(data).digest()
         if digest.hex() != sha256:
-            raise VerificationError(f"source {path} hashes to {digest.hex()}, not {sha256}: it is "
-                                    "corrupt or changed since it was hashed; nothing was uploaded")
+            raise VerificationError(
+                f"source {path} hashes to {digest.hex()}, not {sha256}: it is "
+                "corrupt or changed since it was hashed; nothing was uploaded"
+            )
         checksum = base64.b64encode(digest).decode("ascii")
         args, until = self._put_args()
-        resp = self._retrying(f"upload of {key!r}", lambda: self._client.put_object(
-            Key=full, Body=data, ContentLength=size, ChecksumSHA256=checksum, **args), tally, resend=True)
+        resp = self._retrying(
+            f"upload of {key!r}",
+            lambda: self._client.put_object(Key=full, Body=data, ContentLength=size, ChecksumSHA256=checksum, **args),
+            tally,
+            resend=True,
+        )
         return _Sent(checksum_raw=checksum, version_id=resp.get("VersionId"), lock_until=until)
 
     def _put_multipart(self, key: str, full: str, path: Path, sha256: str, size: int, tally: _Tally) -> _Sent:
@@ -471,8 +530,9 @@ class S3Store(Closing):
                 log.warning("%s on %s: %s; aborting that upload and starting again", key, self.name, exc)
                 self._abort(full, plan.upload_id)
         args, until = self._put_args()
-        upload_id = self._retrying(f"start of the upload of {key!r}", lambda: self._client.create_multipart_upload(
-            Key=full, **args), tally)["UploadId"]
+        upload_id = self._retrying(
+            f"start of the upload of {key!r}", lambda: self._client.create_multipart_upload(Key=full, **args), tally
+        )["UploadId"]
         plan = _Plan(upload_id, part_size_for(size, self.multipart_threshold), until)
         return self._send_parts(key, full, path, sha256, size, plan, tally)
 
@@ -483,11 +543,18 @@ class S3Store(Closing):
         uploads = self._retrying(f"listing pending uploads of {key!r}", lambda: self._list_uploads(full), tally)
         fitting: list[tuple[int, dt.datetime, str, int, list[UploadedPart]]] = []
         for upload_id, initiated in uploads:
-            parts = self._retrying(f"listing parts of {key!r}", lambda: self._list_parts(full, upload_id), tally)
+            parts = self._retrying(
+                f"listing parts of {key!r}", lambda upload_id=upload_id: self._list_parts(full, upload_id), tally
+            )
             part_size = fitting_part_size(parts, size, default)
             if part_size is None:
-                log.warning("aborting the interrupted upload %s of %s on %s: its parts do not fit a file of "
-                            "%d bytes", upload_id, key, self.name, size)
+                log.warning(
+                    "aborting the interrupted upload %s of %s on %s: its parts do not fit a file of %d bytes",
+                    upload_id,
+                    key,
+                    self.name,
+                    size,
+                )
                 self._abort(full, upload_id)
                 continue
             fitting.append((len(parts), initiated, upload_id, part_size, parts))
@@ -496,30 +563,38 @@ class S3Store(Closing):
         fitting.sort(key=lambda c: (c[0], c[1]), reverse=True)
         _, _, upload_id, part_size, parts = fitting[0]
         for _, _, other, _, _ in fitting[1:]:
-            log.warning("aborting the interrupted upload %s of %s on %s: another one has more parts", other,
-                        key, self.name)
+            log.warning(
+                "aborting the interrupted upload %s of %s on %s: another one has more parts", other, key, self.name
+            )
             self._abort(full, other)
-        log.info("resuming the interrupted upload %s of %s on %s: %d part(s) of %d bytes on the server",
-                 upload_id, key, self.name, len(parts), part_size)
+        log.info(
+            "resuming the interrupted upload %s of %s on %s: %d part(s) of %d bytes on the server",
+            upload_id,
+            key,
+            self.name,
+            len(parts),
+            part_size,
+        )
         return _Plan(upload_id, part_size, None, {p.number: p for p in parts}, adopted=True)
 
     def _list_uploads(self, full: str) -> list[tuple[str, dt.datetime]]:
         found: list[tuple[str, dt.datetime]] = []
         for page in self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=full):
-            found += [(u["UploadId"], u.get("Initiated") or utcnow()) for u in page.get("Uploads", [])
-                      if u["Key"] == full]
+            found += [
+                (u["UploadId"], u.get("Initiated") or utcnow()) for u in page.get("Uploads", []) if u["Key"] == full
+            ]
         return found
 
     def _list_parts(self, full: str, upload_id: str) -> list[UploadedPart]:
         parts: list[UploadedPart] = []
-        for page in self._client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=full,
-                                                                       UploadId=upload_id):
-            parts += [UploadedPart(p["PartNumber"], p["Size"], p["ETag"], p.get("ChecksumSHA256"))
-                      for p in page.get("Parts", [])]
+        for page in self._client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=full, UploadId=upload_id):
+            parts += [
+                UploadedPart(p["PartNumber"], p["Size"], p["ETag"], p.get("ChecksumSHA256"))
+                for p in page.get("Parts", [])
+            ]
         return sorted(parts, key=lambda p: p.number)
 
-    def _send_parts(self, key: str, full: str, path: Path, sha256: str, size: int, plan: _Plan,
-                    tally: _Tally) -> _Sent:
+    def _send_parts(self, key: str, full: str, path: Path, sha256: str, size: int, plan: _Plan, tally: _Tally) -> _Sent:
         """Every part in order, one in memory at a time: hashed, kept if the server already holds
         exactly these bytes (a resume), else sent with its SHA-256; then the whole file's digest
         is compared with ``sha256`` and the upload completed. Aborted on any failure except one
@@ -546,41 +621,60 @@ class S3Store(Closing):
                         parts.append(UploadedPart(number, length, have.etag, checksum))
                         reused += 1
                     else:
-                        parts.append(self._upload_part(key, full, plan.upload_id, number, count, data, checksum,
-                                                       tally))
+                        parts.append(self._upload_part(key, full, plan.upload_id, number, count, data, checksum, tally))
                     del data
                     digests.append(digest)
                 _assert_at_eof(f, path)
             if whole.hexdigest() != sha256:
-                raise VerificationError(f"source {path} hashes to {whole.hexdigest()}, not {sha256}: it is "
-                                        "corrupt or changed since it was hashed; the upload was aborted")
+                raise VerificationError(
+                    f"source {path} hashes to {whole.hexdigest()}, not {sha256}: it is "
+                    "corrupt or changed since it was hashed; the upload was aborted"
+                )
             composite = composite_sha256(digests)
             version_id = self._complete(key, full, plan, parts, composite, tally)
         except _StaleParts:
             raise
         except (StorageUnavailable, KeyboardInterrupt, SystemExit):
-            log.warning("upload %s of %s on %s interrupted; the next put_file of this key resumes it",
-                        plan.upload_id, key, self.name)
+            log.warning(
+                "upload %s of %s on %s interrupted; the next put_file of this key resumes it",
+                plan.upload_id,
+                key,
+                self.name,
+            )
             raise
         except BaseException:
             self._abort(full, plan.upload_id)
             raise
-        return _Sent(checksum_raw=composite, version_id=version_id, lock_until=plan.lock_until,
-                     parts=count, parts_reused=reused)
+        return _Sent(
+            checksum_raw=composite, version_id=version_id, lock_until=plan.lock_until, parts=count, parts_reused=reused
+        )
 
-    def _upload_part(self, key: str, full: str, upload_id: str, number: int, count: int, data: bytes,
-                     checksum: str, tally: _Tally) -> UploadedPart:
-        resp = self._retrying(f"part {number} of {count} of {key!r}", lambda: self._client.upload_part(
-            Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=data,
-            ContentLength=len(data), ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum), tally, resend=True)
+    def _upload_part(
+        self, key: str, full: str, upload_id: str, number: int, count: int, data: bytes, checksum: str, tally: _Tally
+    ) -> UploadedPart:
+        resp = self._retrying(
+            f"part {number} of {count} of {key!r}",
+            lambda: self._client.upload_part(
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentLength=len(data),
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            ),
+            tally,
+            resend=True,
+        )
         echoed = resp.get("ChecksumSHA256")
         if echoed is not None and echoed != checksum:
-            raise VerificationError(f"part {number} of {full!r}: server reports checksum {echoed}, we sent "
-                                    f"{checksum}")
+            raise VerificationError(f"part {number} of {full!r}: server reports checksum {echoed}, we sent {checksum}")
         return UploadedPart(number, len(data), resp["ETag"], checksum)
 
-    def _complete(self, key: str, full: str, plan: _Plan, parts: list[UploadedPart], composite: str,
-                  tally: _Tally) -> str | None:
+    def _complete(
+        self, key: str, full: str, plan: _Plan, parts: list[UploadedPart], composite: str, tally: _Tally
+    ) -> str | None:
         """Complete the upload; the server checks every part against the SHA-256 we give. A retry
         whose first try did complete finds the upload gone: then the object's own checksum says
         whether it is ours."""
@@ -591,9 +685,15 @@ class S3Store(Closing):
             tries += 1
             try:
                 resp = self._client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=full, UploadId=plan.upload_id,
-                    MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag,
-                                                "ChecksumSHA256": p.checksum_sha256} for p in parts]})
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=plan.upload_id,
+                    MultipartUpload={
+                        "Parts": [
+                            {"PartNumber": p.number, "ETag": p.etag, "ChecksumSHA256": p.checksum_sha256} for p in parts
+                        ]
+                    },
+                )
             except bex.ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == "NoSuchUpload" and tries > 1:
@@ -611,8 +711,14 @@ class S3Store(Closing):
         try:
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
         except (bex.BotoCoreError, bex.ClientError, urllib3.exceptions.HTTPError) as exc:
-            log.warning("could not abort multipart upload %s of %s on %s (parts may remain until "
-                        "the bucket's lifecycle removes them): %s", upload_id, full, self.name, exc)
+            log.warning(
+                "could not abort multipart upload %s of %s on %s (parts may remain until "
+                "the bucket's lifecycle removes them): %s",
+                upload_id,
+                full,
+                self.name,
+                exc,
+            )
 
     def pending_uploads(self, key: str) -> list[str]:
         """Upload ids of unfinished multipart uploads of this key (for a resume or a clean-up)."""
@@ -633,27 +739,41 @@ class S3Store(Closing):
         until = (utcnow() + dt.timedelta(days=self.target.object_lock_days)).replace(microsecond=0)
         if info.lock_mode != self.target.object_lock_mode or info.lock_until is None or info.lock_until < until:
             extra = _version_args(info.version_id)
-            self._retrying(f"retention of {key!r}", lambda: self._client.put_object_retention(
-                Bucket=self.bucket, Key=full, Retention={"Mode": self.target.object_lock_mode,
-                                                         "RetainUntilDate": until}, **extra), tally)
-            head = self._retrying(f"verification of {key!r}", lambda: self._client.head_object(
-                Bucket=self.bucket, Key=full, ChecksumMode="ENABLED", **extra), tally)
+            self._retrying(
+                f"retention of {key!r}",
+                lambda: self._client.put_object_retention(
+                    Bucket=self.bucket,
+                    Key=full,
+                    Retention={"Mode": self.target.object_lock_mode, "RetainUntilDate": until},
+                    **extra,
+                ),
+                tally,
+            )
+            head = self._retrying(
+                f"verification of {key!r}",
+                lambda: self._client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED", **extra),
+                tally,
+            )
             info = self._info(key, head)
         self._check_retention(key, info, until)
         return info
 
     def _check_retention(self, key: str, info: ObjectInfo, until: dt.datetime) -> None:
-        if (info.lock_mode != self.target.object_lock_mode or info.lock_until is None
-                or info.lock_until < until - dt.timedelta(seconds=1)):
+        if (
+            info.lock_mode != self.target.object_lock_mode
+            or info.lock_until is None
+            or info.lock_until < until - dt.timedelta(seconds=1)
+        ):
             raise FeatureNotHonoured(
                 f"{self.uri(key)}: asked for {self.target.object_lock_mode} retention until "
                 f"{until.isoformat()}, the server shows {info.lock_mode or 'no retention'}"
                 f"{f' until {info.lock_until.isoformat()}' if info.lock_until else ''}; the copy is NOT "
-                "counted as verified", advice="The server silently ignored Object Lock. Use a bucket created "
-                "with Object Lock on a server that enforces it, or remove object_lock_* from this target.")
+                "counted as verified",
+                advice="The server silently ignored Object Lock. Use a bucket created "
+                "with Object Lock on a server that enforces it, or remove object_lock_* from this target.",
+            )
 
-    def _read_back(self, key: str, full: str, version_id: str | None, sha256: str, size: int,
-                   tally: _Tally) -> None:
+    def _read_back(self, key: str, full: str, version_id: str | None, sha256: str, size: int, tally: _Tally) -> None:
         """Stream the version just written and hash it (target.read_back): proof that does not
         rely on the server's own checksum bookkeeping."""
         extra = _version_args(version_id)
@@ -671,8 +791,10 @@ class S3Store(Closing):
 
         got, n = self._retrying(f"read-back of {key!r}", once, tally)
         if n != size or got != sha256:
-            raise VerificationError(f"{self.uri(key)}: read back {n} bytes hashing to {got}, sent {size} "
-                                    f"bytes with {sha256}; the object is left in place but is not verified")
+            raise VerificationError(
+                f"{self.uri(key)}: read back {n} bytes hashing to {got}, sent {size} "
+                f"bytes with {sha256}; the object is left in place but is not verified"
+            )
 
     def _verify(self, key: str, full: str, sent: _Sent, size: int) -> ObjectInfo:
         """HEAD the version we wrote and compare size, checksum and retention."""
@@ -681,17 +803,23 @@ class S3Store(Closing):
         info = self._info(key, head)
         where = self.uri(key)
         if info.size != size:
-            raise VerificationError(f"{where}: stored size {info.size} != {size} sent; the object "
-                                    "is left in place but is not verified")
+            raise VerificationError(
+                f"{where}: stored size {info.size} != {size} sent; the object is left in place but is not verified"
+            )
         if not info.checksum_raw:
-            raise FeatureNotHonoured(f"{where}: the server returned no SHA-256 checksum for the object we "
-                                     "sent with one, so it did not keep (or check) it; the copy is NOT counted "
-                                     "as verified", advice="The server silently ignores S3 checksums. Use a "
-                                     "server that supports them (SeaweedFS, MinIO, AWS) for this target.")
+            raise FeatureNotHonoured(
+                f"{where}: the server returned no SHA-256 checksum for the object we "
+                "sent with one, so it did not keep (or check) it; the copy is NOT counted "
+                "as verified",
+                advice="The server silently ignores S3 checksums. Use a "
+                "server that supports them (SeaweedFS, MinIO, AWS) for this target.",
+            )
         if not _same_checksum(info.checksum_raw, sent.checksum_raw):
-            raise VerificationError(f"{where}: stored checksum {info.checksum_raw} != "
-                                    f"{sent.checksum_raw} sent; the object is left in place but is "
-                                    "not verified")
+            raise VerificationError(
+                f"{where}: stored checksum {info.checksum_raw} != "
+                f"{sent.checksum_raw} sent; the object is left in place but is "
+                "not verified"
+            )
         if sent.lock_until is not None:
             self._check_retention(key, info, sent.lock_until)
         return info
@@ -725,8 +853,7 @@ class S3Store(Closing):
     def _get(self, key: str, what: str) -> dict[str, Any]:
         full = self._full(key)
         with self._errors(what):
-            resp: dict[str, Any] = self._client.get_object(Bucket=self.bucket, Key=full,
-                                                           ChecksumMode="ENABLED")
+            resp: dict[str, Any] = self._client.get_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
         return resp
 
     def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
@@ -778,12 +905,22 @@ class S3Store(Closing):
                             attempt += 1
                             tally.retries += 1
                             time.sleep(min(self.backoff * 2 ** (attempt - 2), MAX_BACKOFF) * random.uniform(0.75, 1.0))
-                            log.warning("download of %s from %s dropped after %d bytes (%s); continuing",
-                                        key, self.name, written, exc)
+                            log.warning(
+                                "download of %s from %s dropped after %d bytes (%s); continuing",
+                                key,
+                                self.name,
+                                written,
+                                exc,
+                            )
                         finally:
                             body.close()
-                        resp = self._retrying(f"download of {key!r}", lambda: self._client.get_object(
-                            Bucket=self.bucket, Key=full, Range=f"bytes={written}-", **version), tally)
+                        resp = self._retrying(
+                            f"download of {key!r}",
+                            lambda written=written: self._client.get_object(
+                                Bucket=self.bucket, Key=full, Range=f"bytes={written}-", **version
+                            ),
+                            tally,
+                        )
                         if not str(resp.get("ContentRange", "")).startswith(f"bytes {written}-"):
                             out.seek(0)  # the range was not honoured: the whole object came again
                             out.truncate()
@@ -793,11 +930,12 @@ class S3Store(Closing):
             except OSError as exc:
                 raise StorageError(f"cannot write {dest}: {exc}") from exc
             if written != total:
-                raise VerificationError(f"{self.uri(key)}: received {written} bytes, the server "
-                                        f"announced {total}")
+                raise VerificationError(f"{self.uri(key)}: received {written} bytes, the server announced {total}")
             if expected_hex is not None and digest.hexdigest() != expected_hex:
-                raise VerificationError(f"{self.uri(key)}: downloaded bytes hash to "
-                                        f"{digest.hexdigest()}, the server's checksum is {expected_hex}")
+                raise VerificationError(
+                    f"{self.uri(key)}: downloaded bytes hash to "
+                    f"{digest.hexdigest()}, the server's checksum is {expected_hex}"
+                )
             try:
                 os.replace(tmp, dest)
                 fsync_dir(dest.parent)
@@ -816,14 +954,17 @@ class S3Store(Closing):
         check_prefix(prefix)
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         with self._errors(f"listing of {prefix!r}"):
-            for page in self._client.get_paginator("list_objects_v2").paginate(
-                    Bucket=self.bucket, Prefix=full_prefix):
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix):
                 for obj in page.get("Contents", []):
                     if obj["Key"].endswith("/"):  # a "folder" marker, not an object we store
                         continue
-                    yield ObjectInfo(key=self._relative(obj["Key"]), size=int(obj["Size"]),
-                                     sha256=None, checksum_raw=None,
-                                     storage_class=obj.get("StorageClass"))
+                    yield ObjectInfo(
+                        key=self._relative(obj["Key"]),
+                        size=int(obj["Size"]),
+                        sha256=None,
+                        checksum_raw=None,
+                        storage_class=obj.get("StorageClass"),
+                    )
 
     # -- delete --------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
@@ -834,8 +975,7 @@ class S3Store(Closing):
         with self._errors(f"delete of {key!r}"):
             versions: list[str] = []
             markers: list[str] = []
-            for page in self._client.get_paginator("list_object_versions").paginate(
-                    Bucket=self.bucket, Prefix=full):
+            for page in self._client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=full):
                 versions += [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == full]
                 markers += [m["VersionId"] for m in page.get("DeleteMarkers", []) if m["Key"] == full]
             locks = [lock for v in versions if (lock := self._lock_of(full, v)) is not None]
@@ -856,14 +996,18 @@ class S3Store(Closing):
         latest = max((until for _, until in locks if until is not None), default=None)
         modes = sorted({mode for mode, _ in locks})
         when = f" until {latest:%Y-%m-%d %H:%M} UTC" if latest else ""
-        advice = (f"preserve never deletes a copy under Object Lock. The retention ({', '.join(modes)}) ends{when}; "
-                  "nothing can remove it before then from preserve. COMPLIANCE retention cannot be shortened by "
-                  "anyone; GOVERNANCE retention only by a bucket administrator with the "
-                  "s3:BypassGovernanceRetention permission, outside preserve, and that is an archival decision "
-                  "to record.")
-        return ObjectLocked(f"refused to delete {self.uri(key)}: {len(locks)} of its {max(versions, len(locks))} "
-                            f"version(s) are under Object Lock ({', '.join(modes)}){when}; nothing was deleted",
-                            advice=advice)
+        advice = (
+            f"preserve never deletes a copy under Object Lock. The retention ({', '.join(modes)}) ends{when}; "
+            "nothing can remove it before then from preserve. COMPLIANCE retention cannot be shortened by "
+            "anyone; GOVERNANCE retention only by a bucket administrator with the "
+            "s3:BypassGovernanceRetention permission, outside preserve, and that is an archival decision "
+            "to record."
+        )
+        return ObjectLocked(
+            f"refused to delete {self.uri(key)}: {len(locks)} of its {max(versions, len(locks))} "
+            f"version(s) are under Object Lock ({', '.join(modes)}){when}; nothing was deleted",
+            advice=advice,
+        )
 
     def _lock_of(self, full: str, version_id: str) -> tuple[str, dt.datetime | None] | None:
         """(mode, until) when this version may not be deleted now: retention in force, or a

@@ -1,0 +1,200 @@
+"""What `preserve status` reports, computed from the catalog with aggregate queries (no per-AIP
+loading, so it stays fast on a large archive): holdings, replicas per target, fixity age and
+bytes overdue, quarantined submissions, AIPs at risk, alerts not delivered. Read-only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from preserve.catalog.models import AipRow, AlertRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
+
+UNIDENTIFIED = "(not identified)"
+#: AIP statuses that mean "act now" (set by audits and repair)
+AT_RISK_STATUSES = {"at_risk", "damaged", "lost"}
+
+
+@dataclass(frozen=True)
+class FormatCount:
+    format: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class TargetCount:
+    target: str
+    replicas: int
+    verified: int
+    damaged: int
+    missing: int
+    other: int
+    objects: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    name: str
+    reason: str
+    since: dt.datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    aip_id: str
+    title: str
+    verified_replicas: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    at: dt.datetime
+    aips: int
+    bytes: int
+    files: int
+    formats: tuple[FormatCount, ...]
+    targets: tuple[TargetCount, ...]
+    objects: int
+    objects_never_verified: int
+    oldest_verification: dt.datetime | None
+    audit_interval_days: int
+    objects_overdue: int
+    bytes_overdue: int
+    quarantined: tuple[Quarantined, ...]
+    at_risk: tuple[AtRisk, ...]
+    ingesting: int
+    undelivered_alerts: int
+    min_verified_replicas: int = 1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.quarantined or self.at_risk or self.objects_overdue or self.undelivered_alerts)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `preserve status --json` contract (times in ISO 8601 UTC)."""
+
+        def conv(v: Any) -> Any:
+            if isinstance(v, dt.datetime):
+                return v.isoformat()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [conv(x) for x in v]
+            return v
+
+        data = conv(asdict(self))
+        data["needs_attention"] = self.needs_attention
+        return data
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verified_replicas: int) -> CatalogStatus:
+    aips = s.scalar(select(func.count()).select_from(AipRow)) or 0
+    total_bytes, files = s.execute(select(func.coalesce(func.sum(FileRow.size), 0), func.count(FileRow.id))).one()
+    formats = tuple(
+        FormatCount(fmt or UNIDENTIFIED, n, int(b or 0))
+        for fmt, n, b in s.execute(
+            select(FileRow.format_name, func.count(FileRow.id), func.sum(FileRow.size))
+            .group_by(FileRow.format_name)
+            .order_by(func.sum(FileRow.size).desc())
+        )
+    )
+
+    def n_status(value: str) -> Any:
+        return func.sum(case((ReplicaRow.status == value, 1), else_=0))
+
+    rep = {
+        t: (n, v or 0, d or 0, m or 0)
+        for t, n, v, d, m in s.execute(
+            select(
+                ReplicaRow.target,
+                func.count(ReplicaRow.id),
+                n_status("verified"),
+                n_status("damaged"),
+                n_status("missing"),
+            ).group_by(ReplicaRow.target)
+        )
+    }
+    objs = {
+        t: (n, int(b or 0))
+        for t, n, b in s.execute(
+            select(ObjectRow.target, func.count(ObjectRow.id), func.sum(ObjectRow.size)).group_by(ObjectRow.target)
+        )
+    }
+    targets = []
+    for t in sorted(set(rep) | set(objs)):
+        n, v, d, m = rep.get(t, (0, 0, 0, 0))
+        targets.append(TargetCount(t, n, v, d, m, n - v - d - m, *objs.get(t, (0, 0))))
+
+    due = now - dt.timedelta(days=audit_interval_days)
+    overdue = (ObjectRow.last_verified_at.is_(None)) | (ObjectRow.last_verified_at < due)
+    n_objects, never, oldest = s.execute(
+        select(
+            func.count(ObjectRow.id),
+            func.sum(case((ObjectRow.last_verified_at.is_(None), 1), else_=0)),
+            func.min(ObjectRow.last_verified_at),
+        )
+    ).one()
+    n_overdue, b_overdue = s.execute(
+        select(func.count(ObjectRow.id), func.coalesce(func.sum(ObjectRow.size), 0)).where(overdue)
+    ).one()
+
+    quarantined = tuple(
+        Quarantined(r.name, r.reason, _aware(r.updated_at) or now, r.attempts or 0)
+        for r in s.scalars(
+            select(SubmissionRow).where(SubmissionRow.status == "quarantined").order_by(SubmissionRow.updated_at)
+        )
+    )
+    ingesting = (
+        s.scalar(select(func.count()).select_from(SubmissionRow).where(SubmissionRow.status == "ingesting")) or 0
+    )
+
+    # at risk: flagged by an audit or repair, or fewer verified replicas than policy requires, or
+    # any replica that is damaged or missing
+    per_aip: dict[str, list[tuple[str, str]]] = {}
+    for aip_id, target, status in s.execute(select(ReplicaRow.aip_id, ReplicaRow.target, ReplicaRow.status)):
+        per_aip.setdefault(aip_id, []).append((target, status))
+    at_risk: list[AtRisk] = []
+    for aip_id, title, status in s.execute(select(AipRow.id, AipRow.title, AipRow.status).order_by(AipRow.created_at)):
+        reps = per_aip.get(aip_id, [])
+        verified = sum(st == "verified" for _, st in reps)
+        reasons = [f"marked {status}"] if status in AT_RISK_STATUSES else []
+        if verified < min_verified_replicas:
+            reasons.append(f"{verified} verified replica(s), policy requires {min_verified_replicas}")
+        reasons += [f"replica {t} {st}" for t, st in reps if st in ("damaged", "missing")]
+        if reasons:
+            at_risk.append(AtRisk(aip_id, title, verified, tuple(reasons)))
+
+    undelivered = s.scalar(select(func.count()).select_from(AlertRow).where(AlertRow.delivered_at.is_(None))) or 0
+    return CatalogStatus(
+        at=now,
+        aips=aips,
+        bytes=int(total_bytes or 0),
+        files=int(files or 0),
+        formats=formats,
+        targets=tuple(targets),
+        objects=int(n_objects or 0),
+        objects_never_verified=int(never or 0),
+        oldest_verification=_aware(oldest),
+        audit_interval_days=audit_interval_days,
+        objects_overdue=int(n_overdue or 0),
+        bytes_overdue=int(b_overdue or 0),
+        quarantined=quarantined,
+        at_risk=tuple(at_risk),
+        ingesting=ingesting,
+        undelivered_alerts=undelivered,
+        min_verified_replicas=min_verified_replicas,
+    )

@@ -1,0 +1,410 @@
+"""One typed Settings object, loaded once at the entry point (CLI or flow) from a TOML file plus
+environment overrides, then passed down. Secrets are never read from files here: credentials come
+from the environment, or, for the embedded server only, from the file `preserve services up`
+generates under the var directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from preserve.core.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "preserve.toml"
+ENV_PREFIX = "PRESERVE__"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArchiveSettings(_Model):
+    organization: str = "Independent Film Archive"
+    var_dir: Path = Path("../var")
+    ingest_dir: Path | None = None  # default: <var>/ingest
+    catalog_url: str = ""  # default: sqlite:///<var>/catalog.sqlite
+
+
+class IngestSettings(_Model):
+    stable_seconds: float = 30.0  # a submission must be unchanged this long before it is taken
+    poll_seconds: float = 10.0
+    decode_check: bool = True
+    tool_timeout_seconds: float = 6 * 3600
+    lease_seconds: float = 3600.0  # a claim older than this without renewal is taken over
+
+
+class ProxySettings(_Model):
+    max_height: int = 1080
+    crf: int = 23
+    preset: str = "veryfast"
+    audio_bitrate: str = "128k"
+    poster_at_fraction: float = 0.1
+
+
+class ValidationSettings(_Model):
+    """Validation beyond the decode check (which `ingest.decode_check` switches)."""
+
+    mediaconch: bool = True  # MediaConch implementation checks of Matroska/FFV1 files
+    framemd5: bool = True  # framemd5 sidecar of every video and audio stream of each original
+    virus_check: bool = True  # ClamAV, when installed with a signature database
+    clamav_database: Path | None = None  # default: clamscan's own (/var/lib/clamav)
+    #: files larger than this are not scanned (event "not performed"): ClamAV's own default is
+    #: 100 MB, above which it answers OK without scanning; it cannot scan 2 GiB or more at all
+    virus_scan_max_mb: int = Field(default=100, ge=1, le=2047)
+
+
+class NormalizationSettings(_Model):
+    """FFV1 level 3 / Matroska preservation masters, beside the originals (always kept)."""
+
+    #: lossless-only: uncompressed and lossless-intended sources (v210, rawvideo, FFV1 below
+    #: level 3, ...) get a master; lossy sources never do. never: no masters at all.
+    policy: Literal["lossless-only", "never"] = "lossless-only"
+    #: flac: integer PCM of up to 24 bits becomes FLAC, anything else is copied; copy: all copied
+    audio: Literal["flac", "copy"] = "flac"
+    slices: int = 16
+
+
+class AccessSettings(_Model):
+    """Where access copies go, by access level, and the cataloguers' contact sheet. Restricted
+    and embargoed copies go to the access target's bucket under these prefixes instead of its
+    own (public) prefix; a filesystem access target gets sibling directories."""
+
+    restricted_prefix: str = "restricted"
+    embargo_prefix: str = "embargoed"
+    contact_sheet: bool = True
+    contact_sheet_frames: int = Field(default=12, ge=1, le=100)
+    contact_sheet_columns: int = Field(default=4, ge=1, le=10)
+    contact_sheet_tile_width: int = Field(default=320, ge=32, le=1920)
+
+
+class ServiceSettings(_Model):
+    """The embedded SeaweedFS server (`preserve services up`)."""
+
+    enabled: bool = True
+    data_dir: Path | None = None  # default: <var_dir>/services
+    #: every SeaweedFS port is derived from this one (s3 = base, the others base+1..base+9)
+    port_base: int = 8333
+    buckets: list[str] = Field(default_factory=lambda: ["preserve-aips", "preserve-access"])
+    object_lock_buckets: list[str] = Field(default_factory=list)
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port_base}"
+
+
+class TargetSettings(_Model):
+    """One storage target: an S3-compatible bucket or a filesystem path."""
+
+    name: str
+    kind: Literal["s3", "filesystem"]
+    # s3
+    endpoint: str = ""  # "" with embedded=true means the embedded server
+    embedded: bool = False
+    bucket: str = ""
+    prefix: str = ""
+    region: str = "us-east-1"
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+    storage_class: str = ""
+    server_side_encryption: str = ""
+    object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
+    object_lock_days: int = 0
+    profile: str = ""  # a named AWS profile, as an alternative to the *_env variables
+    access_key_env: str = ""  # default PRESERVE_<NAME>_ACCESS_KEY_ID
+    secret_key_env: str = ""  # default PRESERVE_<NAME>_SECRET_ACCESS_KEY
+    read_back: bool = False  # after HEAD verification, also re-read and re-hash the object
+    cold: bool = False  # cold storage class: audits only do the inventory check
+    # filesystem
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TargetSettings:
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError(f"target {self.name!r}: an s3 target needs a bucket")
+        if self.kind == "filesystem" and self.path is None:
+            raise ValueError(f"target {self.name!r}: a filesystem target needs a path")
+        return self
+
+    def env_names(self) -> tuple[str, str]:
+        stem = "PRESERVE_" + "".join(c if c.isalnum() else "_" for c in self.name.upper())
+        return (self.access_key_env or f"{stem}_ACCESS_KEY_ID", self.secret_key_env or f"{stem}_SECRET_ACCESS_KEY")
+
+
+def _location(t: TargetSettings) -> tuple[str, ...]:
+    """Where a target's objects live, for telling whether two targets are the same place."""
+    if t.kind == "filesystem":
+        return ("filesystem", os.path.normpath(str(t.path)))
+    endpoint = "embedded" if t.embedded and not t.endpoint else t.endpoint.rstrip("/")
+    return ("s3", endpoint, t.bucket, t.prefix.strip("/"))
+
+
+class ReplicationSettings(_Model):
+    min_verified_replicas: int = 1
+    #: files uploaded at the same time (over all targets); memory: one part per upload
+    parallel_uploads: int = Field(default=4, ge=1, le=64)
+    multipart_threshold_mb: int = Field(default=64, ge=5)
+    #: tries of each request (part, PUT, HEAD, completion) on 5xx, timeouts, dropped connections
+    max_attempts: int = Field(default=5, ge=1)
+    #: wait before the first retry; doubled each time (with jitter), at most 60 s
+    retry_backoff_seconds: float = Field(default=2.0, ge=0)
+
+
+class AuditSettings(_Model):
+    audit_interval_days: int = 90
+    nightly_byte_budget_gb: float = 500.0
+    cron: str = "0 2 * * *"
+
+
+class AlertSettings(_Model):
+    """Where operators are told about a failed ingest, damage found by an audit, or an AIP at
+    risk: a webhook (generic JSON POST, or a Slack-compatible body) and/or email over SMTP.
+    Empty webhook_url / smtp_host switch a channel off. The SMTP login comes from the
+    environment only (the variables named here), never from this file."""
+
+    webhook_url: str = ""  # may carry a token: prefer PRESERVE__ALERTS__WEBHOOK_URL in the environment
+    webhook_format: Literal["json", "slack"] = "json"
+    timeout_seconds: float = 10.0
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_from: str = "preserve@localhost"
+    smtp_to: list[str] = Field(default_factory=list)
+    smtp_username_env: str = "PRESERVE_SMTP_USERNAME"
+    smtp_password_env: str = "PRESERVE_SMTP_PASSWORD"
+    #: an undelivered alert is retried by later sweeps this many times in all
+    max_attempts: int = 10
+
+    def smtp_login(self, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+        """(user, password) from the environment, or None to send without logging in."""
+        env = os.environ if env is None else env
+        user, password = env.get(self.smtp_username_env, ""), env.get(self.smtp_password_env, "")
+        return (user, password) if user and password else None
+
+
+class ServeSettings(_Model):
+    """`preserve serve`: the Prefect server with the dashboard, and the served deployments."""
+
+    host: str = "127.0.0.1"  # the dashboard is for this machine unless you put a proxy in front
+    port: int = 4200
+    #: Prefect's own database; "" = SQLite under <var>/prefect. PostgreSQL:
+    #: "postgresql+asyncpg://user@host/prefect" (or PREFECT_API_DATABASE_CONNECTION_URL)
+    prefect_database_url: str = ""
+    watch_interval_seconds: float = 120.0  # ingest-watch runs this often
+    embargo_cron: str = "15 3 * * *"  # embargo-release, daily (UTC)
+    #: how often alerts are swept (damage, AIPs at risk, undelivered) and dead runs reconciled
+    housekeeping_minutes: float = 10.0
+
+
+class Settings(_Model):
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
+    services: ServiceSettings = Field(default_factory=ServiceSettings)
+    replication: ReplicationSettings = Field(default_factory=ReplicationSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    targets: list[TargetSettings] = Field(default_factory=list)
+    access_target: TargetSettings | None = None
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    normalization: NormalizationSettings = Field(default_factory=NormalizationSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    #: where the config file was read from; relative paths resolve against its directory
+    source: Path | None = None
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Settings:
+        names = [t.name for t in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError(f"target names must be unique, got {names}")
+        if self.access_target is not None and self.access_target.kind == "s3":
+            public = self.access_target.prefix.strip("/")
+            for private in (self.access.restricted_prefix, self.access.embargo_prefix):
+                p = private.strip("/")
+                if not p or not public or p == public or p.startswith(public + "/"):
+                    raise ValueError(
+                        f"access prefix {private!r} must differ from, and not lie under, the "
+                        f"access target's public prefix {self.access_target.prefix!r}"
+                    )
+        # An ingest retry sweeps every object under <aip-id>/ at each access location; were one
+        # the very place a replica is written, that sweep would delete the replica just uploaded.
+        replicas = {_location(t): t.name for t in self.targets}
+        for level in ("open", "restricted", "embargoed"):
+            where = self.access_location(level)
+            if where is not None and _location(where) in replicas:
+                raise ValueError(
+                    f"access location {where.name!r} is the same place as replica target "
+                    f"{replicas[_location(where)]!r}; give the access copies their own bucket, "
+                    "prefix or path"
+                )
+        if self.replication.min_verified_replicas > len(self.targets):
+            raise ValueError(
+                f"min_verified_replicas={self.replication.min_verified_replicas} but only "
+                f"{len(self.targets)} target(s) are configured"
+            )
+        return self
+
+    # -- derived paths -------------------------------------------------------------------------
+    def resolve(self, p: Path) -> Path:
+        base = self.source.parent if self.source else PROJECT_ROOT / "config"
+        return (p if p.is_absolute() else base / p).resolve()
+
+    @property
+    def var_dir(self) -> Path:
+        return self.resolve(self.archive.var_dir)
+
+    @property
+    def ingest_dir(self) -> Path:
+        return self.resolve(self.archive.ingest_dir) if self.archive.ingest_dir else self.var_dir / "ingest"
+
+    @property
+    def done_dir(self) -> Path:
+        return self.ingest_dir / "done"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.ingest_dir / "failed"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.var_dir / "staging"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.resolve(self.services.data_dir) if self.services.data_dir else self.var_dir / "services"
+
+    @property
+    def catalog_url(self) -> str:
+        return self.archive.catalog_url or f"sqlite:///{self.var_dir / 'catalog.sqlite'}"
+
+    def target(self, name: str) -> TargetSettings:
+        for t in self.all_targets():
+            if t.name == name:
+                return t
+        raise ConfigError(f"no storage target named {name!r}; known: {[t.name for t in self.all_targets()]}")
+
+    def all_targets(self) -> list[TargetSettings]:
+        extra = [self.access_location(level) for level in ("open", "restricted", "embargoed")]
+        return self.targets + [t for t in extra if t is not None]
+
+    def access_location(self, level: str) -> TargetSettings | None:
+        """Where access copies of this level go: the access target itself for ``open``; the same
+        bucket under `access.restricted_prefix` / `access.embargo_prefix` (never under the public
+        prefix) for ``restricted`` / ``embargoed``; None for ``dark`` or without an access target."""
+        base = self.access_target
+        if base is None or level == "dark":
+            return None
+        if level == "open":
+            return base
+        prefix = self.access.restricted_prefix if level == "restricted" else self.access.embargo_prefix
+        key_env, secret_env = base.env_names()  # the same bucket, so the same credentials
+        update: dict[str, Any] = {
+            "name": f"{base.name}-{level}",
+            "access_key_env": key_env,
+            "secret_key_env": secret_env,
+        }
+        if base.kind == "filesystem" and base.path is not None:
+            update["path"] = base.path.parent / f"{base.path.name}-{level}"
+        else:
+            update["prefix"] = prefix
+        return base.model_copy(update=update)
+
+    def target_path(self, target: TargetSettings) -> Path:
+        assert target.path is not None
+        return self.resolve(target.path)
+
+    def endpoint_of(self, target: TargetSettings) -> str:
+        if target.endpoint:
+            return target.endpoint
+        if target.embedded:
+            return self.services.s3_endpoint
+        return ""  # AWS default endpoint
+
+    def credentials_of(self, target: TargetSettings, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """boto3 session kwargs for one target: its own credential, never a shared one."""
+        env = os.environ if env is None else env
+        key_name, secret_name = target.env_names()
+        if env.get(key_name) and env.get(secret_name):
+            return {"aws_access_key_id": env[key_name], "aws_secret_access_key": env[secret_name]}
+        if target.profile:
+            return {"profile_name": target.profile}
+        if target.embedded:
+            cred_file = self.services_dir / "seaweedfs" / "credentials.json"
+            if cred_file.exists():
+                data = json.loads(cred_file.read_text())
+                return {"aws_access_key_id": data["access_key"], "aws_secret_access_key": data["secret_key"]}
+            raise ConfigError(
+                f"target {target.name!r} uses the embedded server, but it has no credentials yet",
+                advice="Run `preserve services up` first.",
+            )
+        raise ConfigError(f"no credentials for target {target.name!r}: set {key_name} and {secret_name}, or a profile")
+
+
+def _deep_set(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
+    for key in dotted[:-1]:
+        tree = tree.setdefault(key, {})
+    tree[dotted[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """PRESERVE__SECTION__KEY=value sets [section] key; values are parsed as TOML when they can be
+    (numbers, booleans, lists), else taken as strings."""
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        _deep_set(out, path, value)
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("PRESERVE_CONFIG"):
+        return Path(env["PRESERVE_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def load(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from the config file, then PRESERVE__* environment overrides, then
+    ``overrides`` (used by tests). Raises ConfigError with a readable message."""
+    env = os.environ if env is None else env
+    path = config_path(explicit, env).resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = _merge(data, _env_overrides(env))
+    if overrides:
+        data = _merge(data, overrides)
+    data["source"] = path
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration in {path}: {problems}") from exc

@@ -1,0 +1,150 @@
+"""The one exception tree of preserve. Findings (fixity results, validation reports) are values;
+these are for failures, when an operation cannot go on.
+
+    PreserveError
+    ├── ConfigError                 bad or missing configuration; usage errors (CLI exit 2)
+    ├── ToolError                   an external program (ffmpeg, ffprobe, mediainfo, ...) failed
+    │   ├── ToolNotFound            not installed / not on PATH
+    │   └── ToolTimeout             ran past its time limit and was killed
+    ├── SubmissionError             the submission itself is unacceptable (quarantine it)
+    │   ├── UnsafeSubmission        symlinks, special files, hostile paths, names over limits
+    │   ├── SidecarError            metadata sidecar malformed or invalid
+    │   ├── SuppliedChecksumMismatch  checksums shipped with the submission do not match
+    │   └── MediaError              a media file is unreadable or does not decode
+    ├── PackagingError              a bag could not be built or does not validate
+    ├── PrivacyError                an access copy still carries identifying metadata
+    ├── StorageError                an object store failed
+    │   ├── StorageUnavailable      unreachable, timed out, credentials refused (operational)
+    │   ├── VerificationError       a stored object's size/checksum is not what we sent
+    │   ├── FeatureNotHonoured      the server silently ignored checksums / Object Lock
+    │   ├── ObjectLocked            an operation was refused because the object is locked
+    │   └── ObjectMissing           a key that should exist does not
+    └── CatalogError                the catalog database refused an operation
+
+Third-party exceptions (botocore, sqlalchemy, subprocess) are translated at the module boundary
+that calls the third party, so callers only ever catch these.
+"""
+
+from __future__ import annotations
+
+
+class PreserveError(Exception):
+    """Base of every error preserve raises on purpose."""
+
+    #: what a person should do about it; printed in quarantine reports and by the CLI
+    advice: str = "See the log for details and contact the archive's operator."
+
+    def __init__(self, message: str, *, advice: str | None = None) -> None:
+        super().__init__(message)
+        if advice is not None:
+            self.advice = advice
+
+    @property
+    def code(self) -> str:
+        """Stable machine-readable code, e.g. ``MediaError``; used in report.json."""
+        return type(self).__name__
+
+
+class ConfigError(PreserveError):
+    advice = "Fix the configuration file or the environment variables, then run again."
+
+
+class ToolError(PreserveError):
+    advice = "Check that the tool is installed and works (run scripts/setup.sh)."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: list[str] | None = None,
+        returncode: int | None = None,
+        stderr: str = "",
+        advice: str | None = None,
+    ) -> None:
+        super().__init__(message, advice=advice)
+        self.argv = argv or []
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class ToolNotFound(ToolError):
+    pass
+
+
+class ToolTimeout(ToolError):
+    pass
+
+
+class SubmissionError(PreserveError):
+    advice = "Fix the submission and put it back with `preserve retry NAME`."
+
+
+class UnsafeSubmission(SubmissionError):
+    advice = (
+        "The submission contains something that cannot be stored safely (a link, a device "
+        "file, a hostile or over-long name). Replace it with plain files and retry."
+    )
+
+
+class SidecarError(SubmissionError):
+    advice = "Correct the metadata sidecar (the report gives the line) and retry."
+
+
+class SuppliedChecksumMismatch(SubmissionError):
+    advice = (
+        "A checksum supplied with the submission does not match the file: the copy is "
+        "probably incomplete or damaged. Ask the filmmaker for a fresh copy, then retry."
+    )
+
+
+class MediaError(SubmissionError):
+    advice = (
+        "The file does not decode: the copy may have been cut short in transfer. Ask for a "
+        "fresh copy. If this is the only copy that exists, accept it as it is with "
+        "`preserve retry NAME --accept-invalid`."
+    )
+
+
+class PackagingError(PreserveError):
+    advice = "The bag could not be built or validated; check free disk space in the staging area."
+
+
+class PrivacyError(PreserveError):
+    advice = (
+        "Identifying metadata survived into the access copy. Nothing was published. "
+        "Report this to the operator: the scrubbing profile needs fixing."
+    )
+
+
+class StorageError(PreserveError):
+    advice = "Check the storage target's status and credentials, then retry."
+
+
+class StorageUnavailable(StorageError):
+    advice = (
+        "A storage target could not be reached. Nothing was lost: the submission waits in "
+        "failed/ with its source intact. Once storage is back, run `preserve retry NAME`."
+    )
+
+
+class VerificationError(StorageError):
+    advice = "A stored copy did not verify against our checksum; it was not marked verified."
+
+
+class FeatureNotHonoured(StorageError):
+    advice = (
+        "The storage server silently ignored a requested safety feature (checksums or "
+        "Object Lock). Use a server that supports it or change the target's config."
+    )
+
+
+class ObjectLocked(StorageError):
+    advice = "The object is under Object Lock retention and cannot be deleted or overwritten."
+
+
+class ObjectMissing(StorageError):
+    pass
+
+
+class CatalogError(PreserveError):
+    advice = "Check the catalog database connection and disk space."

@@ -1,0 +1,112 @@
+"""Plain values shared by every module: digests, file records, events and their vocabulary.
+No I/O here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def utcnow() -> dt.datetime:
+    """The one clock; tests may monkeypatch it to simulate time passing."""
+    return dt.datetime.now(dt.UTC)
+
+
+class EventType(str, enum.Enum):
+    """PREMIS event types (from the Library of Congress eventType vocabulary where one exists)."""
+
+    INGESTION = "ingestion"
+    MESSAGE_DIGEST_CALCULATION = "message digest calculation"
+    FIXITY_CHECK = "fixity check"
+    FORMAT_IDENTIFICATION = "format identification"
+    METADATA_EXTRACTION = "metadata extraction"
+    VALIDATION = "validation"
+    VIRUS_CHECK = "virus check"
+    NORMALIZATION = "normalization"
+    CREATION = "creation"  # derivative (access copy) created
+    METADATA_MODIFICATION = "metadata modification"  # scrubbing of access copies
+    PACKING = "packing"  # bag built
+    REPLICATION = "replication"
+    REPAIR = "repair"  # PREMIS "recovery"
+    ACCESSION = "accession"  # source moved out of the ingest folder
+    QUARANTINE = "quarantine"
+    DUPLICATE = "duplicate detection"
+    ACCESS_DECISION = "access decision"
+    RESTORE = "dissemination"
+    FILENAME_CHANGE = "filename change"
+    DELETION = "deletion"
+
+
+class Outcome(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    WARNING = "warning"
+    NOT_PERFORMED = "not performed"
+
+
+@dataclass(frozen=True)
+class Agent:
+    """Who or what performed an event: a tool with its version, or a person/role."""
+
+    name: str
+    version: str = ""
+    kind: str = "software"  # software | person | organization
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}".strip()
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    outcome: Outcome
+    agent: Agent
+    detail: str = ""
+    at: dt.datetime = field(default_factory=utcnow)
+    #: the file (payload-relative path) or replica the event is about, if not the whole AIP
+    subject: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Digests:
+    """Hex digests of one byte stream, keyed by hashlib algorithm name, plus its length."""
+
+    size: int
+    values: dict[str, str]
+
+    @property
+    def sha256(self) -> str:
+        return self.values["sha256"]
+
+    @property
+    def sha512(self) -> str:
+        return self.values["sha512"]
+
+
+class Role(str, enum.Enum):
+    """What a file in a submission is, which decides how it is treated."""
+
+    VIDEO = "video"
+    AUDIO = "audio"
+    SUBTITLE = "subtitle"
+    IMAGE = "image"
+    DOCUMENT = "document"
+    SIDECAR = "sidecar"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    """One original file, as it sits in the bag's payload (``data/<path>``)."""
+
+    path: str  # payload-relative, POSIX separators, NFC
+    digests: Digests
+    role: Role = Role.OTHER
+    original_name_bytes: bytes | None = None  # set when the on-disk name differed (NFD, ...)
+
+    @property
+    def size(self) -> int:
+        return self.digests.size

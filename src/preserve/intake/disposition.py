@@ -1,0 +1,153 @@
+"""Where a submission goes when its ingest ends: `done/` once every replica is verified, or
+`failed/<name>/` with a report a person can read. Sources are only ever renamed, never deleted
+or rewritten; done/ and failed/ sit next to the submission so a move never crosses filesystems."""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from preserve.core.errors import PreserveError
+from preserve.core.model import Event, utcnow
+from preserve.intake.submission import printable
+
+REPORT_TXT = "REPORT.txt"
+REPORT_JSON = "report.json"
+
+
+@dataclass(frozen=True)
+class QuarantineReport:
+    submission: str
+    step: str
+    code: str
+    message: str
+    advice: str
+    at: str
+    events: tuple[dict[str, str], ...]
+    files: tuple[str, ...]
+
+    def as_text(self) -> str:
+        lines = [
+            f"Submission:  {self.submission}",
+            f"Quarantined: {self.at}",
+            f"Failed at:   {self.step}",
+            f"Problem:     {self.code}",
+            "",
+            "What happened",
+            "-------------",
+            self.message,
+            "",
+            "What to do",
+            "----------",
+            self.advice,
+            "",
+            "The submission is kept here exactly as it arrived; nothing was deleted or changed.",
+            "Once it is fixed, put it back with:   preserve retry " + _quote(self.submission),
+        ]
+        if self.files:
+            lines += ["", "Files", "-----", *[f"  {f}" for f in self.files]]
+        if self.events:
+            lines += [
+                "",
+                "Steps recorded",
+                "--------------",
+                *[f"  {e['at']}  {e['type']}: {e['outcome']}  {e['detail']}".rstrip() for e in self.events],
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def _quote(name: str) -> str:
+    return "'" + name.replace("'", "'\\''") + "'"
+
+
+def unique_destination(directory: Path, name: str) -> Path:
+    """``directory/name``, or ``name.2``, ``name.3``... if taken: nothing is ever overwritten."""
+    candidate = directory / name
+    n = 2
+    while os.path.lexists(candidate):
+        candidate = directory / f"{name}.{n}"
+        n += 1
+    return candidate
+
+
+def move_to_done(source: Path, companions: Sequence[Path] = ()) -> Path:
+    """Rename the source (and its sidecar files) into ``done/`` beside it."""
+    done = source.parent / "done"
+    done.mkdir(exist_ok=True)
+    dest = unique_destination(done, source.name)
+    os.rename(source, dest)
+    for c in companions:
+        if os.path.lexists(c):
+            os.rename(c, unique_destination(done, c.name))
+    return dest
+
+
+def quarantine(
+    source: Path,
+    error: BaseException,
+    *,
+    step: str,
+    events: Sequence[Event] = (),
+    companions: Sequence[Path] = (),
+    files: Sequence[str] = (),
+) -> Path:
+    """Move the untouched source into ``failed/<name>/`` and write REPORT.txt and report.json
+    beside it. Returns the quarantine folder."""
+    failed = source.parent / "failed"
+    failed.mkdir(exist_ok=True)
+    folder = unique_destination(failed, source.name)
+    folder.mkdir()
+    if os.path.lexists(source):
+        os.rename(source, folder / source.name)
+    for c in companions:
+        if os.path.lexists(c):
+            os.rename(c, folder / c.name)
+    report = build_report(printable(source.name), error, step=step, events=events, files=files)
+    # a name that is not UTF-8 survives as \xNN escapes instead of making the report unwritable
+    (folder / REPORT_TXT).write_text(report.as_text(), encoding="utf-8", errors="backslashreplace")
+    payload = {**report.__dict__, "events": list(report.events), "files": list(report.files)}
+    if not isinstance(error, PreserveError):
+        payload["traceback"] = "".join(traceback.format_exception(error))
+    (folder / REPORT_JSON).write_text(
+        json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8", errors="backslashreplace"
+    )
+    return folder
+
+
+def build_report(
+    name: str, error: BaseException, *, step: str, events: Sequence[Event] = (), files: Sequence[str] = ()
+) -> QuarantineReport:
+    if isinstance(error, PreserveError):
+        code, advice = error.code, error.advice
+    else:
+        code = f"UnexpectedError ({type(error).__name__})"
+        advice = (
+            "This is a fault in preserve, not in the submission. Report it to the operator with "
+            "report.json; the submission can be retried unchanged once it is fixed."
+        )
+    return QuarantineReport(
+        submission=name,
+        step=step,
+        code=code,
+        message=str(error) or type(error).__name__,
+        advice=advice,
+        at=utcnow().isoformat(timespec="seconds"),
+        events=tuple(
+            {
+                "type": e.type.value,
+                "outcome": e.outcome.value,
+                "at": e.at.isoformat(timespec="seconds"),
+                "detail": e.detail,
+            }
+            for e in events
+        ),
+        files=tuple(files),
+    )
+
+
+def read_report(folder: Path) -> dict[str, object]:
+    return json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
