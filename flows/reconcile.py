@@ -12,8 +12,8 @@ from typing import Any
 
 from preserve.catalog import Catalog, SubmissionState
 from preserve.core.model import utcnow
+from preserve.intake import claims
 from preserve.intake import submission as submissions
-from preserve.pipeline import ingest
 
 #: runs younger than this are left alone: they may not have claimed their submission yet
 DEFAULT_GRACE = dt.timedelta(minutes=10)
@@ -27,7 +27,7 @@ def verdict(state: SubmissionState | None, now: dt.datetime) -> str | None:
         return f"the catalog says the submission is {state.status}"
     if state.lease_until is not None and state.lease_until < now:
         return f"the claim of worker {state.claimed_by} expired at {state.lease_until:%Y-%m-%d %H:%M} UTC"
-    if ingest.holder_is_dead(state.claimed_by):
+    if claims.holder_is_dead(state.claimed_by):
         return f"worker {state.claimed_by} is no longer running"
     return None
 

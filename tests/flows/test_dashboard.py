@@ -96,10 +96,10 @@ def test_runs_left_running_by_dead_workers_are_reconciled(prefect_harness, tmp_p
     from flows.ingest import ingest_flow
     from flows.reconcile import reconcile_ingest_runs
     from preserve.catalog import Catalog
-    from preserve.pipeline import ingest
+    from preserve.intake import claims
 
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
-    catalog.claim_submission("live.mov", ingest.worker_id(), 3600)  # this process: alive, lease valid
+    catalog.claim_submission("live.mov", claims.worker_id(), 3600)  # this process: alive, lease valid
     catalog.claim_submission("dead.mov", "otherhost:1:x", -60)  # a worker elsewhere whose lease ran out
     with get_client(sync_client=True) as client:
         ids = {}

@@ -28,7 +28,7 @@ class Recovered:
 def recover(settings: Settings, catalog: Catalog) -> list[Recovered]:
     """Finish what interrupted ingests left. Safe to run at any time, next to live workers: it
     never touches the staging of a submission that a live worker holds."""
-    from preserve.pipeline.ingest import holder_is_dead  # ingest imports the world; keep this module light
+    from preserve.intake.claims import holder_is_dead
 
     done: list[Recovered] = []
     present = _entries(settings.ingest_dir)

@@ -14,10 +14,7 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +38,7 @@ from preserve.core.errors import (
 )
 from preserve.core.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
 from preserve.fixity import framemd5
-from preserve.intake import disposition, sidecar, supplied
+from preserve.intake import claims, disposition, sidecar, supplied
 from preserve.intake import submission as submissions
 from preserve.packaging import bag, premis
 from preserve.report.progress import Meter, Progress
@@ -973,25 +970,6 @@ def accession(job: IngestJob) -> IngestJob:
 STEPS: tuple[Step, ...] = (stage, characterise, validate, normalise, make_access, package, replicate, record, accession)
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """True when a claim's holder is a process on this host that no longer exists (killed -9)."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def ingest_submission(
     settings: Settings,
     catalog: Catalog,
@@ -1007,11 +985,11 @@ def ingest_submission(
     the source goes to failed/ with a report and the outcome says so. Raises only for faults of
     the archive itself that make quarantining impossible (e.g. the catalog is down)."""
     source = Path(source)
-    worker = worker or worker_id()
+    worker = worker or claims.worker_id()
     key = submissions.key_for(source)
     if not os.path.lexists(source):
         return IngestOutcome(key, "skipped", "", "no longer in the ingest folder")
-    claim = catalog.claim_submission(key, worker, settings.ingest.lease_seconds, holder_is_dead=holder_is_dead)
+    claim = catalog.claim_submission(key, worker, settings.ingest.lease_seconds, holder_is_dead=claims.holder_is_dead)
     if claim is not None and not os.path.lexists(source):
         # another worker finished it between our look and our claim: undo the claim we just made
         _release_vanished(catalog, source, key, claim.aip_id)
@@ -1021,7 +999,7 @@ def ingest_submission(
         # a worker killed after the catalog commit (stored, or recorded as a duplicate) left the
         # source behind: finish its move to done/, but only once that worker is known dead (it
         # may be moving it right now)
-        orphaned = state is not None and os.path.lexists(source) and holder_is_dead(state.claimed_by)
+        orphaned = state is not None and os.path.lexists(source) and claims.holder_is_dead(state.claimed_by)
         if orphaned and state.status == "stored":
             job = IngestJob(settings, catalog, source, state.aip_id, worker)
             job.submission = submissions.scan(source)
@@ -1046,7 +1024,7 @@ def ingest_submission(
     )
     step_name = "start"
     try:
-        with _LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):
+        with claims.LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):
             for step in STEPS:
                 step_name = step.__name__
                 job = runner(step, job)
@@ -1058,32 +1036,6 @@ def ingest_submission(
     except Exception as exc:  # noqa: BLE001 - every failure ends in quarantine, never in a lost source
         return _quarantine(job, exc, step_name)
     return IngestOutcome(job.name, "stored", job.aip_id, f"{len(job.replicas)} replica(s) verified", job=job)
-
-
-class _LeaseHeartbeat:
-    """Renews the claim's lease every third of its length while the ingest runs, so a step
-    longer than the lease (a six-hour decode check) is never taken over by a second watcher while
-    its worker is alive. A killed worker stops renewing, and its lease runs out."""
-
-    def __init__(self, catalog: Catalog, key: str, worker: str, lease_seconds: float) -> None:
-        self._args = (key, worker, lease_seconds)
-        self._catalog, self._stop = catalog, threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease {key}", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(max(1.0, self._args[2] / 3)):
-            try:
-                self._catalog.renew_lease(*self._args)
-            except PreserveError:
-                pass  # the catalog is busy or down: the next beat tries again
-
-    def __enter__(self) -> _LeaseHeartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _release_vanished(catalog: Catalog, source: Path, key: str, aip_id: str) -> None:
