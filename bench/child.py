@@ -11,27 +11,33 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bench.environment import lent
 from bench.measure import proc_io
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
-from preserve.pipeline import ingest
+from preserve.pipeline import IngestContext, IngestResult, ingest_submission
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StepMeter:
-    """A StepRunner (see preserve.pipeline.ingest) that records each step's wall time and the bytes read
+    """A StepRunner (see preserve.pipeline.runner) that records each step's wall time and the bytes read
     by this process and the tools it ran (and waited for) during the step."""
 
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
 
-    def __call__(self, step: ingest.Step, job: ingest.IngestJob) -> ingest.IngestJob:
+    def __call__(
+        self, step: Callable[Concatenate[IngestContext, P], R], ctx: IngestContext, /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
         io0, t0 = proc_io(), time.monotonic()
         try:
-            return step(job)
+            return step(ctx, *args, **kwargs)
         finally:
             io1 = proc_io()
             self.steps.append(
@@ -45,16 +51,14 @@ class StepMeter:
             )
 
 
-def _outcome_dict(outcome: ingest.IngestOutcome) -> dict[str, Any]:
-    job = outcome.job
-    files = job.files if job is not None else []
+def _outcome_dict(outcome: IngestResult) -> dict[str, Any]:
     return {
-        "status": outcome.status,
+        "status": outcome.status.value,
         "aip_id": outcome.aip_id,
         "detail": outcome.detail,
-        "payload_bytes": sum(f.size for f in files),
-        "payload_files": len(files),
-        "events": len(job.events) if job is not None else 0,
+        "payload_bytes": sum(f.size for f in outcome.files),
+        "payload_files": len(outcome.files),
+        "events": len(outcome.events),
     }
 
 
@@ -65,7 +69,7 @@ def run_ingest(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         with lent(Path(spec["source"]), settings.ingest_dir) as path:
             io0, t0 = proc_io(), time.monotonic()
-            outcome = ingest.ingest_submission(settings, catalog, path, runner=meter)
+            outcome = ingest_submission(settings, catalog, path, runner=meter)
             wall = time.monotonic() - t0
             io1 = proc_io()
     finally:
@@ -124,7 +128,7 @@ def run_prefect(spec: dict[str, Any]) -> dict[str, Any]:
                 catalog = Catalog(settings.catalog_url)
                 try:
                     t0 = time.monotonic()
-                    outcome = ingest.ingest_submission(settings, catalog, path)
+                    outcome = ingest_submission(settings, catalog, path)
                     seconds = time.monotonic() - t0
                 finally:
                     catalog.close()

@@ -28,6 +28,7 @@ from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.operations.audit import AuditScope, run_audit
 from preserve.storage import open_store
+from preserve.storage.credentials import credentials_for
 
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_pipeline.sh"
 RSS_GOAL = 300 * 1000**2  # "< 300 MB"
@@ -125,7 +126,7 @@ def plain_s3(settings: Settings, target: str) -> tuple[Any, str, str]:
         endpoint_url=settings.endpoint_of(t),
         region_name=t.region,
         config=config,
-        **settings.credentials_of(t, env={}),
+        **credentials_for(settings, t, env={}),
     )
     return client, t.bucket, (t.prefix.strip("/") + "/") if t.prefix else ""
 
@@ -460,7 +461,7 @@ def media(ctx: Context) -> None:
 def run_peer(ctx: Context, i: int) -> tuple[dict[str, float], float]:
     settings = ctx.archive.server_settings()
     target = settings.target("seaweed")
-    creds = settings.credentials_of(target, env={})
+    creds = credentials_for(settings, target, env={})
     env = {
         **clean_env(),
         "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],

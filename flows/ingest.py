@@ -1,4 +1,4 @@
-"""The `ingest` flow: one Prefect task per library step (preserve.pipeline.ingest.STEPS), so the dashboard
+"""The `ingest` flow: one Prefect task per library step (see preserve.pipeline.run), so the dashboard
 shows where a submission is and how long each step took. Retries on the I/O steps; no caching
 anywhere (a checksum must never come from a cache). Each run is tagged `ingest` and the target
 names, leaves a keyed markdown artifact `ingest-report` (files, codecs, SHA-256, replicas,
@@ -9,44 +9,54 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
-from preserve.pipeline import ingest
+from preserve.core.progress import Progress
+from preserve.pipeline import IngestContext, IngestStatus, ingest_submission
 from preserve.report import dashboard
-from preserve.report.progress import Progress
 
 #: steps that touch storage or the network, and are safe to run again
-RETRIED_STEPS = {"replicate": 2, "record": 2}
+RETRIED_STEPS = {"replicate": 2, "publish": 2, "record": 2}
 RETRY_DELAY_SECONDS = 5
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_TASKS: dict[str, Task[Any, Any]] = {}
 
 
-def _make_task(step: ingest.Step) -> Any:
-    return task(
-        step,
-        name=step.__name__,
-        retries=RETRIED_STEPS.get(step.__name__, 0),
-        retry_delay_seconds=RETRY_DELAY_SECONDS,
-        cache_policy=NO_CACHE,
-        persist_result=False,
-        task_run_name=lambda: f"{step.__name__}",
-    )
+def _task_for(step: Callable[..., Any]) -> Task[Any, Any]:
+    """One Prefect task per library step, made on first use: retries on the I/O steps, no cache."""
+    name = step.__name__
+    if name not in _TASKS:
+        _TASKS[name] = task(
+            step,
+            name=name,
+            retries=RETRIED_STEPS.get(name, 0),
+            retry_delay_seconds=RETRY_DELAY_SECONDS,
+            cache_policy=NO_CACHE,
+            persist_result=False,
+        )
+    return _TASKS[name]
 
 
-STEP_TASKS = {step: _make_task(step) for step in ingest.STEPS}
-
-
-def run_as_task(step: ingest.Step, job: ingest.IngestJob) -> ingest.IngestJob:
-    tags = {"ingest", *(t.name for t in job.settings.targets)} if step.__name__ == "replicate" else {"ingest"}
-    return STEP_TASKS[step].with_options(task_run_name=f"{step.__name__} · {job.name}", tags=tags)(job)
+def run_as_task(
+    step: Callable[Concatenate[IngestContext, P], R], ctx: IngestContext, /, *args: P.args, **kwargs: P.kwargs
+) -> R:
+    """The pipeline's step runner in a flow: each step is a task run named after it and the submission."""
+    name = step.__name__
+    tags = {"ingest", *(t.name for t in ctx.settings.targets)} if name == "replicate" else {"ingest"}
+    runnable = _task_for(step).with_options(task_run_name=f"{name} · {ctx.name}", tags=tags)
+    result: R = runnable(ctx, *args, **kwargs)
+    return result
 
 
 #: a process-local listener for ingest progress (the CLI's progress bar), beside the artifact
@@ -116,15 +126,12 @@ def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = Fal
     was quarantined; the source is then in failed/ with its report."""
     settings = settings_mod.load(config)
     tag_this_run("ingest", *(t.name for t in settings.targets))
-    catalog = Catalog(settings.catalog_url)
     progress = ProgressArtifact(f"ingest of {Path(path).name}: bytes staged and uploaded", also=_listener.get())
-    try:
-        outcome = ingest.ingest_submission(
+    with Catalog(settings.catalog_url) as catalog:
+        outcome = ingest_submission(
             settings, catalog, Path(path), runner=run_as_task, accept_invalid=accept_invalid, progress=progress
         )
-    finally:
-        catalog.close()
-    if outcome.status != "skipped":
+    if outcome.status is not IngestStatus.SKIPPED:
         try:
             create_markdown_artifact(
                 markdown=dashboard.ingest_report(outcome),
@@ -133,13 +140,7 @@ def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = Fal
             )
         except Exception as exc:  # noqa: BLE001 - the AIP is stored; a missing report must not say otherwise
             get_run_logger().warning("could not publish the ingest report: %s", exc)
-    data = {
-        "submission": outcome.submission,
-        "status": outcome.status,
-        "aip_id": outcome.aip_id,
-        "detail": outcome.detail,
-        "quarantine_dir": str(outcome.quarantine_dir) if outcome.quarantine_dir else None,
-    }
-    if outcome.status == "quarantined":
+    data = outcome.to_dict()
+    if outcome.status is IngestStatus.QUARANTINED:
         return Failed(message=f"{outcome.submission} quarantined: {outcome.detail}", data=data)
     return Completed(message=f"{outcome.submission}: {outcome.status} {outcome.aip_id}", data=data)

@@ -9,8 +9,9 @@ says otherwise) and the served deployments:
 plus a housekeeping thread (alert sweep, reconciling runs left Running by dead workers).
 Ctrl-C (or SIGTERM) stops the served deployments first and the server last: the other way round,
 serve hangs on shutdown (FACTS.md). The server runs in its own session, so the terminal's Ctrl-C
-reaches only this process, which then stops it. Side effects: a server process, its database,
-Prefect deployments and schedules."""
+reaches only this process, which then stops it (start, health check and stop through
+`preserve.dev.daemon`, as for the embedded SeaweedFS). Side effects: a server process, its
+database, its log var/prefect/server.log, Prefect deployments and schedules."""
 
 from __future__ import annotations
 
@@ -18,16 +19,13 @@ import datetime as dt
 import importlib
 import logging
 import os
-import signal
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from typing import Any
 
 from preserve.catalog import Catalog
 from preserve.config import Settings
+from preserve.dev import daemon
 from preserve.operations import alerts
 
 log = logging.getLogger("preserve.serve")
@@ -64,66 +62,27 @@ def server_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    return daemon.answers(f"{url}/health", timeout)
 
 
-def start_server(settings: Settings, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_server(settings: Settings, env: dict[str, str]) -> daemon.Started:
     """Start `prefect server start` in a new session (Ctrl-C on the terminal does not reach it) and
     wait until /api/health answers. Its output goes to var/prefect/server.log."""
-    (settings.var_dir / "prefect").mkdir(parents=True, exist_ok=True)
-    logf = open(settings.var_dir / "prefect" / "server.log", "ab")
-    # Popen directly, like services.py: a long-running server is not a tool run (tools.run waits)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            settings.serve.host,
-            "--port",
-            str(settings.serve.port),
-        ],
-        env=server_env(settings, env),
-        stdin=subprocess.DEVNULL,
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    logf.close()
-    deadline = time.monotonic() + HEALTH_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the Prefect server exited with status {proc.returncode}; "
-                f"see {settings.var_dir / 'prefect' / 'server.log'}"
-            )
-        if healthy(api_url(settings)):
-            return proc
-        time.sleep(0.5)
-    stop_server(proc)
+    argv = [sys.executable, "-m", "prefect", "server", "start"]
+    argv += ["--host", settings.serve.host, "--port", str(settings.serve.port)]
+    server = daemon.start(argv, log_path=settings.var_dir / "prefect" / "server.log", env=server_env(settings, env))
+    url = api_url(settings)
+    if daemon.wait_healthy(server.pid, lambda: healthy(url), HEALTH_TIMEOUT, interval=0.5):
+        return server
+    if server.returncode is not None:
+        raise RuntimeError(f"the Prefect server exited with status {server.returncode}; see {server.log}")
+    stop_server(server)
     raise RuntimeError(f"the Prefect server did not answer within {HEALTH_TIMEOUT:.0f} s")
 
 
-def stop_server(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def stop_server(server: daemon.Started, timeout: float = 30.0) -> None:
     """SIGTERM to the server's process group, then SIGKILL if it lingers."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    daemon.stop(server.pid, name="Prefect server", timeout=timeout, kill_timeout=10.0, group=True)
 
 
 def _find_flow(module_name: str, flow_name: str) -> Any | None:
@@ -196,7 +155,7 @@ def serve(settings: Settings, config: str, *, start: bool = True, only: set[str]
     point at one). Returns 0 after a clean stop."""
     from prefect import serve as prefect_serve
 
-    proc = start_server(settings, dict(os.environ)) if start else None
+    server = start_server(settings, dict(os.environ)) if start else None
     stop = threading.Event()
     keeper = threading.Thread(target=housekeeping, args=(settings, stop), name="housekeeping", daemon=True)
     try:
@@ -207,6 +166,6 @@ def serve(settings: Settings, config: str, *, start: bool = True, only: set[str]
         stop.set()  # 1. the deployments have stopped (serve returned); 2. housekeeping; 3. the server
         if keeper.is_alive():
             keeper.join(timeout=30)
-        if proc is not None:
-            stop_server(proc)
+        if server is not None:
+            stop_server(server)
     return 0

@@ -14,14 +14,15 @@ from flows.ingest import ingest_flow
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
 from preserve.intake import watch
+from preserve.pipeline import IngestResult
 
 
-def _ingest_subflow(path: Path, config: str | None) -> dict[str, Any]:
+def _ingest_subflow(path: Path, config: str | None) -> IngestResult:
     state = ingest_flow(path=str(path), config=config, return_state=True)
     data = state.result(raise_on_failure=False)
     if not isinstance(data, dict):  # the subflow itself crashed (not a quarantine)
-        return {"submission": path.name, "status": "error", "aip_id": "", "detail": str(data)}
-    return data
+        return IngestResult.crashed(path.name, str(data))
+    return IngestResult.from_dict(data)
 
 
 @flow(name="ingest-watch", log_prints=False, persist_result=False)
@@ -32,13 +33,10 @@ def ingest_watch_flow(config: str | None = None, wait: bool = True, timeout: flo
     Failed ingest subflow, not a failure of this flow."""
     settings = settings_mod.load(config)
     config_path = str(settings.source) if settings.source else config
-    catalog = Catalog(settings.catalog_url)
-    try:
+    with Catalog(settings.catalog_url) as catalog:
         report = watch.watch_once(
             settings, catalog, lambda p: _ingest_subflow(p, config_path), wait=wait, timeout=timeout
         )
-    finally:
-        catalog.close()
     return {
         "handled": [h.__dict__ for h in report.handled],
         "waiting": [w.__dict__ for w in report.waiting],

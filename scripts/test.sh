@@ -16,4 +16,10 @@ if [ -z "${PRESERVE_CORPUS:-}" ] && [ -f ../shared/corpus/get_corpus.sh ]; then
   fi
   [ -f "$corpus/MANIFEST.tsv" ] && export PRESERVE_CORPUS="$corpus"
 fi
+# the architecture's checks first (issue 11): lint, format, strict types on the library, import contracts
+echo "[test] ruff check, ruff format --check, mypy --strict (src/preserve), lint-imports"
+.venv/bin/ruff check src flows tests bench scripts
+.venv/bin/ruff format --check src flows tests bench scripts
+.venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

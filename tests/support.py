@@ -11,6 +11,7 @@ from typing import Any
 
 from preserve import config as settings_mod
 from preserve.config import Settings
+from preserve.storage.credentials import credentials_for
 
 
 def isolated_settings(server: Settings, tmp: Path, **sections: Any) -> Settings:
@@ -96,6 +97,6 @@ def raw_s3(settings: Settings, target_name: str) -> tuple[Any, str, str]:
 
     t = settings.target(target_name)
     client = boto3.client(
-        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **settings.credentials_of(t, env={})
+        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **credentials_for(settings, t, env={})
     )
     return client, t.bucket, (t.prefix.strip("/") + "/") if t.prefix else ""

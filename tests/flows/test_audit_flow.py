@@ -12,7 +12,7 @@ import pytest
 
 from preserve.catalog import Catalog
 from preserve.config import Settings
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from tests.support import isolated_settings, write_config
 
 pytestmark = pytest.mark.prefect
@@ -28,7 +28,7 @@ def test_audit_flow_reports_and_repairs(prefect_harness, s3_settings: Settings, 
     catalog = Catalog(settings.catalog_url)
     src = settings.ingest_dir / "letter.pdf"
     src.write_bytes(os.urandom(20_000))
-    aip_id = ingest.ingest_submission(settings, catalog, src).aip_id
+    aip_id = ingest_submission(settings, catalog, src).aip_id
 
     clean = fixity_audit_flow(aip=aip_id, full=True, config=config, return_state=True)
     assert clean.is_completed(), clean.message

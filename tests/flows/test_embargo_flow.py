@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from preserve.access import policy
 from preserve.catalog import Catalog
 from preserve.config import Settings
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings, write_config
@@ -29,9 +30,9 @@ def test_embargo_release_flow_publishes_on_the_date(prefect_harness, s3_settings
     make_clip(folder / "film.mp4", duration=1.0)
     (folder / "metadata.yaml").write_text(f"access:\n  level: embargoed\n  until: {until}\n", encoding="utf-8")
     catalog = Catalog(settings.catalog_url)
-    outcome = ingest.ingest_submission(settings, catalog, folder)
+    outcome = ingest_submission(settings, catalog, folder)
     assert outcome.status == "stored", outcome.detail
-    public = open_store(settings, settings.access_location("open"))
+    public = open_store(settings, policy.access_location(settings, "open"))
 
     early = embargo_release_flow(config=config, today=(until - dt.timedelta(days=1)).isoformat())
     assert [r["status"] for r in early] == ["not due"] and list(public.list(f"{outcome.aip_id}/")) == []

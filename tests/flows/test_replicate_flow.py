@@ -12,7 +12,7 @@ import pytest
 
 from preserve.catalog import Catalog
 from preserve.config import Settings
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from tests.support import isolated_settings, write_config
 
 pytestmark = pytest.mark.prefect
@@ -29,7 +29,7 @@ def test_replicate_flow_backfills_a_new_target(prefect_harness, s3_settings: Set
     catalog = Catalog(settings.catalog_url)
     src = settings.ingest_dir / "letter.pdf"
     src.write_bytes(b"%PDF-1.4\n% " + uuid.uuid4().bytes + b"\n%%EOF\n")
-    aip_id = ingest.ingest_submission(settings, catalog, src).aip_id
+    aip_id = ingest_submission(settings, catalog, src).aip_id
     catalog.close()
 
     later = isolated_settings(

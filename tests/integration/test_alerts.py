@@ -20,7 +20,7 @@ from preserve.catalog import Catalog, NewAip, ReplicaRecord, StoredObject
 from preserve.config import Settings
 from preserve.core.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
 from preserve.operations import alerts
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings
 
@@ -105,7 +105,7 @@ def test_a_quarantined_ingest_alerts_webhook_and_email(
     (folder / "metadata.yaml").write_text("title: Cut\ndirector: Real Person Name\n", encoding="utf-8")
     catalog = Catalog(settings.catalog_url)
 
-    outcome = ingest.ingest_submission(settings, catalog, folder)
+    outcome = ingest_submission(settings, catalog, folder)
 
     assert outcome.status == "quarantined"
     [post] = receivers.posts
@@ -138,7 +138,7 @@ def test_an_invalid_sidecar_alert_quotes_none_of_its_values(
     )
     catalog = Catalog(settings.catalog_url)
 
-    outcome = ingest.ingest_submission(settings, catalog, film)
+    outcome = ingest_submission(settings, catalog, film)
 
     assert outcome.status == "quarantined"
     report = (settings.failed_dir / "film.mp4" / "REPORT.txt").read_text(encoding="utf-8")
@@ -169,7 +169,7 @@ def test_unreachable_receivers_lose_neither_the_quarantine_nor_the_alert(
     bad = truncated_copy(make_clip(tmp_path / "x.mp4", duration=2.0), settings.ingest_dir / "cut.mp4", 0.5)
     catalog = Catalog(settings.catalog_url)
 
-    outcome = ingest.ingest_submission(settings, catalog, bad)
+    outcome = ingest_submission(settings, catalog, bad)
 
     assert outcome.status == "quarantined" and "MediaError" in outcome.detail  # the original failure, unmasked
     assert (settings.failed_dir / "cut.mp4" / "REPORT.txt").exists()

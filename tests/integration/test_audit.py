@@ -15,7 +15,7 @@ from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.core.model import EventType, Outcome
 from preserve.operations import audit
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from tests.support import isolated_settings, raw_s3, write_config
 
 
@@ -28,7 +28,7 @@ def archive(s3_settings: Settings, tmp_path: Path):
     for name, size in (("report-a.pdf", 300_000), ("report-b.txt", 120_000)):
         path = settings.ingest_dir / name
         path.write_bytes(os.urandom(size))
-        outcome = ingest.ingest_submission(settings, catalog, path)
+        outcome = ingest_submission(settings, catalog, path)
         assert outcome.status == "stored", outcome.detail
         aips.append(outcome.aip_id)
     yield settings, catalog, aips
@@ -210,7 +210,7 @@ def test_locked_object_is_repaired_as_a_new_version(s3_settings: Settings, tmp_p
     catalog = Catalog(settings.catalog_url)
     src = settings.ingest_dir / "locked.pdf"
     src.write_bytes(os.urandom(50_000))
-    aip_id = ingest.ingest_submission(settings, catalog, src).aip_id
+    aip_id = ingest_submission(settings, catalog, src).aip_id
     key, _ = _payload_key(catalog, aip_id, "seaweed")
     obj = next(o for o in catalog.objects(aip_id, "seaweed") if o.key == key)
     assert obj.lock_mode == "GOVERNANCE" and obj.lock_until is not None

@@ -20,8 +20,9 @@ from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.intake import watch
 from preserve.operations import restore
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
+from preserve.storage.credentials import credentials_for
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings
 
@@ -33,7 +34,7 @@ CHILD = r"""
 import os, signal, sys
 from pathlib import Path
 from preserve.intake import disposition
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.catalog import Catalog
 from preserve.config import Settings
 
@@ -44,13 +45,13 @@ where, _, what = sys.argv[3].partition(":")
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-def runner(step, job):
+def runner(step, ctx, *args):
     if where == "before" and step.__name__ == what:
         die()
-    job = step(job)
+    result = step(ctx, *args)
     if where == "after" and step.__name__ == what:
         die()
-    return job
+    return result
 
 if where == "upload":  # inside replicate, after N objects have been stored (on any target)
     import threading
@@ -79,7 +80,7 @@ if where == "accession":  # the source is in done/, the claim not yet released
         die()
     disposition.move_to_done = move_then_die
 
-ingest.ingest_submission(settings, Catalog(settings.catalog_url), source, runner=runner)
+ingest_submission(settings, Catalog(settings.catalog_url), source, runner=runner)
 sys.exit(3)  # not reached when the kill point is hit
 """
 
@@ -104,7 +105,7 @@ def _versions(settings: Settings, target_name: str, prefix: str) -> dict[str, li
     """Every version of every key under the prefix, straight from the server (not the protocol)."""
     t = settings.target(target_name)
     client = boto3.client(
-        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **settings.credentials_of(t)
+        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **credentials_for(settings, t)
     )
     full = f"{t.prefix}/{prefix}" if t.prefix else prefix
     out: dict[str, list[str]] = {}
@@ -167,7 +168,7 @@ def test_kill_9_then_restart_gives_exactly_one_verified_aip(s3_settings: Setting
     assert killed.returncode == -9, (killed.returncode, killed.stderr[-3000:])
     if point.startswith("upload"):
         assert any(open_store(settings, t).list("") for t in settings.targets)  # it really was mid-upload
-    report = watch.watch_once(settings, catalog, lambda p: ingest.ingest_submission(settings, catalog, p))
+    report = watch.watch_once(settings, catalog, lambda p: ingest_submission(settings, catalog, p))
     if point != "accession":
         assert [(h.submission, h.status) for h in report.handled] == [("夜行 night.mp4", "stored")], report
     assert_exactly_one_verified_aip(settings, catalog, "夜行 night.mp4", sha, tmp_path)
@@ -177,7 +178,7 @@ def test_kill_9_then_restart_gives_exactly_one_verified_aip(s3_settings: Setting
 WATCHER = r"""
 import json, sys, time
 from pathlib import Path
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.intake import watch
 from preserve.catalog import Catalog
 from preserve.config import Settings
@@ -186,7 +187,7 @@ settings = Settings.model_validate_json(Path(sys.argv[1]).read_text())
 start_at = float(sys.argv[2])
 catalog = Catalog(settings.catalog_url)
 time.sleep(max(0.0, start_at - time.time()))  # both watchers start together
-report = watch.watch_once(settings, catalog, lambda p: ingest.ingest_submission(settings, catalog, p))
+report = watch.watch_once(settings, catalog, lambda p: ingest_submission(settings, catalog, p))
 print(json.dumps([h.__dict__ for h in report.handled]))
 """
 
@@ -239,7 +240,7 @@ def test_a_film_made_dark_after_a_crash_leaves_no_published_proxy(s3_settings: S
     access = open_store(settings, settings.access_target)
     assert [o.key for o in access.list("")], "the proxy had been published before the kill"
     (folder / "metadata.yaml").write_text("title: Night\naccess: dark\n")  # the filmmaker asks for dark
-    report = watch.watch_once(settings, catalog, lambda p: ingest.ingest_submission(settings, catalog, p))
+    report = watch.watch_once(settings, catalog, lambda p: ingest_submission(settings, catalog, p))
     assert [(h.submission, h.status) for h in report.handled] == [("夜行", "stored")]
     aip = catalog.get_aip(catalog.list_aips()[0].id)
     assert aip.access == () and aip.access_level == "dark"

@@ -18,7 +18,7 @@ from preserve.config import Settings
 from preserve.core.model import EventType, Outcome
 from preserve.fixity.digest import digest_chunks
 from preserve.operations import restore
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
 from preserve.tools import ffprobe
 from tests.mediafactory import make_clip, truncated_copy
@@ -79,7 +79,7 @@ def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path)
         )
         for name, path in subs.items()
     }
-    outcomes = {name: ingest.ingest_submission(settings, catalog, path) for name, path in subs.items()}
+    outcomes = {name: ingest_submission(settings, catalog, path) for name, path in subs.items()}
     for name, o in outcomes.items():
         assert o.status == "stored", (name, o.detail)
         assert not subs[name].exists() and (settings.ingest_dir / "done" / subs[name].name).exists()
@@ -141,7 +141,7 @@ def test_truncated_video_is_quarantined_with_source_intact(env: tuple[Settings, 
     good = make_clip(tmp_path / "good.mp4", duration=2.0)
     bad = truncated_copy(good, settings.ingest_dir / "cut.mp4", 0.6)
     before = _sha256(bad)
-    o = ingest.ingest_submission(settings, catalog, bad)
+    o = ingest_submission(settings, catalog, bad)
     assert o.status == "quarantined" and not bad.exists()
     folder = settings.ingest_dir / "failed" / "cut.mp4"
     assert _sha256(folder / "cut.mp4") == before
@@ -151,7 +151,7 @@ def test_truncated_video_is_quarantined_with_source_intact(env: tuple[Settings, 
     assert catalog.list_aips() == [] and catalog.submission("cut.mp4").status == "quarantined"
     # the archivist knowingly accepts the only copy there is
     shutil.move(folder / "cut.mp4", settings.ingest_dir / "cut.mp4")
-    accepted = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "cut.mp4", accept_invalid=True)
+    accepted = ingest_submission(settings, catalog, settings.ingest_dir / "cut.mp4", accept_invalid=True)
     assert accepted.status == "stored"
     events = catalog.get_aip(accepted.aip_id).events
     assert any(
@@ -178,7 +178,7 @@ def test_unreachable_storage_quarantines_and_verifies_nothing(s3_settings: Setti
     catalog = Catalog(settings.catalog_url)
     clip = make_clip(settings.ingest_dir / "clip.mp4")
     before = _sha256(clip)
-    o = ingest.ingest_submission(settings, catalog, clip)
+    o = ingest_submission(settings, catalog, clip)
     assert o.status == "quarantined"
     folder = settings.ingest_dir / "failed" / "clip.mp4"
     assert _sha256(folder / "clip.mp4") == before
@@ -191,7 +191,7 @@ def test_pdf_is_preserved_without_access_copy(env: tuple[Settings, Catalog]) -> 
     settings, catalog = env
     pdf = settings.ingest_dir / "notes.pdf"
     pdf.write_bytes(b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
-    o = ingest.ingest_submission(settings, catalog, pdf)
+    o = ingest_submission(settings, catalog, pdf)
     assert o.status == "stored"
     aip = catalog.get_aip(o.aip_id)
     assert aip.access == ()
@@ -202,9 +202,9 @@ def test_same_content_again_is_a_duplicate(env: tuple[Settings, Catalog], tmp_pa
     settings, catalog = env
     clip = make_clip(tmp_path / "a.mp4", audio=False)
     shutil.copy(clip, settings.ingest_dir / "film.mp4")
-    first = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
+    first = ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
     shutil.copy(clip, settings.ingest_dir / "film.mp4")
-    second = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
+    second = ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
     assert first.status == "stored" and second.status == "duplicate" and second.aip_id == first.aip_id
     assert len(catalog.list_aips()) == 1
     assert (settings.ingest_dir / "done" / "film.mp4.2").exists()
@@ -218,7 +218,7 @@ def test_document_that_sniffs_as_broken_video_is_preserved_as_a_document(
     settings, catalog = env
     clip = make_clip(tmp_path / "c.mp4", duration=2.0, movflags="+faststart")  # moov first: still probes
     doc = truncated_copy(clip, settings.ingest_dir / "notes.pdf", 0.5)
-    o = ingest.ingest_submission(settings, catalog, doc)
+    o = ingest_submission(settings, catalog, doc)
     assert o.status == "stored", o.detail
     aip = catalog.get_aip(o.aip_id)
     assert aip.access == ()
@@ -233,14 +233,14 @@ def test_a_retry_under_a_recorded_aip_id_never_sweeps_or_overwrites_it(
     files and retried), the retry must refuse before touching a single stored object."""
     settings, catalog = env
     shutil.copy(make_clip(tmp_path / "a.mp4", audio=False), settings.ingest_dir / "film.mp4")
-    first = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
+    first = ingest_submission(settings, catalog, settings.ingest_dir / "film.mp4")
     assert first.status == "stored"
     stored = {r.target: r.objects for r in catalog.get_aip(first.aip_id).replicas}
     # the submission row a failed accession leaves: quarantined, holding the recorded AIP id
     shutil.copy(make_clip(tmp_path / "b.mp4", audio=False, duration=0.5), settings.ingest_dir / "again.mp4")
     catalog.mark_quarantined("again.mp4", "accession: simulated", [], aip_id=first.aip_id)
 
-    again = ingest.ingest_submission(settings, catalog, settings.ingest_dir / "again.mp4")
+    again = ingest_submission(settings, catalog, settings.ingest_dir / "again.mp4")
 
     assert again.status == "quarantined" and again.aip_id == first.aip_id
     assert "already recorded" in again.detail

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from preserve.access import policy
 from preserve.catalog import Catalog
 from preserve.characterise import normalise as normalization
 from preserve.config import Settings
 from preserve.core.model import EventType, Outcome
 from preserve.operations import embargo, restore
 from preserve.packaging import premis
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
 from tests.integration.test_preservation_media import make_v210_two_tracks
 from tests.mediafactory import make_clip
@@ -42,7 +43,7 @@ def env(s3_settings: Settings, tmp_path: Path) -> tuple[Settings, Catalog]:
 
 
 def _keys(settings: Settings, level: str, aip_id: str) -> list[str]:
-    location = settings.access_location(level)
+    location = policy.access_location(settings, level)
     return sorted(i.key for i in open_store(settings, location).list(f"{aip_id}/"))
 
 
@@ -62,7 +63,7 @@ def test_v210_ingest_premis_formats_framemd5_and_lossless_master(env: tuple[Sett
     folder.mkdir()
     make_v210_two_tracks(folder / "scan.mov")
     make_clip(folder / "trailer.mp4", size="640x480", duration=2.0)  # not faststart: fido guesses fmt/596
-    o = ingest.ingest_submission(settings, catalog, folder)
+    o = ingest_submission(settings, catalog, folder)
     assert o.status == "stored", o.detail
     aip = catalog.get_aip(o.aip_id)
     files = {f.path: f for f in aip.files}
@@ -146,7 +147,7 @@ def test_master_that_fails_its_proof_is_not_kept(
 
     monkeypatch.setattr(normalization, "master_argv", lossy_argv)
     src = make_v210_two_tracks(settings.ingest_dir / "scan.mov")
-    o = ingest.ingest_submission(settings, catalog, src)
+    o = ingest_submission(settings, catalog, src)
     assert o.status == "stored", o.detail
     aip = catalog.get_aip(o.aip_id)
     assert [f.path for f in aip.files if f.path.endswith(".mkv")] == []
@@ -159,9 +160,9 @@ def test_one_tools_failure_does_not_stop_the_others(env: tuple[Settings, Catalog
     good = make_clip(tmp_path / "m.mkv", vcodec="ffv1", acodec="flac", duration=2.0)
     cut = settings.ingest_dir / "cut.mkv"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
-    o = ingest.ingest_submission(settings, catalog, cut)
+    o = ingest_submission(settings, catalog, cut)
     assert o.status == "quarantined" and "does not decode" in o.detail
-    events = [e for e in o.job.events if e.subject == "data/objects/cut.mkv"]
+    events = [e for e in o.events if e.subject == "data/objects/cut.mkv"]
     kinds = {(e.type, e.agent.name) for e in events}
     assert (EventType.VALIDATION, "ffmpeg") in kinds  # the decode check failed...
     assert (EventType.VALIDATION, "MediaConch") in kinds  # ...and MediaConch still ran,
@@ -187,7 +188,7 @@ def test_access_levels_open_restricted_embargoed_dark(env: tuple[Settings, Catal
     }
     ids = {}
     for level, path in subs.items():
-        o = ingest.ingest_submission(settings, catalog, path)
+        o = ingest_submission(settings, catalog, path)
         assert o.status == "stored", (level, o.detail)
         ids[level] = o.aip_id
     names = ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]

@@ -25,13 +25,15 @@ import pytest
 
 from preserve.catalog import Catalog
 from preserve.config import Settings, TargetSettings
-from preserve.core.errors import FeatureNotHonoured, ObjectLocked, VerificationError
+from preserve.core.errors import FeatureNotHonoured, ObjectLocked, StorageUnavailable, VerificationError
 from preserve.core.model import EventType, Outcome
 from preserve.dev import services
 from preserve.operations import restore
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve.storage import open_store, replication
-from preserve.storage.s3 import S3Store, composite_sha256
+from preserve.storage.credentials import credentials_for
+from preserve.storage.s3 import S3Store
+from preserve.storage.s3.multipart import composite_sha256
 from tests.faultproxy import FaultProxy
 from tests.support import isolated_settings, raw_s3
 
@@ -279,7 +281,7 @@ def _proxied(
     """A FaultProxy in front of the session's SeaweedFS, and a target "proxied" that goes through
     it with the seaweed target's credentials (given the way production gives them: env vars)."""
     host, port = settings.services.s3_endpoint.removeprefix("http://").split(":")
-    creds = settings.credentials_of(settings.target("seaweed"), env={})
+    creds = credentials_for(settings, settings.target("seaweed"), env={})
     with FaultProxy((host, int(port)), **faults) as proxy:
         target = _via_proxy(settings, proxy)
         key_env, secret_env = target.env_names()
@@ -357,7 +359,7 @@ def test_object_lock_set_verified_recorded_and_delete_refused(s3_settings: Setti
     )
     catalog = Catalog(settings.catalog_url)
     try:
-        o = ingest.ingest_submission(settings, catalog, _document_submission(settings.ingest_dir / "letters"))
+        o = ingest_submission(settings, catalog, _document_submission(settings.ingest_dir / "letters"))
         assert o.status == "stored", o.detail
         objects = catalog.objects(aip_id=o.aip_id, target="vault")
         soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=1, hours=23)
@@ -494,7 +496,7 @@ def test_parallel_replication_backfill_and_restore_fallback(
     )
     catalog = Catalog(settings.catalog_url)
     try:
-        o = ingest.ingest_submission(settings, catalog, _document_submission(settings.ingest_dir / "letters", files=8))
+        o = ingest_submission(settings, catalog, _document_submission(settings.ingest_dir / "letters", files=8))
         assert o.status == "stored", o.detail
         aip = catalog.get_aip(o.aip_id)
         assert {r.target: r.status for r in aip.replicas} == {"seaweed": "verified", "local": "verified"}
@@ -599,17 +601,38 @@ def test_uploads_run_in_parallel_across_targets(
 def test_server_errors_are_retried_with_backoff(
     s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Four 503 answers in a row: more than botocore's own three tries, so preserve's backoff loop
-    has to carry the part through; the object then verifies."""
+    """Two 503 answers in a row with max_attempts=3: preserve's one retry layer (botocore's own
+    retries are off) carries the part through with backoff, and counts both retries; the object
+    then verifies."""
     settings = tuned(s3_settings, multipart_threshold_mb=5, max_attempts=3, retry_backoff_seconds=0.05)
     src = tmp_path / "film.mov"
     sha = random_file(src, 12 * MiB)
     with _proxied(settings, monkeypatch) as (proxy, target):
         with open_store(settings, target) as store:
             store.check_reachable()
-            proxy.unavailable = 4
+            proxy.unavailable = 2
             info = store.put_file(f"{run}/film.mov", src, sha256=sha, size=12 * MiB)
-        assert proxy.refused == 4
-    assert info.sha256 == sha and info.upload is not None and info.upload.retries == 1
+        assert proxy.refused == 2
+    assert info.sha256 == sha and info.upload is not None and info.upload.retries == 2
     with open_store(settings, settings.target("seaweed")) as store:
         assert store.get_file(f"{run}/film.mov", tmp_path / "back") == sha
+
+
+def test_each_request_is_tried_max_attempts_times_in_all(
+    s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One retry layer: a PUT the server keeps refusing with 503 reaches it exactly max_attempts
+    times (with botocore's retries stacked under preserve's it was 4 x max_attempts), then fails
+    as StorageUnavailable and nothing is stored."""
+    settings = tuned(s3_settings, max_attempts=3, retry_backoff_seconds=0.05)
+    src = tmp_path / "film.mov"
+    sha = random_file(src, 1 * MiB)  # one PUT
+    with _proxied(settings, monkeypatch) as (proxy, target):
+        with open_store(settings, target) as store:
+            store.check_reachable()
+            proxy.unavailable = 10
+            with pytest.raises(StorageUnavailable, match="still failing after retries"):
+                store.put_file(f"{run}/film.mov", src, sha256=sha, size=1 * MiB)
+        assert proxy.refused == 3
+    with open_store(settings, settings.target("seaweed")) as store:
+        assert store.head(f"{run}/film.mov") is None

@@ -17,6 +17,7 @@ from preserve.config import Settings
 from preserve.core.errors import StorageUnavailable
 from preserve.dev import services
 from preserve.storage import open_store
+from preserve.storage.credentials import embedded_credentials
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,7 +42,8 @@ def test_credentials_are_private_and_reused(s3_settings: Settings) -> None:
         assert stat.S_IMODE((d / name).stat().st_mode) == 0o600
     first = services.ensure_credentials(s3_settings)
     assert services.ensure_credentials(s3_settings) == first
-    creds = s3_settings.credentials_of(s3_settings.target("seaweed"))
+    assert s3_settings.target("seaweed").credentials({}) is None  # no key of its own: the server's keys
+    creds = embedded_credentials(s3_settings)
     assert creds["aws_access_key_id"] == first["access_key"]
 
 
@@ -135,3 +137,35 @@ def test_lifecycle_stale_pid_and_restart_keeps_data(
         assert head is not None and head.sha256 == sha
     finally:
         services.down(settings)
+
+
+def test_daemon_lifecycle_term_then_kill(tmp_path: Path) -> None:
+    """The one start/health/stop helper (SeaweedFS and the Prefect server both use it): a detached
+    process with a pid file and a log; a health check that fails once the process is gone; a
+    process that ignores SIGTERM is killed after the timeout, and its pid file removed."""
+    import signal
+    import sys
+
+    from preserve.dev import daemon
+
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
+    pid_file, log = tmp_path / "stubborn.pid", tmp_path / "stubborn.log"
+    started = daemon.start([sys.executable, "-c", stubborn], log_path=log, pid_file=pid_file)
+    try:
+        assert daemon.read_pid(pid_file) == started.pid and daemon.alive(started.pid)
+        assert os.getsid(started.pid) == started.pid  # its own session: a terminal's Ctrl-C does not reach it
+        assert daemon.wait_healthy(started.pid, lambda: "up" in log.read_text(), timeout=30)
+        t0 = time.monotonic()
+        daemon.stop(started.pid, name="stubborn", timeout=0.5, kill_timeout=5.0, pid_file=pid_file)
+        assert time.monotonic() - t0 < 5
+        assert not daemon.alive(started.pid) and not pid_file.exists()
+        assert started.returncode == -signal.SIGKILL
+    finally:
+        if daemon.alive(started.pid):
+            os.kill(started.pid, signal.SIGKILL)
+
+    quitter = daemon.start([sys.executable, "-c", "raise SystemExit(3)"], log_path=log)
+    assert not daemon.wait_healthy(quitter.pid, lambda: False, timeout=30)  # gone: no waiting out the timeout
+    assert quitter.returncode == 3 and quitter.log_start > 0

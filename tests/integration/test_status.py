@@ -13,7 +13,7 @@ from pathlib import Path
 from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.core.model import utcnow
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings, write_config
 
@@ -27,7 +27,7 @@ def test_status_json_matches_the_catalog(s3_settings: Settings, tmp_path: Path) 
     make_clip(folder / "main.mkv", vcodec="ffv1", size="160x120", acodec="flac", duration=1.0)
     (folder / "main.srt").write_text("1\n00:00:00,000 --> 00:00:00,500\nhi\n", encoding="utf-8")
     cut = truncated_copy(make_clip(tmp_path / "x.mp4", duration=2.0), settings.ingest_dir / "cut.mp4", 0.5)
-    outcomes = [ingest.ingest_submission(settings, catalog, p) for p in (film, folder, cut)]
+    outcomes = [ingest_submission(settings, catalog, p) for p in (film, folder, cut)]
     assert [o.status for o in outcomes] == ["stored", "stored", "quarantined"]
     hurt = outcomes[1].aip_id
     obj = catalog.objects(aip_id=hurt, target="local")[0]

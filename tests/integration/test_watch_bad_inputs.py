@@ -23,7 +23,7 @@ from preserve.core.errors import UnsafeSubmission
 from preserve.core.model import EventType, Outcome
 from preserve.intake import submission, watch
 from preserve.operations import restore
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from tests.mediafactory import corrupt_range, make_clip, truncated_copy
 from tests.support import isolated_settings
 
@@ -63,7 +63,7 @@ def watch_pass(settings: Settings, catalog: Catalog, *, with_good: bool = True) 
     watcher went on to store the good one."""
     if with_good:
         (settings.ingest_dir / GOOD).write_bytes(PDF)
-    report = watch.watch_once(settings, catalog, lambda p: ingest.ingest_submission(settings, catalog, p))
+    report = watch.watch_once(settings, catalog, lambda p: ingest_submission(settings, catalog, p))
     handled = {h.submission: h for h in report.handled}
     assert all(h.status != "error" for h in report.handled), report
     if with_good:
@@ -433,7 +433,7 @@ def test_a_growing_file_is_not_taken_until_stable(s3_settings: Settings, tmp_pat
         stop.set()
         thread.join()
     final = hashlib.sha256(growing.read_bytes()).hexdigest()
-    report = watch.watch_once(settings, catalog, lambda p: ingest.ingest_submission(settings, catalog, p), state=state)
+    report = watch.watch_once(settings, catalog, lambda p: ingest_submission(settings, catalog, p), state=state)
     taken = [h for h in report.handled if h.submission == "arriving.pdf"]
     assert [h.status for h in taken] == ["stored"]
     stored = catalog.get_aip(taken[0].aip_id)

@@ -108,12 +108,12 @@ def test_watch_loop_keeps_going_until_stopped(env, monkeypatch) -> None:
     crashes = {"n": 0}
 
     def ingest_fn(path: Path):
-        from preserve.pipeline import ingest
+        from preserve.pipeline import ingest_submission
 
         if path.name == "crash.pdf" and crashes["n"] == 0:
             crashes["n"] += 1
             raise RuntimeError("an unexpected fault")
-        return ingest.ingest_submission(settings, catalog, path)
+        return ingest_submission(settings, catalog, path)
 
     loop = threading.Thread(
         target=watch.watch_forever,

@@ -18,7 +18,7 @@ import pytest
 from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.intake import watch
-from preserve.pipeline import ingest
+from preserve.pipeline import IngestResult, ingest_submission
 from tests.support import isolated_settings
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -50,10 +50,10 @@ def test_watcher_over_the_real_corpus(s3_settings: Settings, tmp_path: Path) -> 
 
     took: dict[str, float] = {}
 
-    def timed(path: Path) -> ingest.IngestOutcome:
+    def timed(path: Path) -> IngestResult:
         t0 = time.monotonic()
         try:
-            return ingest.ingest_submission(settings, catalog, path)
+            return ingest_submission(settings, catalog, path)
         finally:
             took[path.name] = round(time.monotonic() - t0, 1)
 

@@ -31,24 +31,24 @@ FAST = {
 LIBRARY_WORKER = """
 import json, sys
 from pathlib import Path
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve import config as settings
 from preserve.catalog import Catalog
 s = settings.load(sys.argv[1]); c = Catalog(s.catalog_url)
 for p in json.loads(sys.argv[2]):
-    o = ingest.ingest_submission(s, c, Path(p))
+    o = ingest_submission(s, c, Path(p))
     print(json.dumps({"submission": o.submission, "status": o.status, "aip_id": o.aip_id}), flush=True)
 c.close()
 """
 
 WATCHER_WORKER = """
 import json, sys
-from preserve.pipeline import ingest
+from preserve.pipeline import ingest_submission
 from preserve import config as settings
 from preserve.intake import watch
 from preserve.catalog import Catalog
 s = settings.load(sys.argv[1]); c = Catalog(s.catalog_url)
-report = watch.watch_once(s, c, lambda p: ingest.ingest_submission(s, c, p))
+report = watch.watch_once(s, c, lambda p: ingest_submission(s, c, p))
 for h in report.handled:
     print(json.dumps({"submission": h.submission, "status": h.status, "aip_id": h.aip_id}), flush=True)
 c.close()

@@ -7,7 +7,21 @@ import pytest
 
 from preserve.catalog import AccessCopy, Catalog, NewAip, ReplicaRecord, StoredObject, content_key
 from preserve.core.errors import CatalogError
-from preserve.core.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
+from preserve.core.model import (
+    AccessLevel,
+    Agent,
+    AipStatus,
+    Digests,
+    Event,
+    EventType,
+    Outcome,
+    PayloadFile,
+    ReplicaStatus,
+    Role,
+    SubmissionStatus,
+    utcnow,
+)
+from preserve.report.views import aip_json, status_json
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -44,7 +58,7 @@ def test_record_and_show_json(catalog: Catalog) -> None:
     assert claim is not None and claim.status == "ingesting"
     catalog.record_aip(_aip(claim.aip_id))
     view = catalog.get_aip(claim.aip_id)
-    data = view.to_json()
+    data = aip_json(view)
     assert set(data) >= {"id", "title", "created", "files", "replicas", "access", "events"}
     assert data["files"][0]["sha512"] == "b" * 128
     assert data["replicas"][0]["status"] == "verified" and data["replicas"][0]["verified_at"]
@@ -98,6 +112,51 @@ def test_quarantine_and_duplicate_states(catalog: Catalog) -> None:
     assert catalog.submissions("quarantined")[0].reason == "stage: boom"
     again = catalog.claim_submission("bad.mov", "w", 60)
     assert again is not None  # a retried submission can be claimed again
+
+
+def test_status_words_are_enums_and_stored_as_the_same_words(catalog: Catalog) -> None:
+    """Values read back carry the enums; the database keeps the bare words (no migration)."""
+    import sqlalchemy as sa
+
+    claim = catalog.claim_submission("film.mov", "w1", 60)
+    assert claim is not None and claim.status is SubmissionStatus.INGESTING
+    catalog.record_aip(_aip(claim.aip_id))
+    view = catalog.get_aip(claim.aip_id)
+    assert view.status is AipStatus.STORED and view.access_level is AccessLevel.OPEN
+    assert view.replicas[0].status is ReplicaStatus.VERIFIED
+    assert view.replicas[0].objects[0].status is ReplicaStatus.VERIFIED
+    assert catalog.submission("film.mov").status is SubmissionStatus.STORED
+    assert f"{view.status} {view.replicas[0].status}" == "stored verified"  # what the CLI prints
+    with catalog.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT status, access_level FROM aips")).one()
+        assert (type(row[0]), tuple(row)) == (str, ("stored", "open"))
+        assert conn.execute(sa.text("SELECT status FROM submissions")).scalar_one() == "stored"
+    catalog.set_aip_status(claim.aip_id, AipStatus.AT_RISK)
+    assert catalog.get_aip(claim.aip_id).status is AipStatus.AT_RISK
+    assert catalog.aip_ids_with_access_level(AccessLevel.OPEN) == [claim.aip_id]
+
+
+def test_status_json(catalog: Catalog) -> None:
+    """The `preserve status --json` shape: plain JSON values, times in ISO 8601, needs_attention."""
+    import json
+
+    catalog.record_aip(_aip())
+    catalog.mark_quarantined("bad.mov", "stage: boom", [])
+    st = catalog.status()
+    data = status_json(st)
+    assert json.loads(json.dumps(data)) == data
+    assert data["at"] == st.at.isoformat() and data["aips"] == 1 and data["needs_attention"] is True
+    assert data["quarantined"][0]["name"] == "bad.mov" and isinstance(data["quarantined"][0]["since"], str)
+    assert data["targets"][0] == {
+        "target": "s3",
+        "replicas": 1,
+        "verified": 1,
+        "damaged": 0,
+        "missing": 0,
+        "other": 0,
+        "objects": 1,
+        "bytes": 10,
+    }
 
 
 # -- schema migrations and concurrent claims (issue 7) ---------------------------------------------

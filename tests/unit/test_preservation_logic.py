@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from preserve.access import policy
+from preserve.access.policy import effective_access
 from preserve.characterise import identify
 from preserve.characterise import normalise as normalization
 from preserve.config import DEFAULT_CONFIG, NormalizationSettings, load
@@ -17,7 +19,6 @@ from preserve.core.model import Agent, Event, EventType, Outcome
 from preserve.fixity import framemd5
 from preserve.operations import embargo
 from preserve.packaging import premis
-from preserve.pipeline import ingest
 from preserve.tools import clamav as virus
 from preserve.tools import ffprobe, mediaconch
 from preserve.tools.mediainfo import MediaInfoReport
@@ -218,11 +219,11 @@ def test_virus_check_is_never_a_silent_skip(tmp_path: Path) -> None:
 # -- access levels and embargo dates ---------------------------------------------------------------
 def test_access_locations_never_lie_under_the_public_prefix(tmp_path: Path) -> None:
     s = load(DEFAULT_CONFIG, env={})
-    assert s.access_location("open") == s.access_target
-    restricted, held = s.access_location("restricted"), s.access_location("embargoed")
+    assert policy.access_location(s, "open") == s.access_target
+    restricted, held = policy.access_location(s, "restricted"), policy.access_location(s, "embargoed")
     assert (restricted.prefix, held.prefix) == ("restricted", "embargoed")
-    assert restricted.bucket == s.access_target.bucket and s.access_location("dark") is None
-    assert s.target("access-embargoed") == held
+    assert restricted.bucket == s.access_target.bucket and policy.access_location(s, "dark") is None
+    assert policy.target(s, "access-embargoed") == held
     assert restricted.env_names() == s.access_target.env_names()  # same bucket, same credentials
     with pytest.raises(ConfigError):
         load(DEFAULT_CONFIG, env={}, overrides={"access": {"restricted_prefix": "open/private"}})
@@ -250,9 +251,9 @@ def test_an_access_location_may_not_be_a_replica_target() -> None:
 
 def test_effective_access_and_embargo_dates() -> None:
     day = dt.date(2030, 1, 1)
-    assert ingest.effective_access("embargoed", day, dt.date(2029, 12, 31))[0] == "embargoed"
-    assert ingest.effective_access("embargoed", day, day)[0] == "open"
-    assert ingest.effective_access("restricted", None, day)[0] == "restricted"
+    assert effective_access("embargoed", day, dt.date(2029, 12, 31))[0] == "embargoed"
+    assert effective_access("embargoed", day, day)[0] == "open"
+    assert effective_access("restricted", None, day)[0] == "restricted"
     decision = Event(
         EventType.ACCESS_DECISION, Outcome.PASS, Agent("preserve"), "held", extra={"embargo_until": "2030-01-01"}
     )

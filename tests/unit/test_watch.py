@@ -156,11 +156,11 @@ def test_a_pass_goes_on_after_an_ingest_function_crashes(tmp_path: Path, monkeyp
     catalog = Catalog(settings.catalog_url)
     calls: list[str] = []
 
-    def ingest_fn(path: Path) -> dict:
+    def ingest_fn(path: Path) -> watch.Handled:
         calls.append(path.name)
         if path.name == "b.mov":
             raise RuntimeError("boom")
-        return {"submission": path.name, "status": "stored", "aip_id": "x"}
+        return watch.Handled(path.name, "stored", "x")
 
     state, clock = WatchState(), FakeClock()
     report = watch.watch_once(settings, catalog, ingest_fn, state=state, wait=False, clock=clock)

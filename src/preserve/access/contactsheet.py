@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from preserve import tools
-from preserve.access.proxy import _NO_METADATA, _staged, _video_index
+from preserve.tools import ffmpeg
 from preserve.tools.ffprobe import ProbeReport
 
 
@@ -28,7 +28,7 @@ def contact_sheet_argv(
 ) -> list[str]:
     """ffmpeg arguments (pure). Deinterlaces when the source declares fields, squares the pixels,
     scales every tile to ``tile_width`` (even height), and tiles them in ``columns``."""
-    index = _video_index(probe)
+    index = ffmpeg.video_index(probe)
     times = frame_times(probe.duration, frames)
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     for t in times:
@@ -60,7 +60,7 @@ def contact_sheet_argv(
         "-an",
         "-sn",
         "-dn",
-        *_NO_METADATA,
+        *ffmpeg.NO_METADATA,
         "-f",
         "image2",
         "-update",
@@ -81,7 +81,7 @@ def make_contact_sheet(
     timeout: float | None = 1800,
 ) -> Path:
     """Write the contact sheet to ``dst`` (replaced atomically). Raises ToolError."""
-    with _staged(dst) as tmp:
+    with ffmpeg.output(dst) as tmp:
         tools.run(
             contact_sheet_argv(src, tmp, probe, frames=frames, columns=columns, tile_width=tile_width), timeout=timeout
         )

@@ -1,26 +1,20 @@
-"""Access proxy (H.264/AAC MP4) and poster (JPEG) from a source film; runs ffmpeg via tools.run and writes only the destination file (via a temporary name in its directory)."""
+"""Access proxy (H.264/AAC MP4) and poster (JPEG) from a source film. Side effects: runs ffmpeg
+via tools.run and writes only the destination file (through a temporary name in its directory,
+`preserve.tools.ffmpeg.output`)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from preserve import tools
 from preserve.config import ProxySettings
-from preserve.core.errors import ToolError
+from preserve.tools import ffmpeg
 from preserve.tools.ffprobe import ProbeReport
 
 #: below this duration (s) a poster is the first frame; seeking into a blink is pointless
 POSTER_MIN_DURATION = 1.0
 #: highest audio sample rate passed through; ffmpeg's AAC encoder stops at 96 kHz
 MAX_AUDIO_RATE = 48000
-
-# Metadata allow-list: nothing is copied from the source (global, stream or chapter metadata),
-# and bit-exact mode stops ffmpeg writing its version, the creation time and the JPEG comment.
-_NO_METADATA = ["-map_metadata", "-1", "-map_chapters", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
 
 
 def _video_filter(probe: ProbeReport, max_height: int) -> str:
@@ -37,16 +31,6 @@ def _video_filter(probe: ProbeReport, max_height: int) -> str:
     return ",".join(chain)
 
 
-def _video_index(probe: ProbeReport) -> int:
-    index = probe.video_index
-    if index is None:
-        raise ValueError(
-            "the source has no video stream (cover art does not count); "
-            "check probe.has_video before asking for a proxy or poster"
-        )
-    return index
-
-
 def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings) -> list[str]:
     """ffmpeg arguments for the access proxy (pure). Maps only the first real video stream and
     the first audio stream by absolute index, so cover art, subtitles, data tracks (timed GPS),
@@ -61,7 +45,7 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
         "-i",
         tools.media_path(src),
         "-map",
-        f"0:{_video_index(probe)}",
+        f"0:{ffmpeg.video_index(probe)}",
     ]
     if probe.audio_index is not None:
         argv += ["-map", f"0:{probe.audio_index}"]
@@ -88,7 +72,7 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
     argv += [
         "-sn",
         "-dn",
-        *_NO_METADATA,
+        *ffmpeg.NO_METADATA,
         "-max_muxing_queue_size",
         "4096",
         "-movflags",
@@ -121,7 +105,7 @@ def poster_argv(
         "-i",
         tools.media_path(src),
         "-map",
-        f"0:{_video_index(probe)}",
+        f"0:{ffmpeg.video_index(probe)}",
         "-frames:v",
         "1",
         "-vf",
@@ -133,7 +117,7 @@ def poster_argv(
         "-an",
         "-sn",
         "-dn",
-        *_NO_METADATA,
+        *ffmpeg.NO_METADATA,
         "-f",
         "image2",
         "-update",
@@ -143,31 +127,11 @@ def poster_argv(
     return argv
 
 
-@contextlib.contextmanager
-def _staged(dst: Path) -> Iterator[Path]:
-    """A temporary file next to ``dst`` that becomes ``dst`` only if the block succeeds, so a
-    killed or failed transcode never leaves a plausible-looking output behind."""
-    dst = Path(dst)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        if tmp.stat().st_size == 0:
-            raise ToolError(f"ffmpeg produced an empty file for {dst.name}")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def make_proxy(
     src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, timeout: float | None = 6 * 3600
 ) -> Path:
     """Transcode the access proxy to ``dst`` (replaced atomically). Raises ToolError."""
-    with _staged(dst) as tmp:
+    with ffmpeg.output(dst) as tmp:
         tools.run(proxy_argv(src, tmp, probe, settings), timeout=timeout)
     return Path(dst)
 
@@ -177,7 +141,7 @@ def make_poster(
 ) -> Path:
     """Grab the poster frame to ``dst`` (replaced atomically). If the seek lands past the last
     frame (durations can lie), falls back to the first frame. Raises ToolError."""
-    with _staged(dst) as tmp:
+    with ffmpeg.output(dst) as tmp:
         at = poster_time(probe, settings)
         tools.run(poster_argv(src, tmp, probe, settings, at=at), timeout=timeout)
         if at > 0 and tmp.stat().st_size == 0:

@@ -95,6 +95,47 @@ _BMFF_TOP = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"}
 _BMFF_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"udta", b"edts", b"dinf"}
 
 
+#: source tag names (substrings, case-insensitive) whose values identify a title, place, device or
+#: person: an access copy must contain none of those values
+IDENTIFYING_KEYS = (
+    "title",
+    "location",
+    "xyz",
+    "make",
+    "model",
+    "artist",
+    "author",
+    "comment",
+    "description",
+    "copyright",
+    "serial",
+    "iso6709",
+    "com.apple.quicktime.location.iso6709",
+    "com.apple.quicktime.make",
+    "com.apple.quicktime.model",
+    "com.apple.quicktime.author",
+)
+#: shorter values turn up by chance in compressed data and in ordinary words
+MIN_FORBIDDEN_LENGTH = 4
+
+
+def identifying_tags(raw: dict[str, Any]) -> list[str]:
+    """Values of the source's identifying tags (ffprobe JSON): the proxy must not contain any of them."""
+    values: list[str] = []
+    tag_sets = [raw.get("format", {}).get("tags", {})] + [s.get("tags", {}) for s in raw.get("streams", [])]
+    for tags in tag_sets:
+        for k, v in (tags or {}).items():
+            if any(key in k.lower() for key in IDENTIFYING_KEYS) and isinstance(v, str):
+                values.append(v.strip())
+    return values
+
+
+def forbidden_values(described: Iterable[str], source_probe: dict[str, Any]) -> list[str]:
+    """What no access copy of a film may contain: its descriptive values (title, original title,
+    directors) and the identifying tags of its source, each long enough to be searched for."""
+    return [v for v in (*described, *identifying_tags(source_probe)) if v and len(v) >= MIN_FORBIDDEN_LENGTH]
+
+
 @dataclass(frozen=True)
 class LeakReport:
     """What the privacy check found; empty means clean. Findings name the field or marker but

@@ -1,20 +1,26 @@
-"""The catalog: the archive's record of truth, behind one interface (`Catalog`)."""
+"""The catalog: the archive's record of truth, behind one interface (`Catalog`, a context manager).
+`engine` opens the database (sessions, transactions, SQLite locking, migrations on open); one
+repository module per aggregate (`submissions`, `aips` with `events`, `alerts`) writes and reads it;
+`records` holds the plain values they take and return; `views` is the status summary; `models`
+and `migrations/` are the schema."""
 
-from preserve.catalog.repository import (
+from preserve.catalog.aips import content_key
+from preserve.catalog.records import (
     AccessCopy,
     AipView,
-    Catalog,
+    AlertRecord,
     FileView,
     NewAip,
     ReplicaRecord,
     StoredObject,
     SubmissionState,
-    content_key,
 )
+from preserve.catalog.repository import Catalog
 
 __all__ = [
     "AccessCopy",
     "AipView",
+    "AlertRecord",
     "Catalog",
     "FileView",
     "NewAip",

@@ -7,10 +7,13 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001_baseline"
@@ -19,7 +22,7 @@ BASELINE = "0001_baseline"
 _PG_LOCK_ID = 0x70726573  # "pres"
 
 
-def _config(connection: Connection | None = None) -> Any:
+def _config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -94,7 +97,9 @@ def draft_revision(message: str) -> Path:
             slug = "_".join(message.lower().split())[:40]
             script = command.revision(cfg, message=message, autogenerate=True, rev_id=f"{number:04d}_{slug}")
         engine.dispose()
-    return Path(script.path)  # type: ignore[union-attr]
+    if script is None or isinstance(script, list):  # only with branches or a custom revision hook
+        raise RuntimeError(f"alembic wrote no single revision for {message!r}: {script}")
+    return Path(script.path)
 
 
 if __name__ == "__main__":  # pragma: no cover - developer tool

@@ -5,17 +5,19 @@ bytes overdue, quarantined submissions, AIPs at risk, alerts not delivered. Read
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
+from preserve.catalog.engine import aware
 from preserve.catalog.models import AipRow, AlertRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
+from preserve.core.model import AipStatus, ReplicaStatus, SubmissionStatus
 
 UNIDENTIFIED = "(not identified)"
 #: AIP statuses that mean "act now" (set by audits and repair)
-AT_RISK_STATUSES = {"at_risk", "damaged", "lost"}
+AT_RISK_STATUSES = frozenset({AipStatus.AT_RISK, AipStatus.DAMAGED, AipStatus.LOST})
 
 
 @dataclass(frozen=True)
@@ -78,28 +80,6 @@ class CatalogStatus:
     def needs_attention(self) -> bool:
         return bool(self.quarantined or self.at_risk or self.objects_overdue or self.undelivered_alerts)
 
-    def to_json(self) -> dict[str, Any]:
-        """The `preserve status --json` contract (times in ISO 8601 UTC)."""
-
-        def conv(v: Any) -> Any:
-            if isinstance(v, dt.datetime):
-                return v.isoformat()
-            if isinstance(v, dict):
-                return {k: conv(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [conv(x) for x in v]
-            return v
-
-        data = conv(asdict(self))
-        data["needs_attention"] = self.needs_attention
-        return data
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
 
 def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verified_replicas: int) -> CatalogStatus:
     aips = s.scalar(select(func.count()).select_from(AipRow)) or 0
@@ -113,8 +93,8 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
         )
     )
 
-    def n_status(value: str) -> Any:
-        return func.sum(case((ReplicaRow.status == value, 1), else_=0))
+    def n_status(value: ReplicaStatus) -> ColumnElement[int]:
+        return func.sum(case((ReplicaRow.status == value.value, 1), else_=0))
 
     rep = {
         t: (n, v or 0, d or 0, m or 0)
@@ -122,9 +102,9 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
             select(
                 ReplicaRow.target,
                 func.count(ReplicaRow.id),
-                n_status("verified"),
-                n_status("damaged"),
-                n_status("missing"),
+                n_status(ReplicaStatus.VERIFIED),
+                n_status(ReplicaStatus.DAMAGED),
+                n_status(ReplicaStatus.MISSING),
             ).group_by(ReplicaRow.target)
         )
     }
@@ -153,13 +133,20 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
     ).one()
 
     quarantined = tuple(
-        Quarantined(r.name, r.reason, _aware(r.updated_at) or now, r.attempts or 0)
+        Quarantined(r.name, r.reason, aware(r.updated_at) or now, r.attempts or 0)
         for r in s.scalars(
-            select(SubmissionRow).where(SubmissionRow.status == "quarantined").order_by(SubmissionRow.updated_at)
+            select(SubmissionRow)
+            .where(SubmissionRow.status == SubmissionStatus.QUARANTINED.value)
+            .order_by(SubmissionRow.updated_at)
         )
     )
     ingesting = (
-        s.scalar(select(func.count()).select_from(SubmissionRow).where(SubmissionRow.status == "ingesting")) or 0
+        s.scalar(
+            select(func.count())
+            .select_from(SubmissionRow)
+            .where(SubmissionRow.status == SubmissionStatus.INGESTING.value)
+        )
+        or 0
     )
 
     # at risk: flagged by an audit or repair, or fewer verified replicas than policy requires, or
@@ -170,11 +157,11 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
     at_risk: list[AtRisk] = []
     for aip_id, title, status in s.execute(select(AipRow.id, AipRow.title, AipRow.status).order_by(AipRow.created_at)):
         reps = per_aip.get(aip_id, [])
-        verified = sum(st == "verified" for _, st in reps)
+        verified = sum(st == ReplicaStatus.VERIFIED for _, st in reps)
         reasons = [f"marked {status}"] if status in AT_RISK_STATUSES else []
         if verified < min_verified_replicas:
             reasons.append(f"{verified} verified replica(s), policy requires {min_verified_replicas}")
-        reasons += [f"replica {t} {st}" for t, st in reps if st in ("damaged", "missing")]
+        reasons += [f"replica {t} {st}" for t, st in reps if st in (ReplicaStatus.DAMAGED, ReplicaStatus.MISSING)]
         if reasons:
             at_risk.append(AtRisk(aip_id, title, verified, tuple(reasons)))
 
@@ -188,7 +175,7 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
         targets=tuple(targets),
         objects=int(n_objects or 0),
         objects_never_verified=int(never or 0),
-        oldest_verification=_aware(oldest),
+        oldest_verification=aware(oldest),
         audit_interval_days=audit_interval_days,
         objects_overdue=int(n_overdue or 0),
         bytes_overdue=int(b_overdue or 0),

@@ -162,13 +162,12 @@ def _family(info: MediaInfoReport | None) -> tuple[str, tuple[str, ...]]:
 def cross_check(matches: list[FidoMatch], info: MediaInfoReport | None, probe: ProbeReport | None) -> Identification:
     """Decide the recorded format from fido's matches and the container tools (pure)."""
     family, expected = _family(info)
-    ff = probe.format_name.split(",")[0] if probe is not None and probe.readable else ""
-    container = ", ".join(
-        x for x in (f"MediaInfo {family}" if family else "", f"ffprobe {probe.format_name}" if ff else "") if x
-    )
+    ff_name = probe.format_name if probe is not None and probe.readable else ""
+    ff = ff_name.split(",")[0]
+    container = ", ".join(x for x in (f"MediaInfo {family}" if family else "", f"ffprobe {ff_name}" if ff else "") if x)
     problems = []
     if ff in _FFPROBE_FAMILY and family and family.split(" ")[0] not in _FFPROBE_FAMILY[ff]:
-        problems.append(f"MediaInfo says {family} but ffprobe says {probe.format_name if probe else ''}")
+        problems.append(f"MediaInfo says {family} but ffprobe says {ff_name}")
     best = matches[0] if matches else None
     if best is None:
         if expected:

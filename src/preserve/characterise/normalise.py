@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from preserve import tools
-from preserve.access.proxy import _staged
 from preserve.config import NormalizationSettings
 from preserve.fixity import framemd5
+from preserve.tools import ffmpeg
 from preserve.tools.ffprobe import ProbeReport
 from preserve.tools.mediainfo import MediaInfoReport
 
@@ -134,7 +134,7 @@ def make_master(
     src: Path, dst: Path, probe: ProbeReport, settings: NormalizationSettings, *, timeout: float | None = 6 * 3600
 ) -> Path:
     """Encode the master to ``dst`` (replaced atomically). Raises ToolError."""
-    with _staged(dst) as tmp:
+    with ffmpeg.output(dst) as tmp:
         tools.run(master_argv(src, tmp, probe, settings), timeout=timeout)
     return Path(dst)
 

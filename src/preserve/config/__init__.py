@@ -1,7 +1,14 @@
 """Configuration: one typed `Settings` object from `config/*.toml` plus `PRESERVE__SECTION__KEY`
-environment overrides; secrets come from the environment only."""
+environment overrides; secrets come from the environment only.
 
-from preserve.config.settings import (
+    schema   the section models and the `Settings` root (a plain, frozen description)
+    load     `load` and `config_path`: the TOML file, the environment, overrides (pydantic-settings)
+
+Policy built on the settings lives with its owner: which location serves each access level in
+`preserve.access.policy`, the embedded server's generated keys in `preserve.dev.services`."""
+
+from preserve.config.load import config_path, load
+from preserve.config.schema import (
     DEFAULT_CONFIG,
     PROJECT_ROOT,
     AccessSettings,
@@ -17,8 +24,6 @@ from preserve.config.settings import (
     Settings,
     TargetSettings,
     ValidationSettings,
-    config_path,
-    load,
 )
 
 __all__ = [

@@ -1,0 +1,4 @@
+"""The bottom layer, imported by everything and importing nothing of preserve: plain values and the
+enums of every status word (`model`), the one exception tree (`errors`), the one atomic write
+(`fs`), the one retry policy (`retry`), byte meters for progress (`progress`), and sizes for
+people (`units`). No side effects at import; only `fs` touches the disk."""

@@ -110,3 +110,46 @@ class PayloadFile:
     @property
     def size(self) -> int:
         return self.digests.size
+
+
+# -- status words recorded in the catalog -------------------------------------------------------
+# StrEnum: each member is the very string stored in the database (no migration) and compares equal
+# to it, and str()/f-strings give that word too, so the CLI's tables and JSON read as before.
+
+
+class SubmissionStatus(enum.StrEnum):
+    """Where a submission is in the ingest folder's life (the catalog's submission rows)."""
+
+    NEW = "new"  # a claim's freshly inserted row, taken in the same transaction
+    INGESTING = "ingesting"  # claimed by a worker that holds a lease on it
+    STORED = "stored"
+    QUARANTINED = "quarantined"
+    DUPLICATE = "duplicate"
+
+
+class AipStatus(enum.StrEnum):
+    """The state of a whole AIP; every state but STORED means "act now" (set by audits and repair)."""
+
+    STORED = "stored"
+    AT_RISK = "at_risk"
+    DAMAGED = "damaged"
+    LOST = "lost"
+
+
+class ReplicaStatus(enum.StrEnum):
+    """The last known state of a copy: one stored object, or a whole replica (verified only while
+    every one of its objects is)."""
+
+    VERIFIED = "verified"
+    DAMAGED = "damaged"
+    MISSING = "missing"
+    PENDING = "pending"
+
+
+class AccessLevel(enum.StrEnum):
+    """Who may see an AIP's access copies."""
+
+    OPEN = "open"  # published
+    RESTRICTED = "restricted"  # stored at the restricted location, not published
+    EMBARGOED = "embargoed"  # held until a date, then published
+    DARK = "dark"  # no access copies at all

@@ -1,16 +1,25 @@
 """The main job on embedded defaults: start the embedded object store, generate a few sample
-submissions with ffmpeg, ingest them, and print a summary table. Running it again is safe: the
-same samples are recognised as duplicates of the AIPs already stored.
+submissions with ffmpeg, ingest them with the runner the caller hands in (the CLI's: through the
+Prefect flow, or the library with --direct; this module never imports the CLI or the flows), and
+print a summary table. Running it again is safe: the same samples are recognised as duplicates of
+the AIPs already stored.
 Side effects: writes samples into the ingest folder and access copies under var/access/."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from preserve import tools
 from preserve.config import Settings
 from preserve.dev import services
+
+if TYPE_CHECKING:
+    from preserve.intake.watch import Handled
+
+#: ingests the given paths and says what became of each, in order
+Ingest = Callable[[Sequence[Path]], Sequence["Handled"]]
 
 SRT = "1\n00:00:00,000 --> 00:00:01,500\n北京，一九九〇年。\n\n2\n00:00:01,500 --> 00:00:03,000\nBeijing, 1990.\n"
 SIDECAR = """title: Bumming in Beijing (sample)
@@ -122,40 +131,42 @@ def make_samples(dest: Path) -> list[Path]:
     return made
 
 
-def run(settings: Settings, *, direct: bool = False, print_: Callable[[str], None] = print) -> int:
+def run(settings: Settings, ingest: Ingest, *, print_: Callable[[str], None] = print) -> int:
+    """Start the object store, make the samples, ``ingest`` them, and print one summary row per
+    sample (its access copies fetched under var/access/). 0 when every sample is stored or a
+    duplicate, else 1."""
     from preserve.catalog import Catalog
-    from preserve.cli import run_ingest, table
     from preserve.core.units import human_bytes
     from preserve.operations.restore import fetch_access
+    from preserve.report.tables import table
 
     status = services.up(settings)
     print_(f"object store: {status}")
     samples = make_samples(settings.ingest_dir)
     print_(f"samples in {settings.ingest_dir}: {', '.join(p.name for p in samples)}")
-    outcomes = run_ingest(settings, samples, direct=direct)
-    catalog = Catalog(settings.catalog_url)
-    rows = []
-    for o in outcomes:
-        aip = catalog.get_aip(o["aip_id"]) if o["aip_id"] else None
-        if aip is None:
-            rows.append(["-", o["submission"], "-", "-", "-", f"{o['status']}: {o['detail']}"])
-            continue
-        main = max((f for f in aip.files if f.path.startswith("data/objects/")), key=lambda f: f.size)
-        access_dir = settings.var_dir / "access" / aip.id
-        copies = fetch_access(settings, catalog, aip.id, access_dir) if aip.access else []
-        proxy = next((str(p) for p in copies if p.suffix == ".mp4"), "(none: not a video)")
-        verified = sum(r.status == "verified" for r in aip.replicas)
-        rows.append(
-            [
-                aip.id,
-                aip.title + ("" if o["status"] == "stored" else f" [{o['status']}]"),
-                human_bytes(aip.size),
-                main.sha256,
-                f"{verified}/{len(settings.targets)}",
-                proxy,
-            ]
-        )
-    catalog.close()
+    outcomes = ingest(samples)
+    rows: list[list[str]] = []
+    with Catalog(settings.catalog_url) as catalog:
+        for o in outcomes:
+            aip = catalog.get_aip(o.aip_id) if o.aip_id else None
+            if aip is None:
+                rows.append(["-", o.submission, "-", "-", "-", f"{o.status}: {o.detail}"])
+                continue
+            main = max((f for f in aip.files if f.path.startswith("data/objects/")), key=lambda f: f.size)
+            access_dir = settings.var_dir / "access" / aip.id
+            copies = fetch_access(settings, catalog, aip.id, access_dir) if aip.access else []
+            proxy = next((str(p) for p in copies if p.suffix == ".mp4"), "(none: not a video)")
+            verified = sum(r.status == "verified" for r in aip.replicas)
+            rows.append(
+                [
+                    aip.id,
+                    aip.title + ("" if o.status == "stored" else f" [{o.status}]"),
+                    human_bytes(aip.size),
+                    main.sha256,
+                    f"{verified}/{len(settings.targets)}",
+                    proxy,
+                ]
+            )
     print_("")
     print_(table(["AIP id", "title", "size", "SHA-256 (main file)", "replicas verified", "access copy"], rows))
-    return 0 if all(o["status"] in ("stored", "duplicate") for o in outcomes) else 1
+    return 0 if all(o.status in ("stored", "duplicate") for o in outcomes) else 1

@@ -1,10 +1,9 @@
 """The embedded S3-compatible server (`preserve services up | down | status`): one SeaweedFS
 `weed mini` process bound to 127.0.0.1 with telemetry off. Side effects: starts and stops a
-detached process; writes its data, generated credentials (0600), pid file and log under
-<var>/services/seaweedfs; creates the configured buckets (versioned, Object Lock where asked).
-
-The server is started with subprocess.Popen directly. This is the single allowed exception to
-``preserve.tools.run.run``: it is a long-running daemon that must outlive the CLI, not a tool run."""
+detached process (through `preserve.dev.daemon`, which explains why it is not a tool run);
+writes its data, generated credentials (0600), pid file and log under <var>/services/seaweedfs;
+creates the configured buckets (versioned, Object Lock where asked). The stores of embedded targets
+read the generated credentials back through `preserve.storage.credentials`."""
 
 from __future__ import annotations
 
@@ -14,16 +13,12 @@ import fcntl
 import json
 import logging
 import os
+import random
 import secrets
 import shutil
-import signal
 import socket
 import string
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +26,9 @@ from typing import Any
 
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, FeatureNotHonoured, StorageUnavailable, ToolNotFound
+from preserve.core.fs import atomic_write
+from preserve.dev import daemon
+from preserve.storage.credentials import embedded_credentials_file
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +51,6 @@ PORT_FLAGS: dict[str, int] = {
     "admin.port.grpc": 9,
 }
 
-#: Popen objects of servers started by this process, so they are reaped rather than left zombies
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
 
 @dataclass(frozen=True)
 class ServiceStatus:
@@ -77,8 +72,6 @@ def free_port_base(count: int = 10) -> int:
     """A base with ``count`` consecutive free loopback ports, at random below Linux's ephemeral
     range: for servers started beside others on one machine (tests, benchmarks), never the
     configured default. Only probes by binding and releasing; nothing stays open."""
-    import random
-
     rng = random.Random()
     for _ in range(500):
         base = rng.randrange(20000, 32000 - count)
@@ -126,30 +119,17 @@ def _paths(settings: Settings) -> dict[str, Path]:
         "dir": d,
         "data": d / "data",
         "s3_config": d / "s3.json",
-        "credentials": d / "credentials.json",
+        "credentials": embedded_credentials_file(settings),
         "pid": d / "weed.pid",
         "log": d / "weed.log",
         "lock": d / ".lock",
     }
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a 0600 file atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def ensure_credentials(settings: Settings) -> dict[str, str]:
     """The embedded server's access/secret key: generated once (0600) and reused, so data
-    written earlier stays readable and Settings.credentials_of finds them."""
+    written earlier stays readable and `embedded_credentials` finds them. `up` calls this
+    under the service directory's lock, so two `up`s never both generate keys."""
     p = _paths(settings)
     p["dir"].mkdir(parents=True, exist_ok=True)
     os.chmod(p["dir"], 0o700)
@@ -159,15 +139,8 @@ def ensure_credentials(settings: Settings) -> dict[str, str]:
             "access_key": "PR" + "".join(secrets.choice(alphabet) for _ in range(18)),
             "secret_key": secrets.token_urlsafe(30),
         }
-        try:
-            fd = os.open(p["credentials"], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another `up` won the race; use its keys
-            pass
-        else:
-            with open(fd, "w", encoding="utf-8") as f:
-                json.dump(creds, f)
-                f.flush()
-                os.fsync(f.fileno())
+        # whole or not at all: a half-written key file would lock the data out
+        atomic_write(p["credentials"], json.dumps(creds))
     data = json.loads(p["credentials"].read_text(encoding="utf-8"))
     return {"access_key": data["access_key"], "secret_key": data["secret_key"]}
 
@@ -212,33 +185,6 @@ def _argv(settings: Settings) -> list[str]:
 
 
 # -- process inspection ---------------------------------------------------------------------------
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    proc = _children.get(pid)
-    if proc is not None:
-        if proc.poll() is None:
-            return True
-        del _children[pid]
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie still answers kill(0)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_ours(pid: int, settings: Settings) -> bool:
     """Guard against pid reuse: the process must be weed serving our data directory."""
     try:
@@ -252,13 +198,8 @@ def _is_ours(pid: int, settings: Settings) -> bool:
 
 
 def _answers(port: int, timeout: float = 1.0) -> bool:
-    """GET /status == 200, bypassing any proxy configured in the environment."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://{LOOPBACK}:{port}/status", timeout=timeout) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    """GET /status == 200 (bypassing any proxy configured in the environment)."""
+    return daemon.answers(f"http://{LOOPBACK}:{port}/status", timeout)
 
 
 def _port_in_use(port: int) -> bool:
@@ -312,9 +253,9 @@ def status(settings: Settings) -> ServiceStatus:
     p = _paths(settings)
     endpoint = settings.services.s3_endpoint
     port = settings.services.port_base
-    pid = _read_pid(p["pid"])
+    pid = daemon.read_pid(p["pid"])
     base = ServiceStatus(running=False, pid=None, endpoint=endpoint, directory=p["dir"])
-    if pid is None or not _alive(pid) or not _is_ours(pid, settings):
+    if pid is None or not daemon.alive(pid) or not _is_ours(pid, settings):
         detail = "not running"
         if pid is not None:
             detail += f" (stale pid file: process {pid} is gone or is not our weed)"
@@ -339,7 +280,7 @@ def up(settings: Settings, *, timeout: float = START_TIMEOUT) -> ServiceStatus:
             _ensure_buckets(settings, creds)
             return replace(current, detail="already running")
         if current.pid is not None:  # ours and alive, not answering yet: perhaps still starting
-            if not _wait_ready(settings, current.pid, None, timeout):
+            if not _wait_ready(settings, current.pid, timeout):
                 raise StorageUnavailable(
                     f"SeaweedFS (pid {current.pid}) runs but does not answer on "
                     f"{current.endpoint}; log tail:\n{_log_tail(p['log'])}"
@@ -356,34 +297,23 @@ def up(settings: Settings, *, timeout: float = START_TIMEOUT) -> ServiceStatus:
         argv = _argv(settings)
         try:
             p["data"].mkdir(parents=True, exist_ok=True)
-            _write_private(p["s3_config"], _s3_config(creds))
-            _rotate_log(p["log"])
-            with open(p["log"], "ab") as logf:
-                log_start = logf.tell()
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    cwd=p["dir"],
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            _children[proc.pid] = proc
-            p["pid"].write_text(f"{proc.pid}\n")
+            atomic_write(p["s3_config"], _s3_config(creds))  # 0600: it holds the secret key
+            server = daemon.start(
+                argv, log_path=p["log"], pid_file=p["pid"], cwd=p["dir"], rotate_bytes=LOG_ROTATE_BYTES
+            )
         except OSError as exc:
             raise StorageUnavailable(f"cannot start SeaweedFS in {p['dir']}: {exc}") from exc
-        log.info("started SeaweedFS pid %d on %s", proc.pid, settings.services.s3_endpoint)
-        if not _wait_ready(settings, proc.pid, proc, timeout):
-            exited = proc.poll()
-            _stop(settings, proc.pid)
+        log.info("started SeaweedFS pid %d on %s", server.pid, settings.services.s3_endpoint)
+        if not _wait_ready(settings, server.pid, timeout):
+            exited = server.returncode
+            _stop(settings, server.pid)
             what = (
                 f"exited with status {exited}"
                 if exited is not None
                 else f"did not answer within {timeout:.0f} s and was stopped"
             )
             raise StorageUnavailable(
-                f"SeaweedFS {what} ({settings.services.s3_endpoint}); log:\n{_log_tail(p['log'], log_start)}",
+                f"SeaweedFS {what} ({settings.services.s3_endpoint}); log:\n{_log_tail(p['log'], server.log_start)}",
                 advice=f"Read {p['log']}, fix the cause, then run `preserve services up` again.",
             )
         _ensure_buckets(settings, creds)
@@ -393,46 +323,20 @@ def up(settings: Settings, *, timeout: float = START_TIMEOUT) -> ServiceStatus:
 def down(settings: Settings, *, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds. A no-op when not running."""
     with _locked(settings):
-        pid = _read_pid(_paths(settings)["pid"])
-        if pid is not None and _alive(pid) and _is_ours(pid, settings):
+        pid = daemon.read_pid(_paths(settings)["pid"])
+        if pid is not None and daemon.alive(pid) and _is_ours(pid, settings):
             _stop(settings, pid, timeout)
         _paths(settings)["pid"].unlink(missing_ok=True)
 
 
 def _stop(settings: Settings, pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if not _alive(pid):
-            break
-        log.warning("SeaweedFS pid %d ignored %s", pid, sig.name)
-    _children.pop(pid, None)
-    _paths(settings)["pid"].unlink(missing_ok=True)
-    log.info("stopped SeaweedFS pid %d", pid)
+    daemon.stop(pid, name="SeaweedFS", timeout=timeout, kill_timeout=5.0, pid_file=_paths(settings)["pid"])
 
 
-def _wait_ready(settings: Settings, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        if proc is None and not _alive(pid):
-            return False
-        if _answers(settings.services.port_base, timeout=0.5):
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _rotate_log(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        if path.stat().st_size > LOG_ROTATE_BYTES:
-            os.replace(path, path.with_name(path.name + ".1"))
+def _wait_ready(settings: Settings, pid: int, timeout: float) -> bool:
+    """Until the S3 port answers (True), or the process is gone or ``timeout`` has passed."""
+    port = settings.services.port_base
+    return daemon.wait_healthy(pid, lambda: _answers(port, timeout=0.5), timeout, interval=0.1)
 
 
 def _ensure_buckets(settings: Settings, creds: dict[str, str]) -> None:

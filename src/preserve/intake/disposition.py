@@ -150,4 +150,5 @@ def build_report(
 
 
 def read_report(folder: Path) -> dict[str, object]:
-    return json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+    report: dict[str, object] = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+    return report

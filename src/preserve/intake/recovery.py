@@ -13,7 +13,7 @@ from pathlib import Path
 
 from preserve.catalog import Catalog
 from preserve.config import Settings
-from preserve.core.model import utcnow
+from preserve.core.model import SubmissionStatus, utcnow
 from preserve.intake import submission as submissions
 
 
@@ -74,7 +74,7 @@ def _clean_staging(settings: Settings, catalog: Catalog) -> list[Recovered]:
         return []
     removed: list[Recovered] = []
     for d in dirs:
-        busy = {st.aip_id for st in catalog.submissions("ingesting")}
+        busy = {st.aip_id for st in catalog.submissions(SubmissionStatus.INGESTING)}
         if d.name in busy:
             continue
         shutil.rmtree(d, ignore_errors=True)

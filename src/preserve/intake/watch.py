@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from preserve import tools
 from preserve.catalog import Catalog
@@ -89,15 +89,23 @@ class Handled:
         return self.status in ("stored", "duplicate", "skipped")
 
     @classmethod
-    def of(cls, result: Any, name: str) -> Handled:
-        """From an IngestOutcome, or the dict the ingest flow returns."""
-        get = result.get if isinstance(result, dict) else (lambda k, d="": getattr(result, k, d))
-        return cls(
-            str(get("submission", name) or name),
-            str(get("status", "error") or "error"),
-            str(get("aip_id", "") or ""),
-            str(get("detail", "") or ""),
-        )
+    def of(cls, result: IngestOutcome, name: str) -> Handled:
+        """From what the ingest function returned (the pipeline's IngestResult, or a Handled)."""
+        return cls(result.submission or name, str(result.status), result.aip_id, result.detail)
+
+
+class IngestOutcome(Protocol):
+    """What the watcher needs of an ingest's result; `preserve.pipeline.IngestResult` is one (the
+    watcher sits below the pipeline, which it never imports: the ingest function is passed in)."""
+
+    @property
+    def submission(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def aip_id(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -280,7 +288,7 @@ def _raw(r: Ready) -> str:
 
 
 # -- a pass and the loop ---------------------------------------------------------------------
-IngestFn = Callable[[Path], Any]  # returns an IngestOutcome or the ingest flow's result dict
+IngestFn = Callable[[Path], IngestOutcome]
 
 
 def watch_once(
@@ -348,14 +356,15 @@ def _record_once(catalog: Catalog, state: WatchState, seen: Look) -> None:
     """An ignored or stranded entry is recorded once (per name and reason, across runs), not at
     every poll."""
     agent = tools.preserve_agent()
-    for item, outcome in [
+    entries: list[tuple[Ignored | Waiting, Outcome]] = [
         *((i, Outcome.NOT_PERFORMED) for i in seen.ignored),
         *(
             (w, Outcome.WARNING)
             for w in seen.waiting
             if "waiting for" in w.reason or "sidecar of the folder" in w.reason
         ),
-    ]:
+    ]
+    for item, outcome in entries:
         detail = f"ingest folder entry {item.name!r} not ingested: {item.reason}"
         tag = f"{item.name}\0{detail}"
         if tag in state.reported:

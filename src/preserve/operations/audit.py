@@ -17,7 +17,7 @@ from preserve import tools
 from preserve.catalog import AipView, Catalog, StoredObject
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, ObjectMissing, StorageError, StorageUnavailable
-from preserve.core.model import Agent, Event, EventType, Outcome, utcnow
+from preserve.core.model import Agent, AipStatus, Event, EventType, Outcome, ReplicaStatus, utcnow
 from preserve.fixity.digest import MultiHasher
 from preserve.storage import open_store
 from preserve.storage.base import ObjectStore, member_path
@@ -429,7 +429,9 @@ def _audit_target(
             obj.aip_id,
             obj.target,
             obj.key,
-            status="verified" if check.ok else ("missing" if check.problem == "missing" else "damaged"),
+            status=ReplicaStatus.VERIFIED
+            if check.ok
+            else (ReplicaStatus.MISSING if check.problem == "missing" else ReplicaStatus.DAMAGED),
             verified_at=now() if check.ok and check.reread else None,
             events=[_event(check, agent)],
         )
@@ -523,13 +525,13 @@ def _repair_all(
         )
         if repair.ok:
             catalog.record_object_check(
-                check.aip_id, check.target, check.key, status="verified", verified_at=now(), events=[event]
+                check.aip_id, check.target, check.key, status=ReplicaStatus.VERIFIED, verified_at=now(), events=[event]
             )
         else:
             catalog.add_events(check.aip_id, [event])
             at_risk.add(check.aip_id)
     for aip_id in sorted(at_risk):
-        catalog.set_aip_status(aip_id, "at_risk")
+        catalog.set_aip_status(aip_id, AipStatus.AT_RISK)
         catalog.add_events(
             aip_id,
             [Event(EventType.REPAIR, Outcome.FAIL, agent, "AIP at risk: a file has no verifying copy on any replica")],
@@ -538,7 +540,7 @@ def _repair_all(
     for aip_id in {c.aip_id for c in failed} - at_risk:
         aip = catalog.get_aip(aip_id)
         if aip is not None and aip.status == "at_risk" and all(r.status == "verified" for r in aip.replicas):
-            catalog.set_aip_status(aip_id, "stored")
+            catalog.set_aip_status(aip_id, AipStatus.STORED)
 
 
 def format_report(report: AuditReport) -> str:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from preserve import tools
+from preserve.access.policy import access_location
 from preserve.catalog import AccessCopy, Catalog
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
-from preserve.core.model import Event, EventType, Outcome
+from preserve.core.model import AccessLevel, Event, EventType, Outcome
 from preserve.storage import open_store
 
 
@@ -47,14 +48,14 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")
     until = embargo_until(list(aip.events))
-    if aip.access_level != "embargoed":
+    if aip.access_level != AccessLevel.EMBARGOED:
         return Release(aip.id, until, "not due", f"access level is {aip.access_level}, not embargoed")
     if until is None:
         return Release(aip.id, None, "not due", "no embargo date recorded: left embargoed for a person to decide")
     if until > today:
         return Release(aip.id, until, "not due", f"embargoed until {until}")
-    public = settings.access_location("open")
-    held = settings.access_location("embargoed")
+    public = access_location(settings, AccessLevel.OPEN)
+    held = access_location(settings, AccessLevel.EMBARGOED)
     if public is None or held is None:
         raise ConfigError("no access target is configured: an embargo cannot be released")
     me = tools.preserve_agent()
@@ -86,7 +87,7 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
     catalog.replace_access(
         aip.id,
         [*others, *published],
-        access_level="open",
+        access_level=AccessLevel.OPEN,
         events=[
             Event(
                 EventType.ACCESS_DECISION,
@@ -106,7 +107,7 @@ def _remove_held(settings: Settings, catalog: Catalog, aip_id: str, copies: list
     copy behind, and an event says so."""
     if not copies:
         return
-    held = settings.access_location("embargoed")
+    held = access_location(settings, AccessLevel.EMBARGOED)
     assert held is not None
     failed = []
     with open_store(settings, held) as store:
@@ -137,7 +138,7 @@ def release_due(settings: Settings, catalog: Catalog, *, today: dt.date) -> list
     """Release every embargoed AIP whose date is on or before ``today``. One AIP's failure is
     reported in its Release and does not stop the others."""
     out = []
-    for aip_id in catalog.aip_ids_with_access_level("embargoed"):
+    for aip_id in catalog.aip_ids_with_access_level(AccessLevel.EMBARGOED):
         try:
             out.append(release(settings, catalog, aip_id, today=today))
         except PreserveError as exc:

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from preserve import tools
+from preserve.access import policy
 from preserve.catalog import AipView, Catalog
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
 from preserve.core.model import Event, EventType, Outcome
+from preserve.core.progress import Meter, Progress
 from preserve.packaging import bag
-from preserve.report.progress import Meter, Progress
 from preserve.storage import open_store
 from preserve.storage.base import member_path
 
@@ -139,7 +140,7 @@ def fetch_access(settings: Settings, catalog: Catalog, aip_id: str, dest: Path) 
     written = []
     for copy in aip.access:
         path = Path(dest) / Path(copy.key).name
-        with open_store(settings, settings.target(copy.target)) as store:
+        with open_store(settings, policy.target(settings, copy.target)) as store:
             got = store.get_file(copy.key, path)
         if got != copy.sha256:
             raise VerificationError(f"access copy {copy.key} does not match its recorded SHA-256")

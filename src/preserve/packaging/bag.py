@@ -19,6 +19,9 @@ from preserve.core.model import Digests, PayloadFile, Role
 from preserve.fixity.digest import BAG_ALGORITHMS, copy_with_digests
 
 BAGIT_VERSION = "1.0"
+#: the AIP's payload layout: the originals (as received) and what preserve made about them
+OBJECTS_DIR = "objects"  # data/objects/: originals, sidecar files, preservation masters beside their originals
+METADATA_DIR = "metadata"  # data/metadata/: technical metadata, framemd5 manifests, premis.xml
 #: bagit-python changes the process's working directory; never run two of its calls at once
 _BAGIT_LOCK = threading.Lock()
 MAX_COMPONENT_BYTES = 255

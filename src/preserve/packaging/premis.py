@@ -23,6 +23,8 @@ from lxml import etree
 from preserve.core.model import Agent, Event, EventType
 
 if TYPE_CHECKING:
+    from lxml.etree._docloader import _InputDocument  # the stubs' name for what resolve_*() return
+
     from preserve.catalog import AipView
 
 NS = "http://www.loc.gov/premis/v3"
@@ -213,7 +215,9 @@ def _objects_of(e: Event, paths: set[str]) -> Iterable[tuple[str, str]]:
 
 
 class _LocalSchemas(etree.Resolver):
-    def resolve(self, url: str, pubid: str, context: object) -> object:
+    def resolve(self, url: str | None, pubid: str | None, context: object) -> _InputDocument | None:
+        if url is None:
+            return None
         local = LOCAL_SCHEMAS.get(url) or LOCAL_SCHEMAS.get(Path(url).name)
         return self.resolve_filename(str(local), context) if local else None
 

@@ -1,13 +1,21 @@
-"""Object stores behind one protocol (S3-compatible buckets, filesystem directories) and the
-factory that opens one per configured target. Side effects: none until a store is used."""
+"""Object stores behind one protocol (S3-compatible buckets, filesystem directories), the factory
+that opens one per configured target, and the agent recorded in events about them. Side effects:
+none until a store is used.
+
+Architecture: `base` holds the ObjectStore protocol and the key rules every store shares; `local`
+and the `s3` package implement it; `replication` puts an AIP on every target and back-fills new
+ones. A new backend implements ObjectStore (raising only preserve.core.errors types) and gets a
+branch in `open_store` and `store_agent`."""
 
 from __future__ import annotations
 
+from preserve import tools
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError
+from preserve.core.model import Agent
 from preserve.storage.base import ObjectInfo, ObjectStore, check_key
 
-__all__ = ["ObjectInfo", "ObjectStore", "check_key", "open_store"]
+__all__ = ["ObjectInfo", "ObjectStore", "check_key", "open_store", "store_agent"]
 
 
 def open_store(settings: Settings, target: TargetSettings) -> ObjectStore:
@@ -22,3 +30,9 @@ def open_store(settings: Settings, target: TargetSettings) -> ObjectStore:
 
         return LocalStore(settings, target)
     raise ConfigError(f"target {target.name!r}: unknown kind {target.kind!r}")
+
+
+def store_agent(kind: str) -> Agent:
+    """The agent of events about a target of this kind (replication, back-fill): boto3 and its
+    version for S3 targets, preserve itself for filesystem targets."""
+    return tools.python_agent("boto3") if kind == "s3" else tools.preserve_agent()

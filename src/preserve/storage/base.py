@@ -1,10 +1,8 @@
 """The one protocol every object store implements (S3, local filesystem), its ObjectInfo and
-UploadStats values, and the key rules they share. Side effects: none, except fsync_dir (flushes a
-directory)."""
+UploadStats values, and the key rules they share. Side effects: none."""
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -12,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from preserve.core.errors import StorageError
+from preserve.core.fs import fsync_dir as fsync_dir  # re-exported: it used to live here
 
 #: S3's limit on a whole key (prefix included), in UTF-8 bytes
 MAX_KEY_BYTES = 1024
@@ -114,7 +113,7 @@ class Closing:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Closing:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -170,12 +169,3 @@ def check_prefix(prefix: str) -> str:
         if any(seg in (".", "..") for seg in prefix.split("/")[:-1]):
             raise StorageError(f"listing prefix {prefix!r} has a '.' or '..' segment")
     return prefix
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,6 +22,7 @@ from preserve.core.errors import (
     StorageUnavailable,
     VerificationError,
 )
+from preserve.core.fs import fsync_dir
 from preserve.storage.base import (
     CHUNK_SIZE,
     TEMP_PREFIX,
@@ -30,7 +31,6 @@ from preserve.storage.base import (
     UploadStats,
     check_key,
     check_prefix,
-    fsync_dir,
 )
 
 log = logging.getLogger(__name__)

@@ -15,12 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preserve import tools
 from preserve.catalog import AipView, Catalog, ReplicaRecord, StoredObject
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, StorageError, VerificationError
-from preserve.core.model import Agent, Event, EventType, Outcome, utcnow
-from preserve.storage import ObjectInfo, ObjectStore, open_store
+from preserve.core.model import Event, EventType, Outcome, ReplicaStatus, utcnow
+from preserve.storage import ObjectInfo, ObjectStore, open_store, store_agent
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +68,6 @@ class TargetOutcome:
             mode, until = max(locks, key=lambda m: str(m[1]))
             text += f"; Object Lock {mode} until {until} on every object"
         return text
-
-
-def store_agent(kind: str) -> Agent:
-    return tools.python_agent("boto3") if kind == "s3" else tools.preserve_agent()
 
 
 def replica_uri(store: ObjectStore, aip_id: str) -> str:
@@ -191,7 +186,7 @@ def _sources(settings: Settings, aip: AipView, target: str) -> list[str]:
     """Replicas to copy from, best first: verified ones, in config order."""
     order = [t.name for t in settings.targets]
     reps = [r for r in aip.replicas if r.target != target and r.target in order]
-    reps.sort(key=lambda r: (r.status != "verified", order.index(r.target)))
+    reps.sort(key=lambda r: (r.status != ReplicaStatus.VERIFIED, order.index(r.target)))
     return [r.target for r in reps]
 
 
@@ -235,7 +230,7 @@ def backfill(
         for aip in aips:
             for t in wanted:
                 have = next((r for r in aip.replicas if r.target == t.name), None)
-                if have is not None and have.status == "verified":
+                if have is not None and have.status == ReplicaStatus.VERIFIED:
                     result = Backfill(aip.id, t.name, "present", "already has a verified replica here")
                 else:
                     result = _backfill_one(settings, catalog, aip, t, store_of, work)
@@ -318,7 +313,7 @@ def _backfill_one(
         )
     catalog.upsert_replica(
         aip.id,
-        ReplicaRecord(t.name, uri, "verified", utcnow(), tuple(objects)),
+        ReplicaRecord(t.name, uri, ReplicaStatus.VERIFIED, utcnow(), tuple(objects)),
         events=[
             Event(
                 EventType.REPLICATION,

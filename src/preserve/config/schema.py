@@ -1,24 +1,22 @@
-"""One typed Settings object, loaded once at the entry point (CLI or flow) from a TOML file plus
-environment overrides, then passed down. Secrets are never read from files here: credentials come
-from the environment, or, for the embedded server only, from the file `preserve services up`
-generates under the var directory."""
+"""The settings schema: one frozen model per [section] of config/preserve.toml and the `Settings`
+root with its derived paths. A plain description; no side effects (nothing here reads a file or
+the environment: `preserve.config.load` does). Secrets are never part of it: the environment
+variables that hold them are named here, and read by whoever opens a store or sends a mail."""
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from preserve.core.errors import ConfigError
+from preserve.core.model import AccessLevel
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "preserve.toml"
-ENV_PREFIX = "PRESERVE__"
 
 
 class _Model(BaseModel):
@@ -74,7 +72,8 @@ class NormalizationSettings(_Model):
 class AccessSettings(_Model):
     """Where access copies go, by access level, and the cataloguers' contact sheet. Restricted
     and embargoed copies go to the access target's bucket under these prefixes instead of its
-    own (public) prefix; a filesystem access target gets sibling directories."""
+    own (public) prefix; a filesystem access target gets sibling directories. Which level is
+    served from where is access policy (`preserve.access.policy`); this says where the places are."""
 
     restricted_prefix: str = "restricted"
     embargo_prefix: str = "embargoed"
@@ -82,6 +81,15 @@ class AccessSettings(_Model):
     contact_sheet_frames: int = Field(default=12, ge=1, le=100)
     contact_sheet_columns: int = Field(default=4, ge=1, le=10)
     contact_sheet_tile_width: int = Field(default=320, ge=32, le=1920)
+
+    def private_place(
+        self, base: TargetSettings, level: Literal[AccessLevel.RESTRICTED, AccessLevel.EMBARGOED]
+    ) -> dict[str, str | Path]:
+        """The fields of ``base`` (the access target) that change for one private level: its
+        prefix in the same bucket, or the sibling directory ``<path>-<level>``."""
+        if base.kind == "filesystem" and base.path is not None:
+            return {"path": base.path.parent / f"{base.path.name}-{level.value}"}
+        return {"prefix": self.restricted_prefix if level is AccessLevel.RESTRICTED else self.embargo_prefix}
 
 
 class ServiceSettings(_Model):
@@ -135,6 +143,17 @@ class TargetSettings(_Model):
         stem = "PRESERVE_" + "".join(c if c.isalnum() else "_" for c in self.name.upper())
         return (self.access_key_env or f"{stem}_ACCESS_KEY_ID", self.secret_key_env or f"{stem}_SECRET_ACCESS_KEY")
 
+    def credentials(self, env: Mapping[str, str]) -> dict[str, str] | None:
+        """boto3 session kwargs from this target's own variables in ``env``, else its named
+        profile; None when it has neither (an embedded target then uses the keys the embedded
+        server generated: `preserve.dev.services.embedded_credentials`). Never a shared credential."""
+        key_name, secret_name = self.env_names()
+        if env.get(key_name) and env.get(secret_name):
+            return {"aws_access_key_id": env[key_name], "aws_secret_access_key": env[secret_name]}
+        if self.profile:
+            return {"profile_name": self.profile}
+        return None
+
 
 def _location(t: TargetSettings) -> tuple[str, ...]:
     """Where a target's objects live, for telling whether two targets are the same place."""
@@ -182,6 +201,7 @@ class AlertSettings(_Model):
 
     def smtp_login(self, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
         """(user, password) from the environment, or None to send without logging in."""
+        # transitional: env=None (os.environ) until the callers pass their environment (issue 11)
         env = os.environ if env is None else env
         user, password = env.get(self.smtp_username_env, ""), env.get(self.smtp_password_env, "")
         return (user, password) if user and password else None
@@ -235,14 +255,20 @@ class Settings(_Model):
         # An ingest retry sweeps every object under <aip-id>/ at each access location; were one
         # the very place a replica is written, that sweep would delete the replica just uploaded.
         replicas = {_location(t): t.name for t in self.targets}
-        for level in ("open", "restricted", "embargoed"):
-            where = self.access_location(level)
-            if where is not None and _location(where) in replicas:
-                raise ValueError(
-                    f"access location {where.name!r} is the same place as replica target "
-                    f"{replicas[_location(where)]!r}; give the access copies their own bucket, "
-                    "prefix or path"
-                )
+        if self.access_target is not None:
+            base = self.access_target
+            places = [base] + [
+                base.model_copy(update=self.access.private_place(base, level))
+                for level in (AccessLevel.RESTRICTED, AccessLevel.EMBARGOED)
+            ]
+            for level, where in zip(("open", "restricted", "embargoed"), places, strict=True):
+                if _location(where) in replicas:
+                    name = base.name if level == "open" else f"{base.name}-{level}"
+                    raise ValueError(
+                        f"access location {name!r} is the same place as replica target "
+                        f"{replicas[_location(where)]!r}; give the access copies their own bucket, "
+                        "prefix or path"
+                    )
         if self.replication.min_verified_replicas > len(self.targets):
             raise ValueError(
                 f"min_verified_replicas={self.replication.min_verified_replicas} but only "
@@ -283,37 +309,18 @@ class Settings(_Model):
     def catalog_url(self) -> str:
         return self.archive.catalog_url or f"sqlite:///{self.var_dir / 'catalog.sqlite'}"
 
+    # -- targets -------------------------------------------------------------------------------
+    def configured_targets(self) -> list[TargetSettings]:
+        """The replica targets, then the access target: every target this file names."""
+        return self.targets + ([self.access_target] if self.access_target is not None else [])
+
     def target(self, name: str) -> TargetSettings:
-        for t in self.all_targets():
+        """A configured target by name (the private access locations derived from the access
+        target are found by `preserve.access.policy.target`)."""
+        for t in self.configured_targets():
             if t.name == name:
                 return t
-        raise ConfigError(f"no storage target named {name!r}; known: {[t.name for t in self.all_targets()]}")
-
-    def all_targets(self) -> list[TargetSettings]:
-        extra = [self.access_location(level) for level in ("open", "restricted", "embargoed")]
-        return self.targets + [t for t in extra if t is not None]
-
-    def access_location(self, level: str) -> TargetSettings | None:
-        """Where access copies of this level go: the access target itself for ``open``; the same
-        bucket under `access.restricted_prefix` / `access.embargo_prefix` (never under the public
-        prefix) for ``restricted`` / ``embargoed``; None for ``dark`` or without an access target."""
-        base = self.access_target
-        if base is None or level == "dark":
-            return None
-        if level == "open":
-            return base
-        prefix = self.access.restricted_prefix if level == "restricted" else self.access.embargo_prefix
-        key_env, secret_env = base.env_names()  # the same bucket, so the same credentials
-        update: dict[str, Any] = {
-            "name": f"{base.name}-{level}",
-            "access_key_env": key_env,
-            "secret_key_env": secret_env,
-        }
-        if base.kind == "filesystem" and base.path is not None:
-            update["path"] = base.path.parent / f"{base.path.name}-{level}"
-        else:
-            update["prefix"] = prefix
-        return base.model_copy(update=update)
+        raise ConfigError(f"no storage target named {name!r}; known: {[t.name for t in self.configured_targets()]}")
 
     def target_path(self, target: TargetSettings) -> Path:
         assert target.path is not None
@@ -325,86 +332,3 @@ class Settings(_Model):
         if target.embedded:
             return self.services.s3_endpoint
         return ""  # AWS default endpoint
-
-    def credentials_of(self, target: TargetSettings, env: Mapping[str, str] | None = None) -> dict[str, str]:
-        """boto3 session kwargs for one target: its own credential, never a shared one."""
-        env = os.environ if env is None else env
-        key_name, secret_name = target.env_names()
-        if env.get(key_name) and env.get(secret_name):
-            return {"aws_access_key_id": env[key_name], "aws_secret_access_key": env[secret_name]}
-        if target.profile:
-            return {"profile_name": target.profile}
-        if target.embedded:
-            cred_file = self.services_dir / "seaweedfs" / "credentials.json"
-            if cred_file.exists():
-                data = json.loads(cred_file.read_text())
-                return {"aws_access_key_id": data["access_key"], "aws_secret_access_key": data["secret_key"]}
-            raise ConfigError(
-                f"target {target.name!r} uses the embedded server, but it has no credentials yet",
-                advice="Run `preserve services up` first.",
-            )
-        raise ConfigError(f"no credentials for target {target.name!r}: set {key_name} and {secret_name}, or a profile")
-
-
-def _deep_set(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
-    for key in dotted[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[dotted[-1]] = value
-
-
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """PRESERVE__SECTION__KEY=value sets [section] key; values are parsed as TOML when they can be
-    (numbers, booleans, lists), else taken as strings."""
-    out: dict[str, Any] = {}
-    for name, raw in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        _deep_set(out, path, value)
-    return out
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in over.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
-
-
-def config_path(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if explicit:
-        return Path(explicit)
-    if env.get("PRESERVE_CONFIG"):
-        return Path(env["PRESERVE_CONFIG"])
-    return DEFAULT_CONFIG
-
-
-def load(
-    explicit: str | os.PathLike[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Settings:
-    """Build Settings from the config file, then PRESERVE__* environment overrides, then
-    ``overrides`` (used by tests). Raises ConfigError with a readable message."""
-    env = os.environ if env is None else env
-    path = config_path(explicit, env).resolve()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file not found: {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    data = _merge(data, _env_overrides(env))
-    if overrides:
-        data = _merge(data, overrides)
-    data["source"] = path
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid configuration in {path}: {problems}") from exc

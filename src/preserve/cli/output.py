@@ -1,0 +1,124 @@
+"""What the commands print to a terminal: the plain table, progress bars, one line per ingested
+submission, and the `status` overview. Side effects: writes to stdout and stderr; rich is imported
+only when something is drawn with it, so `preserve --help` stays fast."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from preserve.core.units import human_bytes
+from preserve.report.tables import table
+
+if TYPE_CHECKING:
+    from preserve.catalog.views import CatalogStatus
+    from preserve.core.progress import Progress
+    from preserve.intake.watch import Handled, Waiting
+
+__all__ = ["outcome_line", "print_status", "progress_bar", "table", "waiting_line"]
+
+
+@contextlib.contextmanager
+def progress_bar(label: str) -> Iterator[Progress | None]:
+    """A rich progress bar (bytes, speed, ETA) on stderr when it is a terminal; None otherwise,
+    so piped output and logs stay clean. Yields the ``progress(done, total)`` callback."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total or None)
+
+
+def outcome_line(h: Handled) -> str:
+    """`preserve ingest`'s line for one submission: AIP id, status, name, and why when not stored."""
+    return f"{h.aip_id or '-':36}  {h.status:11}  {h.submission}" + (
+        f"  ({h.detail})" if h.status != "stored" and h.detail else ""
+    )
+
+
+def waiting_line(w: Waiting) -> str:
+    """`preserve watch --once`'s line for an entry not ready yet (still being copied, or stranded)."""
+    return f"{'-':36}  {'waiting':11}  {w.name}  ({w.reason})"
+
+
+def print_status(st: CatalogStatus, alerts_off: bool) -> None:
+    """`preserve status` for a person: holdings, fixity age and what needs attention, in red."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    ok, warn = "[green]", "[bold red]"
+    head = Table(title=f"preserve status · {st.at:%Y-%m-%d %H:%M} UTC", show_header=False, title_justify="left")
+    head.add_row("AIPs", f"{st.aips}", f"{human_bytes(st.bytes)} in {st.files} files")
+    head.add_row("being ingested", str(st.ingesting), "")
+    oldest = st.oldest_verification.strftime("%Y-%m-%d %H:%M") if st.oldest_verification else "-"
+    head.add_row(
+        "oldest fixity check",
+        oldest,
+        f"{st.objects_never_verified} of {st.objects} objects never verified" if st.objects_never_verified else "",
+    )
+    head.add_row(
+        f"overdue (> {st.audit_interval_days} days)",
+        (warn if st.objects_overdue else ok) + f"{human_bytes(st.bytes_overdue)}",
+        f"{st.objects_overdue} objects",
+    )
+    head.add_row("quarantined", (warn if st.quarantined else ok) + str(len(st.quarantined)), "")
+    head.add_row("AIPs at risk", (warn if st.at_risk else ok) + str(len(st.at_risk)), "")
+    head.add_row(
+        "alerts not delivered",
+        (warn if st.undelivered_alerts else ok) + str(st.undelivered_alerts),
+        "no webhook or SMTP configured" if alerts_off else "",
+    )
+    con.print(head)
+    if st.targets:
+        t = Table(title="replicas per target", title_justify="left")
+        for col in ("target", "replicas", "verified", "damaged", "missing", "objects", "bytes"):
+            t.add_column(col, justify="left" if col == "target" else "right")
+        for r in st.targets:
+            t.add_row(
+                r.target,
+                str(r.replicas),
+                ok + str(r.verified),
+                (warn if r.damaged else "") + str(r.damaged),
+                (warn if r.missing else "") + str(r.missing),
+                str(r.objects),
+                human_bytes(r.bytes),
+            )
+        con.print(t)
+    if st.formats:
+        t = Table(title="files by format", title_justify="left")
+        for col in ("format", "files", "bytes"):
+            t.add_column(col, justify="left" if col == "format" else "right")
+        for f in st.formats:
+            t.add_row(f.format, str(f.files), human_bytes(f.bytes))
+        con.print(t)
+    if st.quarantined:
+        t = Table(
+            title="quarantined submissions (ingest/failed/NAME/REPORT.txt; `preserve retry NAME`)", title_justify="left"
+        )
+        for col in ("submission", "since", "attempts", "reason"):
+            t.add_column(col)
+        for q in st.quarantined:
+            t.add_row(q.name, f"{q.since:%Y-%m-%d %H:%M}", str(q.attempts), q.reason[:160])
+        con.print(t)
+    if st.at_risk:
+        t = Table(title="AIPs at risk", title_justify="left")
+        for col in ("AIP", "title", "verified replicas", "why"):
+            t.add_column(col)
+        for a in st.at_risk:
+            t.add_row(a.aip_id, a.title, str(a.verified_replicas), "; ".join(a.reasons))
+        con.print(t)

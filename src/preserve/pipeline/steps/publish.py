@@ -1,0 +1,87 @@
+"""Step 8, publish: store the access copies where the film's access level says — published (open),
+at the restricted location, or held under embargo — or nowhere for a dark film. Side effects:
+uploads to the access locations (and, on a later attempt, sweeps what an earlier one left there)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from preserve import tools
+from preserve.access import policy
+from preserve.catalog import AccessCopy
+from preserve.core.model import AccessLevel, EventType, Outcome, utcnow
+from preserve.fixity.digest import digest_file
+from preserve.pipeline.context import IngestContext
+from preserve.pipeline.steps.derive import Derivatives
+from preserve.pipeline.steps.receive import Staged
+from preserve.pipeline.steps.replicate import sweep_unrecorded
+from preserve.storage import open_store
+
+
+@dataclass(frozen=True)
+class Published:
+    """The access copies stored, and the access level that applied (an embargo already over is
+    open); the sidecar's level when nothing was stored."""
+
+    copies: tuple[AccessCopy, ...]
+    level: AccessLevel
+
+
+def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Published:
+    """Store the access copies at the location of the access level that applies today, each with
+    its SHA-256, and record the access decision. A later attempt first sweeps the access locations
+    of what an earlier attempt left there (a proxy from before the film went dark)."""
+    settings, access = ctx.settings, staged.metadata.access
+    target = settings.access_target
+    if target is None:
+        if derivatives.proxy is not None:
+            ctx.log.record(
+                EventType.ACCESS_DECISION,
+                Outcome.NOT_PERFORMED,
+                tools.preserve_agent(),
+                "no access target is configured: the access copies were made and checked but not stored",
+            )
+        return Published(copies=(), level=AccessLevel(access.level))
+    if ctx.attempt > 1:  # a first attempt has a fresh AIP id: nothing can be there yet
+        with open_store(settings, target) as store:  # stores hold keep-alive connections: close them
+            sweep_unrecorded(ctx, store, target.name)  # e.g. a proxy from an attempt before the film went dark
+        for private in (
+            policy.access_location(settings, AccessLevel.RESTRICTED),
+            policy.access_location(settings, AccessLevel.EMBARGOED),
+        ):
+            if private is not None:
+                with open_store(settings, private) as store:
+                    sweep_unrecorded(ctx, store, private.name)
+    if derivatives.proxy is None:
+        return Published(copies=(), level=AccessLevel(access.level))
+    level, until, note = policy.effective_access(access.level, access.until, utcnow().date())
+    location = policy.access_location(settings, level)
+    assert location is not None
+    copies: list[AccessCopy] = []
+    with open_store(settings, location) as store:
+        for kind, path in derivatives.made():
+            d = digest_file(path, ("sha256",))
+            key = f"{ctx.aip_id}/{path.name}"
+            store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
+            copies.append(
+                AccessCopy(
+                    kind=kind, target=location.name, key=key, uri=store.uri(key), size=d.size, sha256=d.values["sha256"]
+                )
+            )
+    where = f"{location.name} ({copies[-1].uri.rsplit('/', 1)[0]}/)" if copies else location.name
+    detail = {
+        "open": f"access level open: access copies published to {where}",
+        "restricted": f"access level restricted: access copies stored at the restricted location {where}, not published",
+        "embargoed": f"access level embargoed until {until}: access copies held at {where} and NOT published; "
+        "`preserve embargo-release` publishes them on or after that date",
+    }[level]
+    ctx.log.record(
+        EventType.ACCESS_DECISION,
+        Outcome.PASS,
+        tools.preserve_agent(),
+        detail + note,
+        level=level,
+        location=location.name,
+        **({"embargo_until": until.isoformat()} if until else {}),
+    )
+    return Published(copies=tuple(copies), level=level)
