@@ -8,11 +8,14 @@ Exit codes: 0 success; 1 a submission was quarantined / damage found / restore i
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when called, so `preserve --help` stays fast
     from preserve.catalog import Catalog
     from preserve.config import Settings
+    from preserve.core.model import Agent
 
 EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 
@@ -36,3 +39,12 @@ def flow_data(result: object) -> dict[str, Any] | None:
     """The dict a flow run returned (its JSON-like result; values typed by the flow, hence Any),
     or None when the flow itself crashed and ``result`` is the exception or failed state."""
     return result if isinstance(result, dict) else None
+
+
+def operator(args: argparse.Namespace) -> Agent:
+    """The person running this command, recorded as the agent of every decision they make:
+    ``--operator NAME``, else $PRESERVE_OPERATOR, else the login name."""
+    from preserve.core.model import Agent
+
+    name = getattr(args, "operator", None) or os.environ.get("PRESERVE_OPERATOR") or getpass.getuser()
+    return Agent(name=name, kind="person")

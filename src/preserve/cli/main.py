@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="preserve", description="Ingest, replicate and audit an archive of films.")
     p.add_argument("--version", action="version", version=f"preserve {__version__}")
     p.add_argument("--config", default=None, help="config file (default: $PRESERVE_CONFIG or config/preserve.toml)")
+    p.add_argument(
+        "--operator",
+        default=None,
+        help="who is deciding, for the record (default: $PRESERVE_OPERATOR or the login name)",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
