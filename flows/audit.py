@@ -15,6 +15,7 @@ from prefect.states import Completed, Failed, State
 from flows.ingest import tag_this_run
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.core.fs import private_umask
 from preserve.operations import alerts, audit
 
 
@@ -66,6 +67,7 @@ def fixity_audit_flow(
 ) -> State:
     """Audit every replica (or one). Ends Failed when damage was found or a replica was
     unreachable, so the dashboard shows what needs a person."""
+    private_umask()  # what this run and its tools create is for the archive's user only
     settings = settings_mod.load(config)
     names = [t.name for t in settings.targets if replica in (None, t.name)]
     tag_this_run("audit", *names)

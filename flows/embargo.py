@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.core.fs import private_umask
 from preserve.core.model import utcnow
 from preserve.operations import embargo
 
@@ -34,5 +35,6 @@ def release_task(config: str | None, today: dt.date) -> list[dict[str, Any]]:
 def embargo_release_flow(config: str | None = None, today: str | None = None) -> list[dict[str, Any]]:
     """Release due embargoes. ``today`` (YYYY-MM-DD) replaces the clock, for a catch-up run or a
     test; by default it is today's date in UTC."""
+    private_umask()  # what this run and its tools create is for the archive's user only
     day = dt.date.fromisoformat(today) if today else utcnow().date()
     return release_task(config, day)

@@ -2,13 +2,20 @@
 shows where a submission is and how long each step took. Retries on the I/O steps; no caching
 anywhere (a checksum must never come from a cache). Each run is tagged `ingest` and the target
 names, leaves a keyed markdown artifact `ingest-report` (files, codecs, SHA-256, replicas,
-warnings, poster link), and a progress artifact while bytes are staged and uploaded."""
+warnings, poster link), and a progress artifact while bytes are staged and uploaded.
+
+Privacy: what a task or the flow raises goes into Prefect's database (task and flow states, their
+log lines, events). A step that fails raises, out of its task, only a redacted copy
+(`preserve.core.redact`: no sidecar value, no link target); the pipeline gets the original back
+once the task has ended, so the quarantine's local report is complete."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -20,6 +27,8 @@ from prefect.states import Completed, Failed, State
 
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.core import redact
+from preserve.core.fs import private_umask
 from preserve.core.progress import Progress
 from preserve.pipeline import IngestContext, IngestStatus, ingest_submission
 from preserve.report import dashboard
@@ -31,6 +40,26 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _TASKS: dict[str, Task[Any, Any]] = {}
+#: the original failure behind each redacted copy a task raised, until the runner takes it back
+_ORIGINALS: weakref.WeakKeyDictionary[BaseException, BaseException] = weakref.WeakKeyDictionary()
+
+
+def _redacting(step: Callable[..., R]) -> Callable[..., R]:
+    """``step``, raising only a redacted copy of what it raises (the original is kept aside for
+    `run_as_task`): the task's state, its log line and its events then quote nothing submitted."""
+
+    @functools.wraps(step)
+    def redacted_step(*args: Any, **kwargs: Any) -> R:
+        try:
+            return step(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is redacted, none is swallowed
+            original: BaseException | None = exc
+        public = redact.redacted_copy(original)
+        _ORIGINALS[public] = original
+        del original
+        raise public  # outside the except block: no __context__ pointing at the original
+
+    return redacted_step
 
 
 def _task_for(step: Callable[..., Any]) -> Task[Any, Any]:
@@ -38,7 +67,7 @@ def _task_for(step: Callable[..., Any]) -> Task[Any, Any]:
     name = step.__name__
     if name not in _TASKS:
         _TASKS[name] = task(
-            step,
+            _redacting(step),
             name=name,
             retries=RETRIED_STEPS.get(name, 0),
             retry_delay_seconds=RETRY_DELAY_SECONDS,
@@ -51,12 +80,20 @@ def _task_for(step: Callable[..., Any]) -> Task[Any, Any]:
 def run_as_task(
     step: Callable[Concatenate[IngestContext, P], R], ctx: IngestContext, /, *args: P.args, **kwargs: P.kwargs
 ) -> R:
-    """The pipeline's step runner in a flow: each step is a task run named after it and the submission."""
+    """The pipeline's step runner in a flow: each step is a task run named after it and the
+    submission. A step's failure comes back as the original exception (Prefect saw a redacted copy)."""
     name = step.__name__
     tags = {"ingest", *(t.name for t in ctx.settings.targets)} if name == "replicate" else {"ingest"}
     runnable = _task_for(step).with_options(task_run_name=f"{name} · {ctx.name}", tags=tags)
-    result: R = runnable(ctx, *args, **kwargs)
-    return result
+    original: BaseException | None = None
+    try:
+        result: R = runnable(ctx, *args, **kwargs)
+        return result
+    except Exception as exc:
+        original = _ORIGINALS.pop(exc, None)
+        if original is None:
+            raise
+    raise original  # outside the except block: its context is its own, not the redacted copy
 
 
 #: a process-local listener for ingest progress (the CLI's progress bar), beside the artifact
@@ -120,18 +157,37 @@ def _run_name() -> str:
     return f"ingest · {Path(flow_run.parameters.get('path', '?')).name}"
 
 
+def _withdrawn(settings: settings_mod.Settings, aip_id: str) -> bool:
+    """A re-submission of a film an operator withdrew: it gets no report (title, poster link), and
+    its run is removed from the dashboard by the next housekeeping round (flows/withdraw.py)."""
+    if not aip_id:
+        return False
+    with Catalog(settings.catalog_url) as catalog:
+        if not catalog.publication_withheld(aip_id):
+            return False
+        catalog.request_dashboard_cleanup(aip_id)
+        return True
+
+
 @flow(name="ingest", flow_run_name=_run_name, log_prints=False, persist_result=False)
 def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = False) -> State:
     """Ingest one submission. The run ends Failed (visible on the dashboard) when the submission
     was quarantined; the source is then in failed/ with its report."""
+    private_umask()  # what this run and its tools create is for the archive's user only
     settings = settings_mod.load(config)
     tag_this_run("ingest", *(t.name for t in settings.targets))
     progress = ProgressArtifact(f"ingest of {Path(path).name}: bytes staged and uploaded", also=_listener.get())
-    with Catalog(settings.catalog_url) as catalog:
-        outcome = ingest_submission(
-            settings, catalog, Path(path), runner=run_as_task, accept_invalid=accept_invalid, progress=progress
-        )
-    if outcome.status is not IngestStatus.SKIPPED:
+    failure: BaseException | None = None
+    try:
+        with Catalog(settings.catalog_url) as catalog:
+            outcome = ingest_submission(
+                settings, catalog, Path(path), runner=run_as_task, accept_invalid=accept_invalid, progress=progress
+            )
+    except Exception as exc:  # noqa: BLE001 - a fault of the archive itself (the catalog is down): redacted
+        failure = exc
+    if failure is not None:
+        raise redact.redacted_copy(failure)  # the flow's state and log quote only what may be told
+    if outcome.status is not IngestStatus.SKIPPED and not _withdrawn(settings, outcome.aip_id):
         try:
             create_markdown_artifact(
                 markdown=dashboard.ingest_report(outcome),
@@ -139,7 +195,7 @@ def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = Fal
                 description=f"{outcome.submission}: {outcome.status}",
             )
         except Exception as exc:  # noqa: BLE001 - the AIP is stored; a missing report must not say otherwise
-            get_run_logger().warning("could not publish the ingest report: %s", exc)
+            get_run_logger().warning("could not publish the ingest report: %s", redact.describe(exc))
     data = outcome.to_dict()
     if outcome.status is IngestStatus.QUARANTINED:
         return Failed(message=f"{outcome.submission} quarantined: {outcome.detail}", data=data)

@@ -14,6 +14,7 @@ from prefect.states import Completed, Failed, State
 
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.core.fs import private_umask
 from preserve.storage import replication
 
 
@@ -42,6 +43,7 @@ def backfill_target(config: str | None, target: str, aip: str | None) -> list[di
 def replicate_flow(aip: str | None = None, target: str | None = None, config: str | None = None) -> State:
     """Give every AIP (or one) a verified replica on every target (or one). Ends Failed when a
     copy failed, so the dashboard shows what needs a person."""
+    private_umask()  # what this run and its tools create is for the archive's user only
     settings = settings_mod.load(config)
     names = [t.name for t in settings.targets if target in (None, t.name)]
     rows = [

@@ -5,8 +5,11 @@ says otherwise) and the served deployments:
     ingest-watch     every [serve] watch_interval_seconds   flows/watch.py
     fixity-audit     [audit] cron                           flows/audit.py
     embargo-release  daily, [serve] embargo_cron            flows/embargo.py
+    withdraw         on demand, from the dashboard           flows/withdraw.py
+                     (parameters: aip_id, reason, operator)
 
-plus a housekeeping thread (alert sweep, reconciling runs left Running by dead workers).
+plus a housekeeping thread (alert sweep, reconciling runs left Running by dead workers, finishing
+withdrawals and access changes left pending, removing withdrawn films' runs from the dashboard).
 Ctrl-C (or SIGTERM) stops the served deployments first and the server last: the other way round,
 serve hangs on shutdown (FACTS.md). The server runs in its own session, so the terminal's Ctrl-C
 reaches only this process, which then stops it (start, health check and stop through
@@ -36,6 +39,7 @@ DEPLOYMENTS = (
     ("flows.watch", "ingest-watch", "ingest-watch"),
     ("flows.audit", "fixity-audit", "fixity-audit"),
     ("flows.embargo", "embargo-release", "embargo-release"),
+    ("flows.withdraw", "withdraw", "withdraw"),
 )
 HEALTH_TIMEOUT = 240.0
 
@@ -104,8 +108,14 @@ def deployments(settings: Settings, config: str, only: set[str] | None = None) -
         "ingest-watch": {"interval": dt.timedelta(seconds=settings.serve.watch_interval_seconds)},
         "fixity-audit": {"cron": settings.audit.cron},
         "embargo-release": {"cron": settings.serve.embargo_cron},
+        "withdraw": {},  # run by a person, from the dashboard
     }
-    tags = {"ingest-watch": ["ingest"], "fixity-audit": ["audit"], "embargo-release": ["access"]}
+    tags = {
+        "ingest-watch": ["ingest"],
+        "fixity-audit": ["audit"],
+        "embargo-release": ["access"],
+        "withdraw": ["access"],
+    }
     out = []
     for module, flow_name, name in DEPLOYMENTS:
         if only is not None and name not in only:
@@ -128,9 +138,11 @@ def deployments(settings: Settings, config: str, only: set[str] | None = None) -
 
 
 def housekeeping(settings: Settings, stop: threading.Event, first_delay: float = 5.0) -> None:
-    """Every [serve] housekeeping_minutes: send the alerts the catalog calls for (and retry
+    """Every [serve] housekeeping_minutes: finish withdrawals and access changes left pending (and
+    clean withdrawn films' runs off the dashboard), send the alerts the catalog calls for (and retry
     undelivered ones), and set ingest runs of dead workers to Crashed."""
     from flows.reconcile import reconcile_ingest_runs
+    from flows.withdraw import housekeeping as access_housekeeping
 
     if stop.wait(first_delay):
         return
@@ -138,6 +150,8 @@ def housekeeping(settings: Settings, stop: threading.Event, first_delay: float =
         try:
             catalog = Catalog(settings.catalog_url)
             try:
+                for line in access_housekeeping(settings, catalog):  # first: a film being withdrawn is urgent
+                    log.info("%s", line)
                 for alert, _ in alerts.sweep(settings, catalog):
                     log.info("alert sent: %s", alert.title)
                 for r in reconcile_ingest_runs(catalog):

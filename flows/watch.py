@@ -13,6 +13,7 @@ from prefect import flow
 from flows.ingest import ingest_flow
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
+from preserve.core.fs import private_umask
 from preserve.intake import watch
 from preserve.pipeline import IngestResult
 
@@ -21,7 +22,7 @@ def _ingest_subflow(path: Path, config: str | None) -> IngestResult:
     state = ingest_flow(path=str(path), config=config, return_state=True)
     data = state.result(raise_on_failure=False)
     if not isinstance(data, dict):  # the subflow itself crashed (not a quarantine)
-        return IngestResult.crashed(path.name, str(data))
+        return IngestResult.crashed(path.name, data if isinstance(data, BaseException) else str(data))
     return IngestResult.from_dict(data)
 
 
@@ -31,6 +32,7 @@ def ingest_watch_flow(config: str | None = None, wait: bool = True, timeout: flo
     project's). ``wait``/``timeout``: wait for entries to settle (see watch.watch_once).
     Returns {"handled": [...], "waiting": [...], "ignored": [...]}; a quarantined submission is a
     Failed ingest subflow, not a failure of this flow."""
+    private_umask()  # what this run and its tools create is for the archive's user only
     settings = settings_mod.load(config)
     config_path = str(settings.source) if settings.source else config
     with Catalog(settings.catalog_url) as catalog:

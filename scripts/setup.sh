@@ -11,6 +11,7 @@ need_apt=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
 command -v mediainfo >/dev/null || need_apt+=(mediainfo)
 command -v mediaconch >/dev/null || need_apt+=(mediaconch)
+command -v exiftool >/dev/null || need_apt+=(libimage-exiftool-perl)  # the privacy post-check
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 if [ "${PRESERVE_WITH_POSTGRES:-0}" = 1 ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)

@@ -98,17 +98,18 @@ def test_serve_dashboard_and_clean_stop(s3_settings: Settings, tmp_path: Path) -
             assert time.monotonic() < deadline, "the Prefect server did not come up"
             time.sleep(1)
 
+        expected = {name for module, _, name in DEPLOYMENTS if importlib.util.find_spec(module) is not None}
+
         async def read() -> dict:
             async with PrefectClient(api) as client:
                 for _ in range(120):  # serve registers the deployments just after the server is up
                     deps = await client.read_deployments()
-                    if len(deps) >= 2 + (importlib.util.find_spec("flows.watch") is not None):
+                    if len(deps) >= len(expected):
                         break
                     await asyncio.sleep(1)
                 return {d.name: d for d in deps}
 
         deps = asyncio.run(read())
-        expected = {name for module, _, name in DEPLOYMENTS if importlib.util.find_spec(module) is not None}
         assert {"fixity-audit", "embargo-release"} <= expected  # ingest-watch: once flows/watch.py is there
         assert set(deps) == expected
         if "ingest-watch" in deps:
@@ -117,6 +118,9 @@ def test_serve_dashboard_and_clean_stop(s3_settings: Settings, tmp_path: Path) -
         assert deps["fixity-audit"].schedules[0].schedule.cron == "0 2 * * *"
         assert deps["embargo-release"].schedules[0].schedule.cron == settings.serve.embargo_cron
         assert deps["fixity-audit"].parameters == {"config": config} and "audit" in deps["fixity-audit"].tags
+        # withdraw: on demand only, run from the dashboard with an AIP id and a reason
+        assert deps["withdraw"].schedules == [] and deps["withdraw"].parameters == {"config": config}
+        assert {"aip_id", "reason"} <= set(deps["withdraw"].parameter_openapi_schema["required"])
 
         # the demo's samples go through the ingest flow, reported to this server
         demo = subprocess.run(

@@ -160,7 +160,9 @@ def assert_exactly_one_verified_aip(settings: Settings, catalog: Catalog, name: 
     ],
 )
 def test_kill_9_then_restart_gives_exactly_one_verified_aip(s3_settings: Settings, tmp_path: Path, point: str) -> None:
-    settings = isolated_settings(s3_settings, tmp_path, ingest={"stable_seconds": 0.2, "poll_seconds": 0.1})
+    settings = isolated_settings(  # published (the default is restricted): the check below looks at the public place
+        s3_settings, tmp_path, ingest={"stable_seconds": 0.2, "poll_seconds": 0.1}, access={"default_level": "open"}
+    )
     catalog = Catalog(settings.catalog_url)
     film = make_clip(settings.ingest_dir / "夜行 night.mp4", duration=0.5)
     sha = _sha256(film)

@@ -1,11 +1,15 @@
 """The embedded SeaweedFS lifecycle (`preserve.dev.services`): status, idempotent up, loopback-only
-binding, private credentials, stale pid files, restarts that keep data."""
+binding, private credentials, stale pid files, restarts that keep data; and every port it opens
+refusing anonymous reads, writes and deletes (mutual TLS and JWTs; S3 signed), tested port by port."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import os
 import socket
+import ssl
 import stat
 import time
 from collections.abc import Callable
@@ -169,3 +173,252 @@ def test_daemon_lifecycle_term_then_kill(tmp_path: Path) -> None:
     quitter = daemon.start([sys.executable, "-c", "raise SystemExit(3)"], log_path=log)
     assert not daemon.wait_healthy(quitter.pid, lambda: False, timeout=30)  # gone: no waiting out the timeout
     assert quitter.returncode == 3 and quitter.log_start > 0
+
+
+# ==== issue 18: every door of the embedded store is locked ==========================================
+#: Go's reply to plain HTTP on a TLS port: nothing past the TLS layer is reached
+PLAIN_ON_TLS = b"HTTP request to an HTTPS server"
+#: the HTTP/2 client preface and an empty SETTINGS frame: how a gRPC client opens a connection
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _weed_listeners(pid: int) -> tuple[set[int], set[str]]:
+    """(TCP ports, Unix socket paths) the process listens on, from its fds and /proc/net."""
+    import re
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            m = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+            if m:
+                inodes.add(m.group(1))
+    tcp: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if os.path.exists(table):
+            for line in Path(table).read_text().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and f[9] in inodes:
+                    tcp.add(int(f[1].rsplit(":", 1)[1], 16))
+    unix: set[str] = set()
+    cwd = os.readlink(f"/proc/{pid}/cwd")
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 8 and f[6] in inodes and int(f[3], 16) & 0x10000:  # __SO_ACCEPTCON: listening
+            unix.add(os.path.join(cwd, f[7]))
+    return tcp, unix
+
+
+def _tls_files(settings: Settings) -> tuple[str, str, str]:
+    tls = settings.services_dir / "seaweedfs" / "tls"
+    return str(tls / "ca.crt"), str(tls / "weed.crt"), str(tls / "weed.key")
+
+
+def _context(settings: Settings, *, client_cert: bool, alpn: str | None = None) -> ssl.SSLContext:
+    """Trusts the server (so a failure can only be about the client); with or without the
+    client certificate preserve generated."""
+    ca, cert, key = _tls_files(settings)
+    ctx = ssl.create_default_context(cafile=ca)
+    if client_cert:
+        ctx.load_cert_chain(cert, key)
+    if alpn:
+        ctx.set_alpn_protocols([alpn])
+    return ctx
+
+
+def _http(port: int, method: str, path: str, ctx: ssl.SSLContext | None = None) -> tuple[int, bytes] | None:
+    """(status, body) of an unsigned request, or None when the connection is refused, reset or
+    closed, or the TLS handshake fails."""
+    conn = (
+        http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+        if ctx
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    )
+    try:
+        conn.request(method, path, body=b"rogue bytes" if method == "PUT" else None)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except (OSError, http.client.HTTPException):  # ssl.SSLError is an OSError
+        return None
+    finally:
+        conn.close()
+
+
+def _h2_settings_frame(port: int, ctx: ssl.SSLContext | None = None) -> bool:
+    """Does the port answer a gRPC client's opening (HTTP/2 preface) with a SETTINGS frame?"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            s = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if ctx else raw
+            s.sendall(H2_PREFACE)
+            head = s.recv(9)
+            return len(head) == 9 and head[3] == 0x04
+    except OSError:
+        return False
+
+
+def test_every_port_refuses_anonymous_reads_writes_and_deletes(s3_settings: Settings, tmp_path: Path) -> None:
+    """Every TCP port the weed process listens on is one of the ten configured, and each refuses
+    an anonymous GET, PUT and DELETE; the gRPC ports refuse an anonymous gRPC opening, plaintext
+    or TLS without the client certificate. With preserve's own credentials everything works."""
+    st = services.status(s3_settings)
+    assert st.pid is not None
+    tcp, _ = _weed_listeners(st.pid)
+    configured = services.ports(s3_settings)
+    assert tcp == set(configured.values()), f"unexpected listeners: {sorted(tcp - set(configured.values()))}"
+
+    store = open_store(s3_settings, s3_settings.target("seaweed"))
+    src = tmp_path / "kept.bin"
+    src.write_bytes(os.urandom(4096))
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    key = f"lockdown-{os.getpid()}/kept.bin"
+    store.put_file(key, src, sha256=sha, size=4096)  # preserve's own S3 access works
+    bucket_key = f"preserve-aips/aips/{key}"
+    s3_port = configured["s3.port"]
+    for method, path in (
+        ("GET", "/"),  # ListBuckets
+        ("GET", "/preserve-aips?list-type=2"),
+        ("GET", f"/{bucket_key}"),
+        ("PUT", f"/{bucket_key}.rogue"),
+        ("PUT", f"/{bucket_key}"),
+        ("DELETE", f"/{bucket_key}"),
+    ):
+        got = _http(s3_port, method, path)
+        assert got is not None and got[0] == 403, (method, path, got)
+
+    no_cert, with_cert = _context(s3_settings, client_cert=False), _context(s3_settings, client_cert=True)
+    for flag, port in configured.items():
+        if flag == "s3.port":
+            continue
+        for method in ("GET", "PUT", "DELETE"):
+            for path in ("/", f"/buckets/{bucket_key}", "/dir/assign", "/status"):
+                plain = _http(port, method, path)
+                assert plain is None or (plain[0] == 400 and PLAIN_ON_TLS in plain[1]), (flag, method, path, plain)
+                assert _http(port, method, path, no_cert) is None, (flag, method, path)
+        if flag.endswith(".grpc"):
+            assert not _h2_settings_frame(port), flag
+            assert not _h2_settings_frame(port, _context(s3_settings, client_cert=False, alpn="h2")), flag
+            # the control: the same opening with the certificate is answered, so the refusals are locks
+            assert _h2_settings_frame(port, _context(s3_settings, client_cert=True, alpn="h2")), flag
+        else:
+            answer = _http(port, "GET", "/", with_cert)
+            assert answer is not None, flag
+            if flag in ("volume.port", "filer.port"):  # behind the TLS lock, a JWT is still needed
+                assert answer[0] == 401, (flag, answer)
+
+    head = store.head(key)
+    assert head is not None and head.sha256 == sha  # nothing was deleted or overwritten
+    assert store.head(f"{key}.rogue") is None
+    assert store.get_file(key, tmp_path / "back.bin") == sha
+    store.close()
+
+
+def test_unix_sockets_and_secrets_are_for_the_archive_user_only(s3_settings: Settings) -> None:
+    """weed's Unix sockets are 0700 or in the 0700 service folder; its keys, certificates and
+    settings are 0600; the CA's key is not on disk. As root, a probe running as `nobody` can
+    connect to none of the sockets and read none of the files."""
+    import shutil
+    import subprocess
+
+    st = services.status(s3_settings)
+    assert st.pid is not None
+    _, unix = _weed_listeners(st.pid)
+    d = s3_settings.services_dir / "seaweedfs"
+    assert unix, "weed opened no Unix sockets (has SeaweedFS changed?)"
+    for path in unix:
+        inside = Path(path).resolve().is_relative_to(d.resolve())
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert inside or mode & 0o077 == 0, (path, oct(mode))
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE((d / "data").stat().st_mode) == 0o700
+    for name in ("security.toml", "tls/ca.crt", "tls/weed.crt", "tls/weed.key", "s3.json", "weed.log", "weed.pid"):
+        assert stat.S_IMODE((d / name).stat().st_mode) == 0o600, name
+    private_keys = [p for p in d.rglob("*") if p.is_file() and not p.is_socket() and b"PRIVATE KEY" in p.read_bytes()]
+    assert [p.name for p in private_keys] == ["weed.key"]  # no CA key: no other certificate can be made
+    environ = Path(f"/proc/{st.pid}/environ").read_bytes().split(b"\0")
+    assert sorted(e.split(b"=", 1)[0] for e in environ if e) == [b"HOME", b"PATH"]
+
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or python is None:
+        pytest.skip("the probe as another user needs root and /usr/bin/python3")
+    probe = (
+        "import json, socket, sys\n"
+        "out = {}\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        if p.endswith('.sock'):\n"
+        "            s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p); s.close()\n"
+        "        else:\n"
+        "            open(p, 'rb').read(1)\n"
+        "        out[p] = 'open'\n"
+        "    except OSError as e:\n"
+        "        out[p] = type(e).__name__\n"
+        "print(json.dumps(out))\n"
+    )
+    targets = [*sorted(unix), str(d / "tls" / "weed.key"), str(d / "credentials.json"), str(d / "security.toml")]
+    done = subprocess.run(
+        [python, "-I", "-c", probe, *targets], capture_output=True, text=True, timeout=60, user=65534, group=65534
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    result = json.loads(done.stdout)
+    assert result == {t: "PermissionError" for t in targets}
+
+
+def test_callers_environment_cannot_open_a_door(
+    make_storage_settings: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_* in the caller's environment would make weed mini add an S3 identity, and WEED_*
+    would override security.toml: weed gets neither."""
+    import boto3
+    import botocore.exceptions
+
+    settings = make_storage_settings()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "INJECTEDKEY123456789")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "injected-secret")
+    monkeypatch.setenv("WEED_JWT_FILER_SIGNING_KEY", "")
+    try:
+        services.up(settings)
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.services.s3_endpoint,
+            aws_access_key_id="INJECTEDKEY123456789",
+            aws_secret_access_key="injected-secret",
+            region_name="us-east-1",
+        )
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            client.list_objects_v2(Bucket="preserve-aips")
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        client.close()
+        filer = services.ports(settings)["filer.port"]
+        got = _http(filer, "GET", "/buckets/", _context(settings, client_cert=True))
+        assert got is not None and got[0] == 401  # the filer still asks for its JWT
+    finally:
+        services.down(settings)
+
+
+def test_a_server_started_open_is_restarted_locked(
+    make_storage_settings: Callable[[], Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server left running by an earlier preserve (every port but S3 open) is not reused: `up`
+    restarts it with the locks on, keeping its data."""
+    settings = make_storage_settings()
+    real_argv, real_security = services._argv, services.write_security
+    monkeypatch.setattr(
+        services,
+        "_argv",
+        lambda s: [a for a in real_argv(s) if not any(a.startswith(f"-{f}=") for f in services.LOCAL_SOCKET_FLAGS)],
+    )
+    monkeypatch.setattr(services, "write_security", lambda s: None)
+    try:
+        old = services.up(settings)
+        filer = services.ports(settings)["filer.port"]
+        open_door = _http(filer, "GET", "/")
+        assert open_door is not None and open_door[0] == 200  # the old way: the filer answers anyone
+        monkeypatch.setattr(services, "_argv", real_argv)
+        monkeypatch.setattr(services, "write_security", real_security)
+        new = services.up(settings)
+        assert new.started and new.pid != old.pid
+        plain = _http(filer, "GET", "/")
+        assert plain is None or plain[0] == 400
+    finally:
+        services.down(settings)

@@ -257,3 +257,11 @@ def test_opening_the_sqlite_catalog_waits_for_another_process_writing(tmp_path: 
     holder.close()
     assert opener.wait(timeout=60) == 0, opener.stderr.read()[-500:]
     assert Catalog(f"sqlite:///{db}").submission("s") is not None
+
+
+def test_a_catalog_error_never_shows_the_database_password() -> None:
+    from preserve.core.errors import CatalogError
+
+    with pytest.raises(CatalogError) as err:
+        Catalog("postgresql+psycopg://archive:s3cret-word@127.0.0.1:1/catalog")
+    assert "s3cret-word" not in str(err.value) and "archive:***@" in str(err.value)

@@ -1,9 +1,12 @@
 """Contact sheet for cataloguers: one JPEG grid of N frames spread evenly over the film, built with
-the same metadata-free discipline as the proxy and poster (nothing copied from the source, bit-exact
-mode). Runs ffmpeg via tools.run; writes only the destination file (via a temporary name).
+the same metadata-free discipline as the proxy and poster (nothing copied from the source, no
+frame side data such as ICC profiles, bit-exact mode). Runs ffmpeg (and, when the duration is not
+given, ffprobe) via tools.run; writes only the destination file (via a temporary name).
 
 Each frame is reached by its own input seek (``-ss`` before ``-i``), so a two-hour film costs N
-short decodes, not a full one."""
+short decodes, not a full one. The seek points come from how long the video really lasts (the
+decode check's finding, or the stream's own timestamps), never from the container header alone:
+a header claiming 136 years would send every seek past the end."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import math
 from pathlib import Path
 
 from preserve import tools
+from preserve.access.proxy import measured_duration
 from preserve.tools import ffmpeg
 from preserve.tools.ffprobe import ProbeReport
 
@@ -24,12 +28,21 @@ def frame_times(duration: float | None, frames: int) -> list[float]:
 
 
 def contact_sheet_argv(
-    src: Path, dst: Path, probe: ProbeReport, *, frames: int = 12, columns: int = 4, tile_width: int = 320
+    src: Path,
+    dst: Path,
+    probe: ProbeReport,
+    *,
+    duration: float | None,
+    frames: int = 12,
+    columns: int = 4,
+    tile_width: int = 320,
 ) -> list[str]:
-    """ffmpeg arguments (pure). Deinterlaces when the source declares fields, squares the pixels,
-    scales every tile to ``tile_width`` (even height), and tiles them in ``columns``."""
+    """ffmpeg arguments (pure) for N frames over ``duration`` seconds (the real length; None: the
+    first frame only). Deinterlaces when the source declares fields, squares the pixels, scales
+    every tile to ``tile_width`` (even height), deletes every frame's side data, and tiles them in
+    ``columns``."""
     index = ffmpeg.video_index(probe)
-    times = frame_times(probe.duration, frames)
+    times = frame_times(duration, frames)
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     for t in times:
         if t > 0:
@@ -39,13 +52,16 @@ def contact_sheet_argv(
     prep = "bwdif=mode=send_frame:parity=auto:deint=all," if probe.interlaced else ""
     chains = [
         f"[{i}:{index}]trim=end_frame=1,setpts=PTS-STARTPTS,{prep}"
-        f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p[f{i}]"
+        f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p,{ffmpeg.NO_SIDE_DATA}[f{i}]"
         for i in range(len(times))
     ]
     rows = math.ceil(len(times) / max(1, columns))
     cols = min(columns, len(times))
     joined = "".join(f"[f{i}]" for i in range(len(times)))
-    graph = ";".join(chains) + f";{joined}concat=n={len(times)}:v=1:a=0,tile={cols}x{rows}:padding=4:margin=4[sheet]"
+    graph = (
+        ";".join(chains)
+        + f";{joined}concat=n={len(times)}:v=1:a=0,tile={cols}x{rows}:padding=4:margin=4,{ffmpeg.NO_SIDE_DATA}[sheet]"
+    )
     argv += [
         "-filter_complex",
         graph,
@@ -75,14 +91,22 @@ def make_contact_sheet(
     dst: Path,
     probe: ProbeReport,
     *,
+    duration: float | None = None,
     frames: int = 12,
     columns: int = 4,
     tile_width: int = 320,
     timeout: float | None = 1800,
 ) -> Path:
-    """Write the contact sheet to ``dst`` (replaced atomically). Raises ToolError."""
+    """Write the contact sheet to ``dst`` (replaced atomically), its frames spread over
+    ``duration`` (the video's real length; measured from the stream when not given). Raises
+    ToolError."""
+    if duration is None:
+        duration = measured_duration(src, probe, timeout=timeout)
     with ffmpeg.output(dst) as tmp:
         tools.run(
-            contact_sheet_argv(src, tmp, probe, frames=frames, columns=columns, tile_width=tile_width), timeout=timeout
+            contact_sheet_argv(
+                src, tmp, probe, duration=duration, frames=frames, columns=columns, tile_width=tile_width
+            ),
+            timeout=timeout,
         )
     return Path(dst)

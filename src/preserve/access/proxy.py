@@ -1,6 +1,8 @@
-"""Access proxy (H.264/AAC MP4) and poster (JPEG) from a source film. Side effects: runs ffmpeg
-via tools.run and writes only the destination file (through a temporary name in its directory,
-`preserve.tools.ffmpeg.output`)."""
+"""Access proxy (H.264/AAC MP4) and poster (JPEG) from a source film, carrying nothing of the
+source but its pictures and sound: no container metadata, no frame side data (captions, ICC
+profiles), no SEI in the H.264 stream. Side effects: runs ffmpeg (and, for a poster whose seek
+point is not given, ffprobe) via tools.run and writes only the destination file (through a
+temporary name in its directory, `preserve.tools.ffmpeg.output`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 from preserve import tools
 from preserve.config import ProxySettings
-from preserve.tools import ffmpeg
+from preserve.tools import ffmpeg, ffprobe
 from preserve.tools.ffprobe import ProbeReport
 
 #: below this duration (s) a poster is the first frame; seeking into a blink is pointless
@@ -17,10 +19,11 @@ POSTER_MIN_DURATION = 1.0
 MAX_AUDIO_RATE = 48000
 
 
-def _video_filter(probe: ProbeReport, max_height: int) -> str:
+def _video_filter(probe: ProbeReport, max_height: int, *then: str) -> str:
     """Deinterlace when the source declares fields, then scale to at most ``max_height`` lines,
     never up, with both dimensions even (x264 4:2:0 requires it) and square pixels, keeping the
-    display aspect ratio (``dar`` includes the source's sample aspect ratio)."""
+    display aspect ratio (``dar`` includes the source's sample aspect ratio); then the filters in
+    ``then``; last, every frame's side data is deleted (captions, ICC profile: `ffmpeg.NO_SIDE_DATA`)."""
     if max_height < 2:
         raise ValueError(f"max_height must be at least 2, got {max_height}")
     chain = []
@@ -28,6 +31,8 @@ def _video_filter(probe: ProbeReport, max_height: int) -> str:
         chain.append("bwdif=mode=send_frame:parity=auto:deint=all")
     chain.append(f"scale=w='max(2,trunc(oh*dar/2)*2)':h='max(2,trunc(min(ih,{max_height})/2)*2)'")
     chain.append("setsar=1")
+    chain.extend(then)
+    chain.append(ffmpeg.NO_SIDE_DATA)
     return ",".join(chain)
 
 
@@ -54,6 +59,7 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
         _video_filter(probe, settings.max_height),
         "-c:v",
         "libx264",
+        *ffmpeg.H264_NO_SEI,
         "-preset",
         settings.preset,
         "-crf",
@@ -84,20 +90,20 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
     return argv
 
 
-def poster_time(probe: ProbeReport, settings: ProxySettings) -> float:
-    """Where the poster frame is taken, in seconds; 0 (first frame) for short or timeless clips."""
-    if probe.duration is None or probe.duration < POSTER_MIN_DURATION:
+def poster_time(duration: float | None, settings: ProxySettings) -> float:
+    """Where the poster frame is taken, in seconds, given how long the video really lasts (as the
+    decode check or the stream's own timestamps found it, never the header's word); 0 (first
+    frame) for short or timeless clips."""
+    if duration is None or duration < POSTER_MIN_DURATION:
         return 0.0
     fraction = min(max(settings.poster_at_fraction, 0.0), 1.0)
-    return round(probe.duration * fraction, 3)
+    return round(duration * fraction, 3)
 
 
-def poster_argv(
-    src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, at: float | None = None
-) -> list[str]:
-    """ffmpeg arguments for a one-frame JPEG poster (pure). ``-ss`` before ``-i`` seeks the input
-    (fast, and frame-accurate since ffmpeg decodes from the preceding keyframe)."""
-    at = poster_time(probe, settings) if at is None else at
+def poster_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, at: float = 0.0) -> list[str]:
+    """ffmpeg arguments for a one-frame JPEG poster taken ``at`` seconds in (pure). ``-ss`` before
+    ``-i`` seeks the input (fast, and frame-accurate since ffmpeg decodes from the preceding
+    keyframe)."""
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y"]
     if at > 0:
         argv += ["-ss", f"{at:.3f}"]
@@ -109,7 +115,7 @@ def poster_argv(
         "-frames:v",
         "1",
         "-vf",
-        _video_filter(probe, settings.max_height) + ",format=yuvj420p",
+        _video_filter(probe, settings.max_height, "format=yuvj420p"),
         "-c:v",
         "mjpeg",
         "-q:v",
@@ -136,13 +142,28 @@ def make_proxy(
     return Path(dst)
 
 
+def measured_duration(src: Path, probe: ProbeReport, *, timeout: float | None = 600) -> float | None:
+    """How long the source's video really lasts, from its packets' timestamps (a bounded read at
+    both ends of the stream, `ffprobe.stream_span`), not from what the container header claims."""
+    return ffprobe.stream_span(src, ffmpeg.video_index(probe), timeout=600 if timeout is None else min(timeout, 600))
+
+
 def make_poster(
-    src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings, *, timeout: float | None = 600
+    src: Path,
+    dst: Path,
+    probe: ProbeReport,
+    settings: ProxySettings,
+    *,
+    duration: float | None = None,
+    timeout: float | None = 600,
 ) -> Path:
-    """Grab the poster frame to ``dst`` (replaced atomically). If the seek lands past the last
-    frame (durations can lie), falls back to the first frame. Raises ToolError."""
+    """Grab the poster frame to ``dst`` (replaced atomically), ``settings.poster_at_fraction`` into
+    ``duration`` (the video's real length; measured from the stream when not given). If the seek
+    still lands past the last frame, falls back to the first frame. Raises ToolError."""
+    if duration is None:
+        duration = measured_duration(src, probe, timeout=timeout)
     with ffmpeg.output(dst) as tmp:
-        at = poster_time(probe, settings)
+        at = poster_time(duration, settings)
         tools.run(poster_argv(src, tmp, probe, settings, at=at), timeout=timeout)
         if at > 0 and tmp.stat().st_size == 0:
             tools.run(poster_argv(src, tmp, probe, settings, at=0.0), timeout=timeout)

@@ -4,6 +4,7 @@ repository module per aggregate (`submissions`, `aips` with `events`, `alerts`) 
 `records` holds the plain values they take and return; `views` is the status summary; `models`
 and `migrations/` are the schema."""
 
+from preserve.catalog.access_changes import AccessChangeRecord
 from preserve.catalog.aips import content_key
 from preserve.catalog.records import (
     AccessCopy,
@@ -18,6 +19,7 @@ from preserve.catalog.records import (
 from preserve.catalog.repository import Catalog
 
 __all__ = [
+    "AccessChangeRecord",
     "AccessCopy",
     "AipView",
     "AlertRecord",

@@ -1,11 +1,14 @@
 """The catalog's database connection: the engine, read sessions and write transactions, SQLite's WAL
 and lock handling, schema migrations on open, and closing (a context manager). The per-aggregate
-repositories build on it. Side effects: opens (and on first use creates and migrates) the database."""
+repositories build on it. Side effects: opens (and on first use creates and migrates) the database;
+a SQLite catalog is created 0600 (with its -wal/-shm) in a 0700 folder."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,7 @@ from sqlalchemy.sql.dml import Insert
 from preserve.catalog import schema
 from preserve.catalog.models import Base
 from preserve.core.errors import CatalogError
+from preserve.core.fs import PRIVATE_FILE, private_dir
 
 
 class CatalogEngine:
@@ -32,16 +36,21 @@ class CatalogEngine:
             parsed = make_url(url)
             sqlite = parsed.get_backend_name() == "sqlite"
             if sqlite and parsed.database not in (None, "", ":memory:"):
-                Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(Path(str(parsed.database)))
             self.engine: Engine = create_engine(
-                url, future=True, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {}
+                url,
+                future=True,
+                pool_pre_ping=True,
+                # an error never quotes the values of a statement (titles, names, reasons)
+                hide_parameters=True,
+                connect_args={"timeout": 30} if sqlite else {},
             )
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_pragmas)
                 event.listen(self.engine, "begin", _sqlite_begin)
             schema.upgrade(self.engine)  # Alembic migrations to head (never create_all)
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
+            raise CatalogError(f"cannot open catalog {_shown(url)}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         #: write transactions: BEGIN IMMEDIATE on SQLite, so two processes never both read and
         #: then fail to upgrade to a write lock; PostgreSQL uses row locks (FOR UPDATE) instead
@@ -99,6 +108,32 @@ def insert_ignore(s: Session, table: type[Base]) -> Insert:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the SQLite catalog 0600 in a 0700 folder before SQLite opens it: SQLite gives its
+    -wal, -shm and -journal files the mode of the database file, so they are private too. A
+    catalog made before this rule is tightened the same way (when it is ours)."""
+    try:
+        private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+        for f in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+                os.chmod(f, stat.S_IMODE(st.st_mode) & 0o700)
+    except OSError as exc:
+        raise CatalogError(f"cannot create the catalog database {path}: {exc}") from exc
+
+
+def _shown(url: str) -> str:
+    """The catalog URL as it may be printed: without its password (a PostgreSQL URL may carry one)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "(an unreadable catalog URL)"
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:

@@ -167,3 +167,81 @@ class AlertRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     delivered_at: Mapped[dt.datetime | None]
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class AccessChangeRow(Base):
+    """An operator's decision to change an AIP's access level (a withdrawal is a change to dark),
+    written as an intent before any copy is moved or removed: while it is pending nothing may
+    publish the AIP against it, and housekeeping (or the next run) carries it out. The AIP's own
+    access_level changes only once the copies are verified where the new level wants them."""
+
+    __tablename__ = "access_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aip_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_level: Mapped[str] = mapped_column(String(32))
+    to_level: Mapped[str] = mapped_column(String(32))
+    until: Mapped[dt.date | None]  # the embargo date, for a change to embargoed
+    reason: Mapped[str] = mapped_column(Text, default="")
+    operator: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | done | superseded
+    requested_at: Mapped[dt.datetime]
+    completed_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    #: what the last attempt removed, moved and found remaining
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: when the Prefect dashboard was cleaned of the AIP's ingest runs (withdrawals only)
+    dashboard_cleaned_at: Mapped[dt.datetime | None]
+
+
+class DeaccessionRow(Base):
+    """A request to remove an AIP from the archive, its approval by a second person and, from then
+    on, its tombstone: why, who asked, who approved, when, and the digests of every file it held.
+    Never deleted (repository: `preserve.catalog.deaccessions`)."""
+
+    __tablename__ = "deaccessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the request id (a UUID)
+    aip_id: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # requested | cancelled | approved | completed
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[dt.datetime]
+    approved_by: Mapped[str] = mapped_column(Text, default="")
+    approved_at: Mapped[dt.datetime | None]
+    cancelled_by: Mapped[str] = mapped_column(Text, default="")
+    cancelled_at: Mapped[dt.datetime | None]
+    #: access verified withdrawn everywhere (the first step of carrying it out)
+    withdrawn_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+    #: the AIP's files when it was approved: [{"path", "size", "sha256", "sha512"}, ...]
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class DeaccessionObjectRow(Base):
+    """One object of a deaccessioned AIP on one replica, and its deletion: still to do, done (every
+    version, verified absent), scheduled for the day its retention ends, or failed (retried by the
+    audit). Moved here from `objects` on approval, so audits stop expecting it."""
+
+    __tablename__ = "deaccession_objects"
+    __table_args__ = (UniqueConstraint("deaccession_id", "target", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deaccession_id: Mapped[str] = mapped_column(ForeignKey("deaccessions.id", ondelete="CASCADE"), index=True)
+    aip_id: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), default="")  # "" for an object the catalog never had
+    version_id: Mapped[str] = mapped_column(Text, default="")
+    lock_mode: Mapped[str] = mapped_column(String(32), default="")
+    lock_until: Mapped[dt.datetime | None]
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | deleted | scheduled | failed
+    due_at: Mapped[dt.datetime | None]  # scheduled: when the retention ends
+    deleted_at: Mapped[dt.datetime | None]
+    versions_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    method: Mapped[str] = mapped_column(Text, default="")  # how it went (see operations.deaccession)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[dt.datetime | None]  # last time an audit looked for it

@@ -1,5 +1,5 @@
 """The catalog interface, `Catalog`: one object over the per-aggregate repositories (submissions,
-AIPs with their replicas, objects, access copies and events, alerts) and the status summary. It
+AIPs with their replicas, objects, access copies and events, alerts, access changes, deaccessions) and the status summary. It
 takes and returns plain values (`preserve.catalog.records`); ORM rows never leave the catalog
 package. Side effects: database reads and writes."""
 
@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+from preserve.catalog.access_changes import AccessChangeRepository
 from preserve.catalog.aips import AipRepository
 from preserve.catalog.alerts import AlertRepository
+from preserve.catalog.deaccessions import DeaccessionRepository
 from preserve.catalog.submissions import SubmissionRepository
 from preserve.catalog.views import CatalogStatus, summarize
 from preserve.core.model import utcnow
 
 
-class Catalog(SubmissionRepository, AipRepository, AlertRepository):
+class Catalog(SubmissionRepository, AipRepository, AlertRepository, AccessChangeRepository, DeaccessionRepository):
     """Repository over the catalog database (SQLite by default, PostgreSQL at scale); a context
     manager that closes the database at the end of its ``with`` block."""
 

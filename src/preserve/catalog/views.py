@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from preserve.catalog.engine import aware
-from preserve.catalog.models import AipRow, AlertRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
+from preserve.catalog.models import AccessChangeRow, AipRow, AlertRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
 from preserve.core.model import AipStatus, ReplicaStatus, SubmissionStatus
 
 UNIDENTIFIED = "(not identified)"
@@ -56,6 +56,20 @@ class AtRisk:
 
 
 @dataclass(frozen=True)
+class AccessChangeInProgress:
+    """A withdrawal (a change to dark) or another change of access level not yet carried out and
+    verified: a copy may still be where the decision says it must not be."""
+
+    aip_id: str
+    from_level: str
+    to_level: str
+    operator: str
+    since: dt.datetime
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True)
 class CatalogStatus:
     at: dt.datetime
     aips: int
@@ -75,10 +89,14 @@ class CatalogStatus:
     undelivered_alerts: int
     min_verified_replicas: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: withdrawals and other access changes in progress (pending), oldest first
+    access_changes: tuple[AccessChangeInProgress, ...] = ()
 
     @property
     def needs_attention(self) -> bool:
-        return bool(self.quarantined or self.at_risk or self.objects_overdue or self.undelivered_alerts)
+        return bool(
+            self.quarantined or self.at_risk or self.objects_overdue or self.undelivered_alerts or self.access_changes
+        )
 
 
 def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verified_replicas: int) -> CatalogStatus:
@@ -156,6 +174,8 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
         per_aip.setdefault(aip_id, []).append((target, status))
     at_risk: list[AtRisk] = []
     for aip_id, title, status in s.execute(select(AipRow.id, AipRow.title, AipRow.status).order_by(AipRow.created_at)):
+        if status == AipStatus.DEACCESSIONED:  # its copies were deleted on purpose: not at risk
+            continue
         reps = per_aip.get(aip_id, [])
         verified = sum(st == ReplicaStatus.VERIFIED for _, st in reps)
         reasons = [f"marked {status}"] if status in AT_RISK_STATUSES else []
@@ -166,6 +186,14 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
             at_risk.append(AtRisk(aip_id, title, verified, tuple(reasons)))
 
     undelivered = s.scalar(select(func.count()).select_from(AlertRow).where(AlertRow.delivered_at.is_(None))) or 0
+    changes = tuple(
+        AccessChangeInProgress(
+            r.aip_id, r.from_level, r.to_level, r.operator, aware(r.requested_at) or now, r.attempts or 0, r.last_error
+        )
+        for r in s.scalars(
+            select(AccessChangeRow).where(AccessChangeRow.state == "pending").order_by(AccessChangeRow.id)
+        )
+    )
     return CatalogStatus(
         at=now,
         aips=aips,
@@ -184,4 +212,5 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
         ingesting=ingesting,
         undelivered_alerts=undelivered,
         min_verified_replicas=min_verified_replicas,
+        access_changes=changes,
     )

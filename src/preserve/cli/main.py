@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from preserve import __version__
-from preserve.cli.commands import aips, ingest, operate, storage
+from preserve.cli.commands import aips, deaccession, ingest, lifecycle, operate, storage
 from preserve.cli.invocation import EXIT_ERROR, EXIT_FINDING, EXIT_OK
 
 __all__ = ["EXIT_ERROR", "EXIT_FINDING", "EXIT_OK", "build_parser", "main"]
@@ -102,11 +102,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("aip_id")
     sp.add_argument("--output", "-o", default=None, help="write it to this file instead of standard output")
     sp = add(
+        "withdraw",
+        lifecycle.cmd_withdraw,
+        "make a film dark now: every access copy (every version) removed from every access location, verified",
+    )
+    sp.add_argument("aip_id", metavar="AIP_ID")
+    sp.add_argument("--reason", required=True, help="why (recorded with the decision and the operator)")
+    sp.add_argument(
+        "--direct", action="store_true", help="skip the dashboard clean-up (left to `preserve serve`'s housekeeping)"
+    )
+    sp = add(
+        "set-access",
+        lifecycle.cmd_set_access,
+        "change a film's access level: open, restricted, embargoed (--until), dark; copies moved and verified",
+    )
+    sp.add_argument("aip_id", metavar="AIP_ID")
+    sp.add_argument("level", metavar="LEVEL", help="open | restricted | embargoed | dark")
+    sp.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="the embargo's end (with embargoed)")
+    sp.add_argument("--reason", required=True, help="why (recorded with the decision and the operator)")
+    sp.add_argument("--direct", action="store_true", help="with dark: skip the dashboard clean-up")
+    sp = add(
         "embargo-release",
         operate.cmd_embargo_release,
         "publish the access copies of embargoed AIPs whose embargo date has come (run daily)",
     )
     sp.add_argument("--today", default=None, help="release as if today were this date (YYYY-MM-DD)")
+    deaccession.add_parser(sub)
     sp = add(
         "services", operate.cmd_services, "start/stop/show the embedded S3-compatible server (SeaweedFS, loopback)"
     )
@@ -122,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--deployments",
         default="",
         metavar="NAMES",
-        help="comma-separated subset of ingest-watch,fixity-audit,embargo-release",
+        help="comma-separated subset of ingest-watch,fixity-audit,embargo-release,withdraw",
     )
     sp = add("demo", operate.cmd_demo, "start services, generate sample films, ingest them, print a summary")
     sp.add_argument("--direct", action="store_true", help="run without Prefect")
@@ -132,15 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from preserve.core.errors import ConfigError, PreserveError, StorageUnavailable
+    import os
 
+    from flows import telemetry_off
+
+    telemetry_off(os.environ)  # before any flow module imports Prefect: nothing phones home
+    from preserve.core import redact
+    from preserve.core.errors import ConfigError, PreserveError, StorageUnavailable
+    from preserve.core.fs import private_umask
+
+    private_umask()  # what this run and every tool it starts create is for the archive's user only
+    # stderr ends up in logs and mails (cron, systemd): only what preserve.core.redact lets out
     try:
+        if args.command == "audit" and not args.direct:  # the audit flow runs here; ingests start theirs lazily
+            from preserve.dev.daemon import use_temporary_prefect_api
+
+            use_temporary_prefect_api(os.environ)  # a Prefect server that dies with this process
         return int(args.func(args))
     except (ConfigError, StorageUnavailable) as exc:
-        print(f"preserve: {exc}\n  what to do: {exc.advice}", file=sys.stderr)
+        print(f"preserve: {redact.public_text(exc)}\n  what to do: {exc.advice}", file=sys.stderr)
         return EXIT_ERROR
     except PreserveError as exc:
-        print(f"preserve: {exc}\n  what to do: {exc.advice}", file=sys.stderr)
+        print(f"preserve: {redact.public_text(exc)}\n  what to do: {exc.advice}", file=sys.stderr)
         return EXIT_FINDING if args.command in ("restore",) else EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -78,6 +78,14 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
     )
     head.add_row("quarantined", (warn if st.quarantined else ok) + str(len(st.quarantined)), "")
     head.add_row("AIPs at risk", (warn if st.at_risk else ok) + str(len(st.at_risk)), "")
+    withdrawing = sum(c.to_level == "dark" for c in st.access_changes)
+    head.add_row(
+        "withdrawals in progress",
+        (warn if withdrawing else ok) + str(withdrawing),
+        f"and {len(st.access_changes) - withdrawing} other access change(s)"
+        if len(st.access_changes) > withdrawing
+        else "",
+    )
     head.add_row(
         "alerts not delivered",
         (warn if st.undelivered_alerts else ok) + str(st.undelivered_alerts),
@@ -114,6 +122,24 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
             t.add_column(col)
         for q in st.quarantined:
             t.add_row(q.name, f"{q.since:%Y-%m-%d %H:%M}", str(q.attempts), q.reason[:160])
+        con.print(t)
+    if st.access_changes:
+        t = Table(
+            title="access changes in progress (copies may still be where they must not be; retried by "
+            "`preserve serve`, or run the command again)",
+            title_justify="left",
+        )
+        for col in ("AIP", "change", "by", "since", "attempts", "what remains"):
+            t.add_column(col)
+        for c in st.access_changes:
+            t.add_row(
+                c.aip_id,
+                "withdrawal" if c.to_level == "dark" else f"{c.from_level} -> {c.to_level}",
+                c.operator,
+                f"{c.since:%Y-%m-%d %H:%M}",
+                str(c.attempts),
+                c.last_error[:160] or "(not tried yet, or killed half-way)",
+            )
         con.print(t)
     if st.at_risk:
         t = Table(title="AIPs at risk", title_justify="left")

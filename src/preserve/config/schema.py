@@ -6,11 +6,12 @@ variables that hold them are named here, and read by whoever opens a store or se
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from preserve.core.errors import ConfigError
 from preserve.core.model import AccessLevel
@@ -36,6 +37,22 @@ class IngestSettings(_Model):
     decode_check: bool = True
     tool_timeout_seconds: float = 6 * 3600
     lease_seconds: float = 3600.0  # a claim older than this without renewal is taken over
+    #: metadata sidecars: refused (quarantined) over this size or nesting depth; anchors and
+    #: aliases are always refused (preserve.intake.sidecar)
+    sidecar_max_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    sidecar_max_depth: int = Field(default=8, ge=2, le=64)
+    #: what a `contributor_id` must look like (a regular expression the whole value must match):
+    #: an archive-assigned code, never a name; the default takes PSN-0042 and contrib-42
+    pseudonym_pattern: str = r"[A-Za-z]{2,7}-[0-9]{1,8}"
+
+    @field_validator("pseudonym_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
 
 class ProxySettings(_Model):
@@ -75,6 +92,10 @@ class AccessSettings(_Model):
     own (public) prefix; a filesystem access target gets sibling directories. Which level is
     served from where is access policy (`preserve.access.policy`); this says where the places are."""
 
+    #: the level of a submission whose sidecar makes no access decision: private by default
+    #: (copies made and kept at the restricted location, nothing public); "open" publishes them,
+    #: "dark" makes none. An embargo needs a date, so it is never a default.
+    default_level: Literal["restricted", "open", "dark"] = "restricted"
     restricted_prefix: str = "restricted"
     embargo_prefix: str = "embargoed"
     contact_sheet: bool = True
@@ -123,6 +144,10 @@ class TargetSettings(_Model):
     server_side_encryption: str = ""
     object_lock_mode: Literal["", "GOVERNANCE", "COMPLIANCE"] = ""
     object_lock_days: int = 0
+    #: a deaccession (two people's decision) may delete GOVERNANCE-locked objects before their
+    #: retention ends, with s3:BypassGovernanceRetention; otherwise, and always under COMPLIANCE,
+    #: each deletion is scheduled for the day its retention ends and carried out by the audit
+    allow_governance_bypass: bool = False
     profile: str = ""  # a named AWS profile, as an alternative to the *_env variables
     access_key_env: str = ""  # default PRESERVE_<NAME>_ACCESS_KEY_ID
     secret_key_env: str = ""  # default PRESERVE_<NAME>_SECRET_ACCESS_KEY

@@ -23,9 +23,20 @@ these are for failures, when an operation cannot go on.
 
 Third-party exceptions (botocore, sqlalchemy, subprocess) are translated at the module boundary
 that calls the third party, so callers only ever catch these.
+
+Two texts per error: the message (``str(exc)``), complete, for the local quarantine report
+(REPORT.txt, report.json) an archivist reads; and ``exc.public``, what may be said anywhere else
+(the catalog, logs, Prefect, alerts, the command line). A submission error can quote what the
+submitter sent (sidecar values, a link's target, lines of a checksum file), so its public text is
+the one given by the raise site (``public=...``, quoting only file names) or else a summary of
+its kind; errors about the archive's own machinery (config, tools, storage, catalog) are public
+as they are. `preserve.core.redact` applies this to any exception.
 """
 
 from __future__ import annotations
+
+#: where the complete text of a submission's failure is kept (the quarantine folder's report)
+LOCAL_REPORT_HINT = "REPORT.txt in the quarantine folder says what and where"
 
 
 class PreserveError(Exception):
@@ -33,11 +44,26 @@ class PreserveError(Exception):
 
     #: what a person should do about it; printed in quarantine reports and by the CLI
     advice: str = "See the log for details and contact the archive's operator."
+    #: for errors that can quote what a submitter sent: what is said beyond the local report when
+    #: the raise site gave no ``public`` text (None: the message itself is public)
+    public_summary: str | None = None
 
-    def __init__(self, message: str, *, advice: str | None = None) -> None:
+    def __init__(self, message: str, *, advice: str | None = None, public: str | None = None) -> None:
         super().__init__(message)
         if advice is not None:
             self.advice = advice
+        self._public = public
+
+    @property
+    def public(self) -> str:
+        """The failure as it may be told beyond the local report: never a value the submitter sent
+        (sidecar values, link targets), at most file names of the submission."""
+        public: str | None = getattr(self, "_public", None)
+        if public is not None:
+            return public
+        if self.public_summary is not None:
+            return f"{self.public_summary}; {LOCAL_REPORT_HINT}"
+        return str(self)
 
     @property
     def code(self) -> str:
@@ -60,8 +86,9 @@ class ToolError(PreserveError):
         returncode: int | None = None,
         stderr: str = "",
         advice: str | None = None,
+        public: str | None = None,
     ) -> None:
-        super().__init__(message, advice=advice)
+        super().__init__(message, advice=advice, public=public)
         self.argv = argv or []
         self.returncode = returncode
         self.stderr = stderr
@@ -77,6 +104,7 @@ class ToolTimeout(ToolError):
 
 class SubmissionError(PreserveError):
     advice = "Fix the submission and put it back with `preserve retry NAME`."
+    public_summary = "the submission cannot be accepted as it is"
 
 
 class UnsafeSubmission(SubmissionError):
@@ -84,10 +112,12 @@ class UnsafeSubmission(SubmissionError):
         "The submission contains something that cannot be stored safely (a link, a device "
         "file, a hostile or over-long name). Replace it with plain files and retry."
     )
+    public_summary = "the submission holds something that cannot be stored safely (a link, a special file, a bad name)"
 
 
 class SidecarError(SubmissionError):
     advice = "Correct the metadata sidecar (the report gives the line) and retry."
+    public_summary = "the metadata sidecar is invalid"
 
 
 class SuppliedChecksumMismatch(SubmissionError):
@@ -95,6 +125,7 @@ class SuppliedChecksumMismatch(SubmissionError):
         "A checksum supplied with the submission does not match the file: the copy is "
         "probably incomplete or damaged. Ask the filmmaker for a fresh copy, then retry."
     )
+    public_summary = "a checksum supplied with the submission does not match what arrived"
 
 
 class MediaError(SubmissionError):
@@ -103,6 +134,8 @@ class MediaError(SubmissionError):
         "fresh copy. If this is the only copy that exists, accept it as it is with "
         "`preserve retry NAME --accept-invalid`."
     )
+    #: a tool's complaint about a submitted file can quote text from inside it (a playlist's paths)
+    public_summary = "a media file of the submission cannot be read or does not decode"
 
 
 class PackagingError(PreserveError):

@@ -37,6 +37,7 @@ class EventType(str, enum.Enum):
     RESTORE = "dissemination"
     FILENAME_CHANGE = "filename change"
     DELETION = "deletion"
+    DEACCESSION = "deaccession"  # a request to remove an AIP, its approval by a second person, its end
 
 
 class Outcome(str, enum.Enum):
@@ -128,12 +129,15 @@ class SubmissionStatus(enum.StrEnum):
 
 
 class AipStatus(enum.StrEnum):
-    """The state of a whole AIP; every state but STORED means "act now" (set by audits and repair)."""
+    """The state of a whole AIP; every state but STORED and DEACCESSIONED means "act now" (set by
+    audits and repair)."""
 
     STORED = "stored"
     AT_RISK = "at_risk"
     DAMAGED = "damaged"
     LOST = "lost"
+    #: removed from the archive by two people's decision; only its tombstone stays (not "act now")
+    DEACCESSIONED = "deaccessioned"
 
 
 class ReplicaStatus(enum.StrEnum):

@@ -150,9 +150,10 @@ def run(settings: Settings, ingest: Ingest, *, print_: Callable[[str], None] = p
         for o in outcomes:
             aip = catalog.get_aip(o.aip_id) if o.aip_id else None
             if aip is None:
-                rows.append(["-", o.submission, "-", "-", "-", f"{o.status}: {o.detail}"])
+                rows.append(["-", o.submission, "-", "-", "-", "-", f"{o.status}: {o.detail}"])
                 continue
             main = max((f for f in aip.files if f.path.startswith("data/objects/")), key=lambda f: f.size)
+            level = f"{aip.access_level}" + ("" if aip.access_level == "open" else ", not public")
             access_dir = settings.var_dir / "access" / aip.id
             copies = fetch_access(settings, catalog, aip.id, access_dir) if aip.access else []
             proxy = next((str(p) for p in copies if p.suffix == ".mp4"), "(none: not a video)")
@@ -164,9 +165,18 @@ def run(settings: Settings, ingest: Ingest, *, print_: Callable[[str], None] = p
                     human_bytes(aip.size),
                     main.sha256,
                     f"{verified}/{len(settings.targets)}",
+                    level,
                     proxy,
                 ]
             )
     print_("")
-    print_(table(["AIP id", "title", "size", "SHA-256 (main file)", "replicas verified", "access copy"], rows))
+    print_(
+        table(["AIP id", "title", "size", "SHA-256 (main file)", "replicas verified", "access", "access copy"], rows)
+    )
+    print_(
+        f"Private by default: a submission whose metadata.yaml makes no access decision is "
+        f"{settings.access.default_level} ([access] default_level): its access copies are made and kept, "
+        "nothing is public. The first sample says `access: open`. Change a film's access with "
+        "`preserve set-access AIP_ID LEVEL --reason TEXT`; take it down at once with `preserve withdraw AIP_ID --reason TEXT`."
+    )
     return 0 if all(o.status in ("stored", "duplicate") for o in outcomes) else 1

@@ -1,15 +1,36 @@
 """The embedded S3-compatible server (`preserve services up | down | status`): one SeaweedFS
-`weed mini` process bound to 127.0.0.1 with telemetry off. Side effects: starts and stops a
-detached process (through `preserve.dev.daemon`, which explains why it is not a tool run);
-writes its data, generated credentials (0600), pid file and log under <var>/services/seaweedfs;
-creates the configured buckets (versioned, Object Lock where asked). The stores of embedded targets
-read the generated credentials back through `preserve.storage.credentials`."""
+`weed mini` process bound to 127.0.0.1 with telemetry off, closed to every other local user.
+Side effects: starts and stops a detached process (through `preserve.dev.daemon`, which explains
+why it is not a tool run); writes its data, generated credentials, TLS certificates and JWT keys
+(all 0600), pid file and log under <var>/services/seaweedfs (0700); creates the configured buckets
+(versioned, Object Lock where asked). The stores of embedded targets read the generated
+credentials back through `preserve.storage.credentials`.
+
+Who can reach what. Loopback is shared by every user of the machine, so binding to 127.0.0.1 is
+not enough: `weed mini` opens ten TCP ports and SeaweedFS's filer, master, volume and admin
+ports answer anyone by default (list, read, write, delete). Here:
+
+- S3 (port_base) is the only door preserve uses. Plain HTTP on loopback, every request signed
+  (SigV4) with the generated key; there is no anonymous identity, so an unsigned request gets 403.
+- Every other port (S3's gRPC, master, volume, filer, admin and their gRPC ports) speaks TLS and
+  requires a client certificate signed by a CA made at each start (mutual TLS: `[grpc]` and
+  `[https.*]` in security.toml). The CA's key is never written down, so no other certificate can
+  be made; without the 0600 client key, a connection fails in the TLS handshake. Behind that,
+  volume reads and writes need a JWT (`[jwt.signing]`, `[jwt.signing.read]`) and filer reads and
+  writes another (`[jwt.filer_signing]`, `.read`), their keys fresh at each start.
+- The Unix sockets weed also listens on: the filer's and S3's HTTP sockets are placed in the
+  service folder (0700); its gRPC sockets (paths fixed by weed under /tmp) are created 0700 by
+  the server's umask and speak the same mutual TLS.
+- WebDAV, the admin UI, Iceberg and Lance are not started; weed gets a fixed environment, so no
+  WEED_* or AWS_* variable of the caller can change its security settings or add an identity."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -17,6 +38,7 @@ import random
 import secrets
 import shutil
 import socket
+import stat
 import string
 import sys
 from collections.abc import Iterator
@@ -26,7 +48,7 @@ from typing import Any
 
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, FeatureNotHonoured, StorageUnavailable, ToolNotFound
-from preserve.core.fs import atomic_write
+from preserve.core.fs import atomic_write, private_dir
 from preserve.dev import daemon
 from preserve.storage.credentials import embedded_credentials_file
 
@@ -50,6 +72,17 @@ PORT_FLAGS: dict[str, int] = {
     "admin.port": 8,
     "admin.port.grpc": 9,
 }
+
+#: the Unix sockets weed lets us place (relative: in the service folder, which is weed's cwd and 0700)
+LOCAL_SOCKET_FLAGS = {"filer.localSocket": "filer.sock", "s3.localSocket": "s3.sock"}
+#: the gRPC Unix sockets weed mini always opens, at paths it fixes (by service and gRPC port)
+TMP_GRPC_SOCKETS = {"master": "master.port.grpc", "volume": "volume.port.grpc", "filer": "filer.port.grpc"}
+TMP_GRPC_SOCKETS |= {"s3": "s3.port.grpc", "admin": "admin.port.grpc"}
+#: SeaweedFS components whose gRPC side gets the certificate (servers and their clients)
+GRPC_COMPONENTS = ("master", "volume", "filer", "s3", "admin", "worker", "msg_broker", "msg_agent", "mq", "client")
+#: components whose HTTP side is TLS with a required client certificate
+HTTPS_COMPONENTS = ("master", "volume", "filer", "admin")
+CERT_DAYS = 3650  # made again at every start; long enough for a server left running for years
 
 
 @dataclass(frozen=True)
@@ -123,6 +156,11 @@ def _paths(settings: Settings) -> dict[str, Path]:
         "pid": d / "weed.pid",
         "log": d / "weed.log",
         "lock": d / ".lock",
+        "security": d / "security.toml",  # weed reads ./security.toml first, and runs in d
+        "tls": d / "tls",
+        "ca": d / "tls" / "ca.crt",
+        "cert": d / "tls" / "weed.crt",
+        "key": d / "tls" / "weed.key",
     }
 
 
@@ -131,7 +169,7 @@ def ensure_credentials(settings: Settings) -> dict[str, str]:
     written earlier stays readable and `embedded_credentials` finds them. `up` calls this
     under the service directory's lock, so two `up`s never both generate keys."""
     p = _paths(settings)
-    p["dir"].mkdir(parents=True, exist_ok=True)
+    private_dir(p["dir"])
     os.chmod(p["dir"], 0o700)
     if not p["credentials"].exists():
         alphabet = string.ascii_uppercase + string.digits
@@ -180,8 +218,137 @@ def _argv(settings: Settings) -> list[str]:
         "-s3.allowDeleteBucketNotEmpty=false",
         f"-s3.config={p['s3_config']}",
     ]
+    argv += [f"-{flag}={path}" for flag, path in LOCAL_SOCKET_FLAGS.items()]
     argv += [f"-{flag}={port}" for flag, port in ports(settings).items()]
     return argv
+
+
+def _server_env(settings: Settings) -> dict[str, str]:
+    """weed's whole environment: fixed, so that no WEED_* variable overrides security.toml and no
+    AWS_* pair becomes an extra S3 identity; HOME is the service folder (no ~/.seaweedfs)."""
+    return {"HOME": str(_paths(settings)["dir"]), "PATH": os.defpath}
+
+
+# -- the locks on every door: certificates and keys made at each start ----------------------------
+def _tls_material() -> tuple[bytes, bytes, bytes]:
+    """(CA certificate, server/client certificate, its key) as PEM: a fresh CA whose key stays in
+    memory and is dropped, and one certificate for 127.0.0.1 that every component presents both
+    as a server and as a client."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    start, end = now - dt.timedelta(hours=1), now + dt.timedelta(days=CERT_DAYS)
+
+    def usage(*, sign_certs: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=not sign_certs,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=sign_certs,
+            crl_sign=sign_certs,
+            encipher_only=False,
+            decipher_only=False,
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "preserve embedded store CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage(sign_certs=True), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "preserve-seaweedfs")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(sign_certs=False), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return ca.public_bytes(pem), cert.public_bytes(pem), key_pem
+
+
+def _toml_str(value: str | Path) -> str:
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def security_toml(ca: Path, cert: Path, key: Path, secrets_: dict[str, str]) -> str:
+    """SeaweedFS's security.toml: mutual TLS on every gRPC and HTTP port but S3's, JWTs on volume
+    and filer reads and writes, no UIs. ``secrets_``: the JWT signing keys and the admin password."""
+    c, k, a = _toml_str(cert), _toml_str(key), _toml_str(ca)
+    lines = ["# written by preserve (preserve.dev.services) at each start; do not edit", ""]
+    for section, name in (
+        ("jwt.signing", "volume_write"),
+        ("jwt.signing.read", "volume_read"),
+        ("jwt.filer_signing", "filer_write"),
+        ("jwt.filer_signing.read", "filer_read"),
+    ):
+        lines += [f"[{section}]", f"key = {_toml_str(secrets_[name])}", "expires_after_seconds = 10", ""]
+    lines += ["[access]", "ui = false", "", "[filer.expose_directory_metadata]", "enabled = false", ""]
+    lines += ["[grpc]", f"ca = {a}", ""]
+    for component in GRPC_COMPONENTS:
+        lines += [f"[grpc.{component}]", f"cert = {c}", f"key = {k}", ""]
+    lines += ["[https.client]", "enabled = true", f"cert = {c}", f"key = {k}", f"ca = {a}", ""]
+    for component in HTTPS_COMPONENTS:
+        lines += [f"[https.{component}]", f"cert = {c}", f"key = {k}", f"ca = {a}", ""]
+    lines += ["[admin]", 'user = "admin"', f"password = {_toml_str(secrets_['admin_password'])}", ""]
+    return "\n".join(lines)
+
+
+def write_security(settings: Settings) -> None:
+    """Fresh TLS certificates and JWT keys for a start (the server is not running, so nothing
+    holds the old ones), each file 0600, written whole or not at all."""
+    p = _paths(settings)
+    private_dir(p["tls"])
+    ca_pem, cert_pem, key_pem = _tls_material()
+    atomic_write(p["key"], key_pem)
+    atomic_write(p["cert"], cert_pem)
+    atomic_write(p["ca"], ca_pem)
+    keys = {n: secrets.token_hex(32) for n in ("volume_write", "volume_read", "filer_write", "filer_read")}
+    keys["admin_password"] = secrets.token_urlsafe(24)
+    atomic_write(p["security"], security_toml(p["ca"], p["cert"], p["key"], keys))
+
+
+def _foreign_sockets(settings: Settings) -> list[str]:
+    """weed's fixed gRPC socket paths under /tmp that another user already holds: weed could not
+    replace them, and its own components would dial them."""
+    all_ports = ports(settings)
+    found = []
+    for service, flag in TMP_GRPC_SOCKETS.items():
+        path = f"/tmp/seaweedfs-{service}-grpc-{all_ports[flag]}.sock"
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if st.st_uid != os.getuid() or not stat.S_ISSOCK(st.st_mode):
+            found.append(path)
+    return found
 
 
 # -- process inspection ---------------------------------------------------------------------------
@@ -195,6 +362,16 @@ def _is_ours(pid: int, settings: Settings) -> bool:
         return True  # no /proc to ask: trust the pid file
     want = f"-dir={_paths(settings)['data']}".encode()
     return bool(argv) and os.path.basename(argv[0]) == b"weed" and want in argv
+
+
+def _is_locked_down(pid: int) -> bool:
+    """Whether our running weed was started with the present security settings (a server started
+    by an earlier preserve left every port but S3 open)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    return all(f"-{flag}={path}".encode() in argv for flag, path in LOCAL_SOCKET_FLAGS.items())
 
 
 def _answers(port: int, timeout: float = 1.0) -> bool:
@@ -238,8 +415,8 @@ def _log_tail(path: Path, since: int = 0, lines: int = 20) -> str:
 def _locked(settings: Settings) -> Iterator[None]:
     """Serialise up/down on one service directory across processes."""
     p = _paths(settings)
-    p["dir"].mkdir(parents=True, exist_ok=True)
-    with open(p["lock"], "a") as f:
+    private_dir(p["dir"])
+    with open(os.open(p["lock"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -276,6 +453,12 @@ def up(settings: Settings, *, timeout: float = START_TIMEOUT) -> ServiceStatus:
     with _locked(settings):
         creds = ensure_credentials(settings)
         current = status(settings)
+        if current.pid is not None and not _is_locked_down(current.pid):
+            log.warning(
+                "SeaweedFS pid %d was started with its ports open to every local user: restarting it", current.pid
+            )
+            _stop(settings, current.pid)
+            current = status(settings)
         if current.running:
             _ensure_buckets(settings, creds)
             return replace(current, detail="already running")
@@ -294,12 +477,25 @@ def up(settings: Settings, *, timeout: float = START_TIMEOUT) -> ServiceStatus:
                 f"cannot start SeaweedFS: port(s) in use by another process: {', '.join(busy)}",
                 advice="Stop that process or set [services] port_base.",
             )
+        foreign = _foreign_sockets(settings)
+        if foreign:
+            raise StorageUnavailable(
+                f"cannot start SeaweedFS: another user holds its socket path(s) {', '.join(foreign)}",
+                advice="Find out who made them and why; remove them (as root) or set [services] port_base.",
+            )
         argv = _argv(settings)
         try:
-            p["data"].mkdir(parents=True, exist_ok=True)
+            private_dir(p["data"])
+            os.chmod(p["data"], 0o700)
             atomic_write(p["s3_config"], _s3_config(creds))  # 0600: it holds the secret key
+            write_security(settings)
             server = daemon.start(
-                argv, log_path=p["log"], pid_file=p["pid"], cwd=p["dir"], rotate_bytes=LOG_ROTATE_BYTES
+                argv,
+                log_path=p["log"],
+                pid_file=p["pid"],
+                cwd=p["dir"],
+                env=_server_env(settings),
+                rotate_bytes=LOG_ROTATE_BYTES,
             )
         except OSError as exc:
             raise StorageUnavailable(f"cannot start SeaweedFS in {p['dir']}: {exc}") from exc

@@ -1,6 +1,9 @@
 """Where a submission goes when its ingest ends: `done/` once every replica is verified, or
 `failed/<name>/` with a report a person can read. Sources are only ever renamed, never deleted
-or rewritten; done/ and failed/ sit next to the submission so a move never crosses filesystems."""
+or rewritten; done/ and failed/ sit next to the submission so a move never crosses filesystems.
+Both are private to the archive's user (folders 0700, files 0600): a source moved there loses its
+group and other permissions (its bytes and its owner's access stay as they were), and the reports
+are written 0600."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from preserve.core import redact
 from preserve.core.errors import PreserveError
+from preserve.core.fs import atomic_write, make_private, private_dir
 from preserve.core.model import Event, utcnow
 from preserve.intake.submission import printable
 
@@ -29,6 +34,8 @@ class QuarantineReport:
     at: str
     events: tuple[dict[str, str], ...]
     files: tuple[str, ...]
+    #: the problem as it may be told beyond this folder (preserve.core.redact); ``message`` is complete
+    public: str = ""
 
     def as_text(self) -> str:
         lines = [
@@ -76,13 +83,15 @@ def unique_destination(directory: Path, name: str) -> Path:
 
 def move_to_done(source: Path, companions: Sequence[Path] = ()) -> Path:
     """Rename the source (and its sidecar files) into ``done/`` beside it."""
-    done = source.parent / "done"
-    done.mkdir(exist_ok=True)
+    done = private_dir(source.parent / "done")
     dest = unique_destination(done, source.name)
     os.rename(source, dest)
+    make_private(dest)
     for c in companions:
         if os.path.lexists(c):
-            os.rename(c, unique_destination(done, c.name))
+            moved = unique_destination(done, c.name)
+            os.rename(c, moved)
+            make_private(moved)
     return dest
 
 
@@ -97,23 +106,25 @@ def quarantine(
 ) -> Path:
     """Move the untouched source into ``failed/<name>/`` and write REPORT.txt and report.json
     beside it. Returns the quarantine folder."""
-    failed = source.parent / "failed"
-    failed.mkdir(exist_ok=True)
+    failed = private_dir(source.parent / "failed")
     folder = unique_destination(failed, source.name)
-    folder.mkdir()
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)
     if os.path.lexists(source):
         os.rename(source, folder / source.name)
     for c in companions:
         if os.path.lexists(c):
             os.rename(c, folder / c.name)
+    make_private(folder)
     report = build_report(printable(source.name), error, step=step, events=events, files=files)
     # a name that is not UTF-8 survives as \xNN escapes instead of making the report unwritable
-    (folder / REPORT_TXT).write_text(report.as_text(), encoding="utf-8", errors="backslashreplace")
+    atomic_write(folder / REPORT_TXT, report.as_text().encode("utf-8", errors="backslashreplace"))
     payload = {**report.__dict__, "events": list(report.events), "files": list(report.files)}
     if not isinstance(error, PreserveError):
         payload["traceback"] = "".join(traceback.format_exception(error))
-    (folder / REPORT_JSON).write_text(
-        json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8", errors="backslashreplace"
+    atomic_write(
+        folder / REPORT_JSON,
+        (json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8", errors="backslashreplace"),
     )
     return folder
 
@@ -146,6 +157,7 @@ def build_report(
             for e in events
         ),
         files=tuple(files),
+        public=redact.describe(error),
     )
 
 

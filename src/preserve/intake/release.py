@@ -23,7 +23,7 @@ from preserve.intake import submission as submissions
 class Released:
     source: Path  # where the submission is now, in the ingest folder
     companions: tuple[Path, ...]
-    previous_problem: str  # "<code>: <message>" from the quarantine report
+    previous_problem: str  # "<code>: <public text>" from the quarantine report (never the sidecar values)
 
 
 def quarantined(settings: Settings) -> list[str]:
@@ -47,7 +47,9 @@ def _find(settings: Settings, name: str) -> Path:
     )
 
 
-def release(settings: Settings, catalog: Catalog, name: str, *, accept_invalid: bool = False) -> Released:
+def release(
+    settings: Settings, catalog: Catalog, name: str, *, accept_invalid: bool = False, operator: Agent | None = None
+) -> Released:
     """Move failed/NAME/<source> (and its sidecar files) back into the ingest folder. Refuses to
     overwrite anything there. Raises ConfigError for an unknown NAME or a clash."""
     folder = _find(settings, name)
@@ -74,7 +76,8 @@ def release(settings: Settings, catalog: Catalog, name: str, *, accept_invalid: 
         for r in own:
             (folder / r).unlink(missing_ok=True)
         folder.rmdir()
-    problem = f"{report.get('code', '?')}: {report.get('message', '?')}"
+    # the report's public line: its full message may quote sidecar values, which stay in failed/
+    problem = str(report.get("public") or report.get("code") or "?")
     key = submissions.key_for(dest)
     catalog.add_events(
         None,
@@ -82,7 +85,7 @@ def release(settings: Settings, catalog: Catalog, name: str, *, accept_invalid: 
             Event(
                 EventType.QUARANTINE,
                 Outcome.PASS,
-                Agent("archivist", "", "person"),
+                operator or Agent("archivist", "", "person"),
                 "released from quarantine for a new attempt"
                 + (" (to be accepted as it is, --accept-invalid)" if accept_invalid else "")
                 + f"; the problem was {problem}",

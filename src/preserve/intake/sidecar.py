@@ -1,5 +1,12 @@
-"""The optional metadata sidecar (metadata.yaml, or <file>.yaml): parsed safely, validated against
-a small schema, and reported with line numbers. Pure: reads the one file it is given."""
+"""The optional metadata sidecar (metadata.yaml, or <file>.yaml): parsed safely and at a bounded
+cost, validated against a small schema, and reported with line numbers. Pure: reads the one file
+it is given.
+
+Bounded cost: a sidecar is a few fields of text, so a document over ``max_bytes``, nested deeper
+than ``max_depth``, or using YAML anchors and aliases (with which 754 bytes can stand for billions
+of values) is refused before anything walks it. Every error has two texts: the complete one, for
+the local quarantine report, quoting the values that are wrong; and the public one (lines and
+field names only), because a value can name a person or a place."""
 
 from __future__ import annotations
 
@@ -11,19 +18,64 @@ from typing import Any
 
 import yaml
 
-from preserve.core.errors import SidecarError
+from preserve.config import IngestSettings
+from preserve.core.errors import LOCAL_REPORT_HINT, SidecarError
 
 ACCESS_LEVELS = ("open", "restricted", "embargoed", "dark")
 FIELDS = ("title", "original_title", "director", "year", "language", "synopsis", "rights", "access", "contributor_id")
-MAX_SIDECAR_BYTES = 1 << 20
-#: a pseudonym: letters, digits, '-', '_' — no spaces, so a real name is unlikely to be pasted here
-PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$")
+_DEFAULTS = IngestSettings()  # the [ingest] defaults are the one place these numbers are set
+#: a sidecar is a few lines of text; a long synopsis belongs in a document of the submission
+MAX_SIDECAR_BYTES = _DEFAULTS.sidecar_max_bytes
+#: the mapping of fields is level 1, `access: {level, until}` and `director: [...]` level 2
+MAX_SIDECAR_DEPTH = _DEFAULTS.sidecar_max_depth
+#: an archive-assigned code: a short series code of letters, a dash, the archive's number
+#: (PSN-0042, contrib-42). Words alone (ZhangSan), names with separators (zhang-san-wukan,
+#: zhang.san, zhang_san), spaces, e-mail addresses and other scripts are refused.
+PSEUDONYM_PATTERN = _DEFAULTS.pseudonym_pattern
+PSEUDONYM_HINT = (
+    "a pseudonym the archive assigned, like PSN-0042 or contrib-42: 2 to 7 letters, a dash and up to 8 digits "
+    "(a name, a word or an e-mail address is not a pseudonym)"
+)
+
+#: how many problems the local report lists, and how many lines the public text names
+MAX_LISTED_PROBLEMS, MAX_TOLD_PROBLEMS = 100, 10
+
+#: the level of a submission that makes no access decision, unless [access] default_level says
+#: otherwise: private (copies made, nothing public)
+DEFAULT_LEVEL = "restricted"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The limits a sidecar is read within, and the shape of a pseudonym ([ingest] settings)."""
+
+    max_bytes: int = MAX_SIDECAR_BYTES
+    max_depth: int = MAX_SIDECAR_DEPTH
+    pseudonym_pattern: str = PSEUDONYM_PATTERN
+
+    @classmethod
+    def of(cls, ingest: IngestSettings) -> Rules:
+        return cls(ingest.sidecar_max_bytes, ingest.sidecar_max_depth, ingest.pseudonym_pattern)
+
+    @property
+    def pseudonym_hint(self) -> str:
+        if self.pseudonym_pattern == PSEUDONYM_PATTERN:
+            return PSEUDONYM_HINT
+        return f"a pseudonym the archive assigned, of the form {self.pseudonym_pattern} (a regular expression)"
+
+    def is_pseudonym(self, value: str) -> bool:
+        return re.fullmatch(self.pseudonym_pattern, value) is not None
+
+
+DEFAULT_RULES = Rules()
 
 
 @dataclass(frozen=True)
 class Access:
-    level: str = "open"
+    level: str = DEFAULT_LEVEL
     until: dt.date | None = None  # for embargoed
+    #: False when the sidecar said nothing and ``level`` is the archive's default
+    decided: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,29 +91,117 @@ class Sidecar:
     contributor_id: str = ""
 
 
+# -- reading YAML at a bounded cost ----------------------------------------------------------------
+class _Refused(yaml.MarkedYAMLError):
+    """A construct a sidecar may not use (an anchor, an alias, too deep a nesting): the problem is
+    ours, and quotes nothing of the document."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses anchors and aliases (so nothing is shared, and the
+    document is as big as it looks) and nesting deeper than ``max_depth``, as it composes."""
+
+    def __init__(self, text: str, max_depth: int) -> None:
+        super().__init__(text)
+        self.max_depth = max_depth
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("an alias (`*name`) is not accepted in a sidecar", event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused("an anchor (`&name`) is not accepted in a sidecar", event.start_mark)
+        nests = isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent))
+        if nests:
+            self.depth += 1
+            if self.depth > self.max_depth:
+                raise _Refused(f"nested more than {self.max_depth} levels deep", event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nests:
+                self.depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value Python cannot hold (the 30th of February, an integer of 5,000 digits, an empty
+        `!!timestamp`, on which PyYAML itself trips) is a YAML error at its line, not a crash."""
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # whatever PyYAML's constructors raise, told at its line
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a value that cannot be read ({type(exc).__name__})", node.start_mark
+            ) from exc
+
+
+def _document(text: str, rules: Rules) -> tuple[yaml.Node | None, Any]:
+    """The composed root node and the constructed value of a one-document YAML text."""
+    loader = _Loader(text, rules.max_depth)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        try:
+            return root, loader.construct_document(root)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # as in _Loader.construct_object, for what runs outside it
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a value that cannot be read ({type(exc).__name__})", root.start_mark
+            ) from exc
+    finally:
+        loader.dispose()
+
+
 def _line(node: yaml.Node | None) -> str:
     return f"line {node.start_mark.line + 1}" if node is not None else "top"
 
 
-def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
-    """Validate and convert. Raises SidecarError listing every problem with its line number."""
+def _refuse(full: str, public: str, advice: str | None = None) -> SidecarError:
+    return SidecarError(full, public=f"{public}; {LOCAL_REPORT_HINT}", advice=advice)
+
+
+# -- the schema ------------------------------------------------------------------------------------
+def parse(
+    text: str, source: str = "metadata.yaml", *, default_level: str = DEFAULT_LEVEL, rules: Rules = DEFAULT_RULES
+) -> Sidecar:
+    """Validate and convert. Raises SidecarError listing every problem with its line number.
+    Without an `access:` field the submission gets ``default_level`` (not decided by anyone)."""
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) > rules.max_bytes:
+        raise _too_big(source, encoded, rules)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root, data = _document(text, rules)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        if isinstance(exc, _Refused):
+            raise _refuse(
+                f"{source}: {where}: {exc.problem}",
+                f"{source}: {where}: {exc.problem}",
+                advice="Write every value out in full, as plain fields (no `&anchor`, no `*alias`, no deep "
+                "nesting: see the README's sidecar example), then retry.",
+            ) from None
+        # PyYAML's problem can quote the document (a tag, a token): the full text is for the report only
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SidecarError(f"{source}: not valid YAML at {where}: {problem}") from exc
+        raise _refuse(
+            f"{source}: not valid YAML at {where}: {problem}", f"{source}: not valid YAML at {where}"
+        ) from None
     if root is None:
-        return Sidecar()
-    if not isinstance(root, yaml.MappingNode):
-        raise SidecarError(f"{source}: {_line(root)}: expected a mapping of fields ({', '.join(FIELDS)})")
-    data: dict[str, Any] = yaml.safe_load(text) or {}
+        return Sidecar(access=Access(default_level))
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        message = f"{source}: {_line(root)}: expected a mapping of fields ({', '.join(FIELDS)})"
+        raise _refuse(message, message)
     nodes = {k.value: v for k, v in root.value if isinstance(k, yaml.ScalarNode)}
-    problems: list[str] = []
+    problems: list[tuple[str, str, str]] = []  # (line, field as it may be told, what is wrong)
 
     def bad(key: str, msg: str) -> None:
-        problems.append(f"{_line(nodes.get(key))}: {key}: {msg}")
+        problems.append((_line(nodes.get(key)), key, msg))
 
     for key in data:
         if key not in FIELDS:
@@ -92,8 +232,9 @@ def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
     synopsis = text_field("synopsis")
     rights = text_field("rights")
     contributor_id = text_field("contributor_id")
-    if contributor_id and not PSEUDONYM.match(contributor_id):
-        bad("contributor_id", "must be a pseudonym: 2-64 letters, digits, '-' or '_' (no spaces, no real names)")
+    if contributor_id and not rules.is_pseudonym(contributor_id):
+        # never quoted, not even in the local report: a refused pseudonym is probably a real name
+        bad("contributor_id", f"must be {rules.pseudonym_hint}")
 
     directors_raw = data.get("director", [])
     directors: tuple[str, ...] = ()
@@ -109,8 +250,10 @@ def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
         bad("year", f"must be a year between 1888 and 2100, got {year!r}")
         year = None
 
-    access = Access()
-    raw_access = data.get("access", "open")
+    access = Access(default_level)
+    raw_access = data.get("access", None)
+    if raw_access is None:
+        raw_access = default_level  # no decision: the archive's default, recorded as such below
     if isinstance(raw_access, str):
         level, until = raw_access.strip(), None
     elif isinstance(raw_access, dict):
@@ -128,12 +271,19 @@ def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
         if not isinstance(until, dt.date):
             bad("access", "embargoed needs `until:` with a date (YYYY-MM-DD)")
         else:
-            access = Access(level, until if not isinstance(until, dt.datetime) else until.date())
+            access = Access(level, until if not isinstance(until, dt.datetime) else until.date(), decided=True)
     else:
-        access = Access(level)
+        access = Access(level, decided=data.get("access") is not None)
 
     if problems:
-        raise SidecarError(f"{source} is invalid:\n  " + "\n  ".join(problems))
+        # a field's name is told only when it is one of ours: an unknown key can be anything
+        in_order = sorted(problems, key=lambda p: int(p[0].removeprefix("line ")) if p[0] != "top" else 0)
+        told = list(dict.fromkeys(f"{w} ({k if k in FIELDS else 'an unknown field'})" for w, k, _ in in_order))
+        full = [f"{where}: {key}: {msg}" for where, key, msg in problems]
+        raise _refuse(
+            f"{source} is invalid:\n  " + "\n  ".join(_at_most(full, MAX_LISTED_PROBLEMS)),
+            f"{source} is invalid at " + ", ".join(_at_most(told, MAX_TOLD_PROBLEMS)),
+        )
     return Sidecar(
         title=title,
         original_title=original_title,
@@ -147,12 +297,16 @@ def parse(text: str, source: str = "metadata.yaml") -> Sidecar:
     )
 
 
+def _at_most(items: list[str], n: int) -> list[str]:
+    return items if len(items) <= n else [*items[:n], f"and {len(items) - n} more"]
+
+
 _ESCAPING_PATH = re.compile(r"^(?:\.\./|/|~/|[A-Za-z]:[\\/]|\.\.\\)|(?:^|[/\\])\.\.(?:[/\\]|$)")
 
 
 def _path_like(value: Any) -> list[str]:
     """Values that look like paths leaving the submission (`../../x`, `/etc/passwd`, `C:\\x`), at
-    any depth of the YAML."""
+    any depth of the YAML (a tree: anchors and aliases were refused, so each value is seen once)."""
     if isinstance(value, str):
         v = value.strip()
         return [v] if " " not in v and _ESCAPING_PATH.search(v) else []
@@ -163,13 +317,40 @@ def _path_like(value: Any) -> list[str]:
     return []
 
 
-def load(path: Path | None) -> Sidecar:
-    if path is None:
-        return Sidecar()
-    if path.stat().st_size > MAX_SIDECAR_BYTES:
-        raise SidecarError(f"{path.name} is larger than {MAX_SIDECAR_BYTES} bytes; it is not a metadata sidecar")
+def _too_big(source: str, head: bytes, rules: Rules) -> SidecarError:
+    line = head[: rules.max_bytes].count(b"\n") + 1
+    message = (
+        f"{source} is larger than the limit of {rules.max_bytes} bytes for a metadata sidecar "
+        f"(it passes the limit at line {line})"
+    )
+    return _refuse(
+        message,
+        message,
+        advice="A sidecar holds a few fields of text: shorten it (a long synopsis or notes belong in a document "
+        "file of the submission), or raise [ingest] sidecar_max_bytes, then retry.",
+    )
+
+
+def read(
+    data: bytes, source: str = "metadata.yaml", *, default_level: str = DEFAULT_LEVEL, rules: Rules = DEFAULT_RULES
+) -> Sidecar:
+    """The sidecar in ``data`` (the file's bytes): a Sidecar, or SidecarError, for any bytes."""
+    if len(data) > rules.max_bytes:
+        raise _too_big(source, data, rules)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SidecarError(f"{path.name} is not UTF-8 text") from exc
-    return parse(text, path.name)
+        line = data[: exc.start].count(b"\n") + 1
+        message = f"{source} is not UTF-8 text (line {line})"
+        raise _refuse(message, message, advice="Save the sidecar as UTF-8 (any script is fine) and retry.") from None
+    return parse(text, source, default_level=default_level, rules=rules)
+
+
+def load(path: Path | None, *, default_level: str = DEFAULT_LEVEL, rules: Rules = DEFAULT_RULES) -> Sidecar:
+    """The sidecar at ``path`` (None: the submission has none, so it gets ``default_level``). Reads
+    at most ``rules.max_bytes`` + 1 bytes of it."""
+    if path is None:
+        return Sidecar(access=Access(default_level))
+    with path.open("rb") as fh:
+        data = fh.read(rules.max_bytes + 1)
+    return read(data, path.name, default_level=default_level, rules=rules)

@@ -176,49 +176,71 @@ def safe_name(raw: bytes, where: str) -> tuple[str, bytes | None]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
+        message = f"{where}: the name {raw!r} is not valid UTF-8 and cannot be stored without guessing"
         raise UnsafeSubmission(
-            f"{where}: the name {raw!r} is not valid UTF-8 and cannot be stored without guessing",
-            advice="Rename the file with a UTF-8 name (any script is fine) and retry.",
+            message, advice="Rename the file with a UTF-8 name (any script is fine) and retry.", public=message
         ) from exc
     nfc = unicodedata.normalize("NFC", text)
     if "\0" in nfc or nfc in (".", ".."):
-        raise UnsafeSubmission(f"{where}: hostile name {nfc!r}")
+        raise UnsafeSubmission(f"{where}: hostile name {nfc!r}", public=f"{where}: hostile name {nfc!r}")
     if len(nfc.encode("utf-8")) > MAX_COMPONENT_BYTES:
-        raise UnsafeSubmission(
+        message = (
             f"{where}: the name {nfc[:40]!r}... is {len(nfc.encode('utf-8'))} bytes long; the limit is "
-            f"{MAX_COMPONENT_BYTES} bytes per name",
+            f"{MAX_COMPONENT_BYTES} bytes per name"
+        )
+        raise UnsafeSubmission(
+            message,
             advice="Shorten the file name (the limit counts bytes: a Chinese character takes 3) and retry.",
+            public=message,
         )
     return nfc, (raw if nfc.encode("utf-8") != raw else None)
 
 
-def _check_entry(path: Path, st: os.stat_result, where: str) -> None:
+def _check_entry(path: Path, st: os.stat_result, where: str, root: Path | None = None) -> None:
+    """Refuse what is not a plain file or folder. ``root``: the submission folder ``path`` is in
+    (None for a top-level entry), to tell a link to a file of the submission from one leaving it."""
     where = printable(where)
     if stat.S_ISLNK(st.st_mode):
+        target = printable(os.fsdecode(os.readlink(path)))
+        public = f"{where} is {link_wording(path, root)}; links are never followed"
         raise UnsafeSubmission(
-            f"{where} is a symbolic link (to {os.readlink(path)!r}); links are never followed",
+            # the target is a path on the sender's machine ("/home/<name>/<place>/..."): it stays in
+            # the local report, for the archivist, and is never told anywhere else
+            f"{where} is {link_wording(path, root)} (to {target!r}); links are never followed",
             advice="Replace the link with the real file and retry.",
+            public=public,
         )
     if stat.S_ISDIR(st.st_mode):
         return
     if not stat.S_ISREG(st.st_mode):
-        raise UnsafeSubmission(f"{where} is not a regular file (device, pipe or socket)")
+        message = f"{where} is not a regular file (device, pipe or socket)"
+        raise UnsafeSubmission(message, public=message)
     if st.st_nlink > 1:
+        message = f"{where} is hard-linked ({st.st_nlink} links); it could change behind our back"
         raise UnsafeSubmission(
-            f"{where} is hard-linked ({st.st_nlink} links); it could change behind our back",
-            advice="Copy the file (instead of linking it) into the ingest folder and retry.",
+            message, advice="Copy the file (instead of linking it) into the ingest folder and retry.", public=message
         )
     if not os.access(path, os.R_OK):
-        raise SubmissionError(
-            f"{where} cannot be read (permission denied)", advice="Make the file readable by the ingest user and retry."
-        )
+        message = f"{where} cannot be read (permission denied)"
+        raise SubmissionError(message, advice="Make the file readable by the ingest user and retry.", public=message)
+
+
+def link_wording(link: Path, root: Path | None) -> str:
+    """How a symbolic link is told beyond the local report: by where it points relative to the
+    submission, never by its target."""
+    if root is not None:
+        target = os.path.abspath(os.path.join(os.path.dirname(link), os.readlink(link)))
+        top = os.path.abspath(root)
+        if target != top and os.path.commonpath([target, top]) == top:
+            return "a symbolic link to another entry of the submission"
+    return "a symbolic link pointing outside the submission"
 
 
 def _unreadable_folder(exc: OSError) -> None:
     """os.walk would silently skip a folder it cannot list: a submission must never lose files."""
+    message = f"the folder {exc.filename!r} cannot be read: {exc.strerror}"
     raise SubmissionError(
-        f"the folder {exc.filename!r} cannot be read: {exc.strerror}",
-        advice="Make the folder readable by the ingest user and retry.",
+        message, advice="Make the folder readable by the ingest user and retry.", public=message
     ) from exc
 
 
@@ -230,7 +252,7 @@ def scan(path: Path) -> Submission:
     try:
         top = os.lstat(path)
     except FileNotFoundError as exc:
-        raise SubmissionError(f"{path} does not exist") from exc
+        raise SubmissionError(f"{path} does not exist", public=f"{path} does not exist") from exc
     _check_entry(path, top, name)
     files: list[SourceFile] = []
     ignored: list[str] = []
@@ -241,7 +263,7 @@ def scan(path: Path) -> Submission:
             rel_dir = base.relative_to(path)
             for d in list(dirnames):
                 st = os.lstat(base / d)
-                _check_entry(base / d, st, f"{name}/{rel_dir / d}")
+                _check_entry(base / d, st, f"{name}/{rel_dir / d}", path)
             for fname in sorted(filenames):
                 full = base / fname
                 where = f"{name}/{(rel_dir / fname).as_posix()}"
@@ -249,7 +271,7 @@ def scan(path: Path) -> Submission:
                     ignored.append(where)
                     continue
                 st = os.lstat(full)
-                _check_entry(full, st, where)
+                _check_entry(full, st, where, path)
                 parts, originals = [], False
                 for comp in (*rel_dir.parts, fname):
                     nfc, orig = safe_name(os.fsencode(comp), where)
@@ -276,21 +298,24 @@ def scan(path: Path) -> Submission:
             if os.path.lexists(extra):
                 _check_entry(extra, os.lstat(extra), extra.name)
     if not files:
-        raise SubmissionError(f"{name} holds no files", advice="Put the film's files in the folder and retry.")
+        raise SubmissionError(
+            f"{name} holds no files",
+            advice="Put the film's files in the folder and retry.",
+            public=f"{name} holds no files",
+        )
     empty = [f.rel for f in files if f.size == 0]
     if empty:
-        raise SubmissionError(
-            f"{name}: empty (zero-byte) file(s): {', '.join(empty[:5])}; the copy was probably interrupted",
-            advice="Copy the file(s) again and retry.",
-        )
+        message = f"{name}: empty (zero-byte) file(s): {', '.join(empty[:5])}; the copy was probably interrupted"
+        raise SubmissionError(message, advice="Copy the file(s) again and retry.", public=message)
     seen: dict[str, str] = {}
     for f in files:
         key = f.rel.casefold()
         if key in seen:
-            raise UnsafeSubmission(
+            message = (
                 f"{name}: {f.rel!r} and {seen[key]!r} differ only in case or Unicode "
                 "normalisation and would collide on some storage"
             )
+            raise UnsafeSubmission(message, public=message)
         seen[key] = f.rel
     return Submission(
         name=name,
@@ -304,7 +329,8 @@ def scan(path: Path) -> Submission:
 
 def _check_rel(rel: str, where: str) -> None:
     if len(rel.encode("utf-8")) > MAX_RELPATH_BYTES:
-        raise UnsafeSubmission(
+        message = (
             f"{where}: path is {len(rel.encode('utf-8'))} bytes; the storage key limit "
             f"leaves {MAX_RELPATH_BYTES} bytes for it"
         )
+        raise UnsafeSubmission(message, public=message)

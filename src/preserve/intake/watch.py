@@ -20,6 +20,7 @@ from typing import Protocol
 from preserve import tools
 from preserve.catalog import Catalog
 from preserve.config import Settings
+from preserve.core import redact
 from preserve.core.model import Event, EventType, Outcome
 from preserve.intake import recovery
 from preserve.intake import submission as submissions
@@ -341,9 +342,10 @@ def _hand_over(ready: Ready, ingest_fn: IngestFn, state: WatchState, clock: Cloc
     log.info("ingesting %s (%s)", ready.name, ready.reason)
     try:
         handled = Handled.of(ingest_fn(ready.path), ready.name)
-    except Exception as exc:
-        log.exception("ingest of %s failed unexpectedly; the watcher goes on", ready.name)
-        handled = Handled(ready.name, "error", "", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one submission never stops the watcher
+        # the text of an unexpected failure may quote what was submitted: only its public form leaves
+        log.error("ingest of %s failed unexpectedly (%s); the watcher goes on", ready.name, redact.describe(exc))
+        handled = Handled(ready.name, "error", "", redact.describe(exc))
     if handled.status == "error":
         state.failed(ready.path.name, clock())
     else:

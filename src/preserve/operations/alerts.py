@@ -7,7 +7,9 @@ POST and one SMTP session per alert, log records.
 
 Privacy: alerts leave the archive (chat, mail), so they carry only the submission name or AIP
 id, the failing step, the error class, advice and storage facts; never sidecar metadata
-(titles, directors, locations) or media tags."""
+(titles, directors, locations) or media tags. An error's message is the one
+`preserve.core.redact` lets out (``message`` of `ingest_failed`): never a sidecar's values or a
+link's target, which stay in the local REPORT.txt."""
 
 from __future__ import annotations
 
@@ -29,12 +31,20 @@ from preserve.core.model import utcnow
 log = logging.getLogger(__name__)
 
 INGEST_FAILED, DAMAGE, AT_RISK, TEST = "ingest-failed", "damage", "at-risk", "test"
-_TITLES = {INGEST_FAILED: "Ingest failed", DAMAGE: "Damage found", AT_RISK: "AIP at risk", TEST: "Test alert"}
+WITHDRAWN, WITHDRAWAL_INCOMPLETE = "withdrawn", "withdrawal-incomplete"
+_TITLES = {
+    INGEST_FAILED: "Ingest failed",
+    DAMAGE: "Damage found",
+    AT_RISK: "AIP at risk",
+    TEST: "Test alert",
+    WITHDRAWN: "Film withdrawn",
+    WITHDRAWAL_INCOMPLETE: "Withdrawal NOT complete",
+}
 
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # ingest-failed | damage | at-risk | test
+    kind: str  # ingest-failed | damage | at-risk | test | withdrawn | withdrawal-incomplete
     key: str  # the condition's identity: the same key is announced once
     subject: str  # submission name or AIP id
     summary: str  # one line for a person
@@ -101,6 +111,32 @@ def at_risk(aip_id: str, reasons: Sequence[str], verified_replicas: int) -> Aler
         aip_id,
         f"AIP {aip_id} is at risk: {'; '.join(reasons)}",
         {"aip_id": aip_id, "reasons": list(reasons), "verified_replicas": verified_replicas},
+    )
+
+
+def withdrawn(aip_id: str, change_id: int, removed: int, locations: Sequence[str]) -> Alert:
+    """A withdrawal carried out: every access copy verified gone. The operator's reason stays in
+    the catalog (it may say why a person is at risk)."""
+    where = ", ".join(locations) or "no access location"
+    return Alert(
+        WITHDRAWN,
+        f"{WITHDRAWN}:{aip_id}:{change_id}",
+        aip_id,
+        f"AIP {aip_id} is withdrawn (dark): {removed} object version(s) removed; no version of any access copy "
+        f"remains at {where}",
+        {"aip_id": aip_id, "removed_versions": removed, "locations": list(locations)},
+    )
+
+
+def withdrawal_incomplete(aip_id: str, change_id: int, remaining: Sequence[str], advice: str) -> Alert:
+    """A withdrawal that could not remove everything: ``remaining`` says what is still there
+    (location and key, or a location that could not be reached); keyed on exactly that."""
+    return Alert(
+        WITHDRAWAL_INCOMPLETE,
+        f"{WITHDRAWAL_INCOMPLETE}:{aip_id}:{change_id}:{_short_hash('|'.join(sorted(remaining)))}",
+        aip_id,
+        f"AIP {aip_id} is NOT yet withdrawn: {len(remaining)} thing(s) remain ({'; '.join(list(remaining)[:5])})",
+        {"aip_id": aip_id, "remaining": list(remaining)[:200], "advice": advice},
     )
 
 

@@ -1,8 +1,10 @@
 """Fixity audits: a cheap inventory check of every stored object on every run, a true re-read of
 the least recently verified objects within a byte budget, bag-level checks, a report of unexpected
-objects, and repair of damaged copies from a replica that verifies now. Findings are values;
-only an unusable configuration raises. Side effects: reads from storage, writes repaired objects,
-records check results and events in the catalog."""
+objects, and repair of damaged copies from a replica that verifies now; for deaccessioned AIPs,
+the deletions whose date has come, and a look for what should be gone (`deaccession`). Findings
+are values; only an unusable configuration raises. Side effects: reads from storage, writes
+repaired objects, deletes objects of deaccessioned AIPs, records check results and events in the
+catalog."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, ObjectMissing, StorageError, StorageUnavailable
 from preserve.core.model import Agent, AipStatus, Event, EventType, Outcome, ReplicaStatus, utcnow
 from preserve.fixity.digest import MultiHasher
+from preserve.operations import deaccession
+from preserve.operations.deaccession import DeletionFinding
 from preserve.storage import open_store
 from preserve.storage.base import ObjectStore, member_path
 
@@ -76,6 +80,8 @@ class AuditReport:
     bytes_overdue: int = 0
     objects_overdue: int = 0
     interval_days: int = 90
+    #: objects of deaccessioned AIPs: deleted now that their date came, or still there (see deaccession)
+    deaccession: list[DeletionFinding] = field(default_factory=list)
 
     @property
     def bytes_read(self) -> int:
@@ -87,7 +93,8 @@ class AuditReport:
 
     @property
     def damage_found(self) -> bool:
-        return bool(self.failures or self.unexpected or self.bag_problems)
+        leftovers = [f for f in self.deaccession if f.problem in ("overdue", "reappeared")]
+        return bool(self.failures or self.unexpected or self.bag_problems or leftovers)
 
     @property
     def unrepaired(self) -> list[Repair]:
@@ -117,6 +124,13 @@ class AuditReport:
             ("bag problems", str(len(self.bag_problems))),
             ("operational errors", str(len(self.errors))),
             ("AIPs at risk", ", ".join(self.at_risk) or "none"),
+            (
+                "deaccessioned objects",
+                f"{sum(f.ok for f in self.deaccession)} deleted now, "
+                + ", ".join(
+                    f"{sum(f.problem == p for f in self.deaccession)} {p}" for p in ("overdue", "reappeared", "failed")
+                ),
+            ),
             (
                 "oldest verification",
                 self.oldest_verified.isoformat(timespec="seconds") if self.oldest_verified else "never",
@@ -343,7 +357,7 @@ def run_audit(
     if scope.replica and not targets:
         raise ConfigError(f"no replica named {scope.replica!r}; known: {[t.name for t in settings.targets]}")
     objects = catalog.objects(aip_id=scope.aip_id)
-    if scope.aip_id and not objects:
+    if scope.aip_id and not objects and catalog.tombstone(scope.aip_id) is None:
         raise ConfigError(f"no stored objects for AIP {scope.aip_id!r}")
     by_target: dict[str, list[StoredObject]] = {}
     for o in objects:
@@ -388,6 +402,14 @@ def run_audit(
             agent,
             now,
         )
+        # deaccessioned AIPs: deletions whose date has come are carried out; what should be gone is looked for
+        live = [t for t in targets if t.name in reachable]
+        report.deaccession = deaccession.audit_deaccessioned(
+            settings, catalog, stores, live, aip_id=scope.aip_id, now=now
+        )
+        report.errors += [
+            f"deaccession: {f.target}:{f.key}: {f.detail}" for f in report.deaccession if f.problem == "failed"
+        ]
     finally:
         for s in stores.values():
             s.close()
@@ -551,5 +573,6 @@ def format_report(report: AuditReport) -> str:
         lines.append(f"DAMAGE {c.target}:{c.key}: {c.problem} (expected {c.expected}, found {c.found}) — {state}")
     lines += [f"UNEXPECTED {t}:{k} (left in place)" for t, k in report.unexpected]
     lines += [f"BAG {p}" for p in report.bag_problems]
+    lines += deaccession.format_findings([f for f in report.deaccession if f.problem != "failed"])
     lines += [f"ERROR {e}" for e in report.errors]
     return "\n".join(lines)

@@ -48,6 +48,10 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")
     until = embargo_until(list(aip.events))
+    if catalog.publication_withheld(aip.id):  # withdrawn, or another decision still being carried out
+        return Release(
+            aip.id, until, "not due", "an operator's decision holds it (withdrawn, or an access change pending)"
+        )
     if aip.access_level != AccessLevel.EMBARGOED:
         return Release(aip.id, until, "not due", f"access level is {aip.access_level}, not embargoed")
     if until is None:
@@ -78,6 +82,13 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
                 published.append(
                     AccessCopy(copy.kind, public.name, copy.key, dest.uri(copy.key), copy.size, copy.sha256)
                 )
+    if published and catalog.publication_withheld(aip.id):  # withdrawn while they were being copied
+        with open_store(settings, public) as dest:
+            for copy in published:
+                dest.delete(copy.key)  # every version; a failure raises: reported failed (withdraw again sweeps it)
+        return Release(
+            aip.id, until, "not due", "withdrawn while being released: the copies just published were removed"
+        )
     detail = (
         f"embargo until {until} ended: {len(published)} access cop{'y' if len(published) == 1 else 'ies'} "
         f"published to {public.name}"

@@ -14,7 +14,7 @@ from preserve.access import policy
 from preserve.catalog import AipView, Catalog
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
-from preserve.core.model import Event, EventType, Outcome
+from preserve.core.model import AipStatus, Event, EventType, Outcome
 from preserve.core.progress import Meter, Progress
 from preserve.packaging import bag
 from preserve.storage import open_store
@@ -61,6 +61,15 @@ def restore(
     aip = catalog.get_aip(aip_id)
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")
+    if aip.status is AipStatus.DEACCESSIONED:
+        tomb = catalog.tombstone(aip.id)
+        when = f" on {tomb.approved_at:%Y-%m-%d}" if tomb and tomb.approved_at else ""
+        raise PreserveError(
+            f"AIP {aip.id} was deaccessioned{when}: its copies were deleted from every replica, so there is "
+            "nothing to restore",
+            advice=f"`preserve show {aip.id}` shows its tombstone: the reason, who decided, the digests of its files "
+            "and what was deleted where and when.",
+        )
     meter = Meter(progress, interval=0.2)
     out = Path(dest) / aip.id
     attempts: list[str] = []

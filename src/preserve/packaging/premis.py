@@ -58,6 +58,7 @@ LOC_EVENT_TYPES = frozenset(
         "accession",
         "quarantine",
         "deletion",
+        "deaccession",
         "filename change",
         "dissemination",
         "policy assignment",
@@ -111,8 +112,10 @@ def _clean(text: str) -> str:
 
 
 def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) -> bytes:
-    """The PREMIS 3.0 document (UTF-8 bytes) of one AIP. It names no person: the submission's
-    title and names stay in the catalog; agents are tools (and the role "archivist")."""
+    """The PREMIS 3.0 document (UTF-8 bytes) of one AIP. It names no person of the submission: its
+    title and names stay in the catalog; agents are tools (and the role "archivist"), and the
+    archive's own operators where an event records their decision (a deaccession's requester and
+    approver are linked to its deletion events as "authorizer")."""
     root = etree.Element(f"{{{NS}}}premis", nsmap={None: NS, "xsi": XSI}, version="3.0")
     root.set(f"{{{XSI}}}schemaLocation", f"{NS} {SCHEMA_LOCATION}")
     paths = {f.path for f in files}
@@ -188,6 +191,11 @@ def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) 
         agents.setdefault(agent_id(e.agent), e.agent)
         link = _identifier(ev, "linkingAgentIdentifier", "preserve agent", agent_id(e.agent))
         _el(link, "linkingAgentRole", "executing program" if e.agent.kind == "software" else "implementer")
+        for name in dict.fromkeys(str(n) for n in e.extra.get("authorized_by", ())):  # a deaccession's two people
+            person = Agent(name, kind="person")
+            agents.setdefault(agent_id(person), person)
+            link = _identifier(ev, "linkingAgentIdentifier", "preserve agent", agent_id(person))
+            _el(link, "linkingAgentRole", "authorizer")
         for path, role in _objects_of(e, paths):
             obj = _identifier(ev, "linkingObjectIdentifier", "local", path)
             _el(obj, "linkingObjectRole", role)
@@ -209,6 +217,9 @@ def _objects_of(e: Event, paths: set[str]) -> Iterable[tuple[str, str]]:
     """The file objects an event is about: its subject (source) and a master it produced (outcome)."""
     if e.subject in paths:
         yield e.subject, "source"
+    deleted = str(e.extra.get("file", ""))  # a deletion event names the file its object held
+    if deleted in paths and deleted != e.subject:
+        yield deleted, "source"
     master = str(e.extra.get("master", ""))
     if master in paths and master != e.subject:
         yield master, "outcome"

@@ -1,6 +1,10 @@
 """The end of an ingest that cannot go on: the untouched source into failed/ with a report a
 person can read, the catalog told, the operators alerted. Side effects: renames the source,
-writes REPORT.txt and report.json, catalog writes, alerts (webhook, e-mail)."""
+writes REPORT.txt and report.json, catalog writes, alerts (webhook, e-mail).
+
+Only the local report quotes the failure in full (a sidecar's values, a link's target); the
+quarantine event, the catalog's reason, the result's detail and the alert say what
+`preserve.core.redact` lets out."""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from preserve import tools
-from preserve.core.errors import PreserveError, SidecarError
+from preserve.core import redact
+from preserve.core.errors import PreserveError
 from preserve.core.model import EventType, Outcome
 from preserve.intake import disposition
 from preserve.intake import submission as submissions
@@ -21,7 +26,8 @@ def quarantine(
 ) -> tuple[Path, str]:
     """Quarantine the submission after ``exc`` in ``step``. Returns the quarantine folder and the
     shareable one-line reason (the full one stays in the local report)."""
-    reason = submissions.printable(f"{step}: {exc}")  # a non-UTF-8 name must not make it unrecordable
+    # a non-UTF-8 name must not make it unrecordable
+    reason = submissions.printable(f"{step}: {redact.public_text(exc)}")
     ctx.log.record(EventType.QUARANTINE, Outcome.FAIL, tools.preserve_agent(), reason)
     companions = submission.companions if submission else submissions.companions_of(ctx.source)
     files = [f.rel for f in submission.files] if submission else []
@@ -30,16 +36,16 @@ def quarantine(
     ctx.catalog.mark_quarantined(ctx.name, reason, events, aip_id=ctx.aip_id)
     shutil.rmtree(ctx.work_dir, ignore_errors=True)
     _alert(ctx, exc, step, folder)
-    return folder, submissions.printable(f"{type(exc).__name__}: {shareable_message(exc)}")
+    return folder, submissions.printable(redact.describe(exc))
 
 
-def shareable_message(exc: BaseException) -> str:
-    """The failure as it may be shown beyond the quarantine folder (alerts, dashboard, logs). A
-    sidecar error quotes the offending values (a path with a user's name, a free-text place):
-    those stay in the local REPORT.txt only."""
-    if isinstance(exc, SidecarError):
-        return f"the metadata sidecar is invalid; {disposition.REPORT_TXT} in the quarantine folder gives the lines"
-    return str(exc)
+def rescan(source: Path) -> submissions.Submission | None:
+    """The submission's files and companions for the report of an ingest that failed before its
+    files were staged (the scan reads directory entries only); None when it cannot be scanned."""
+    try:
+        return submissions.scan(source)
+    except PreserveError:
+        return None
 
 
 def _alert(ctx: IngestContext, exc: BaseException, step: str, folder: Path | None) -> None:
@@ -54,12 +60,12 @@ def _alert(ctx: IngestContext, exc: BaseException, step: str, folder: Path | Non
             alerts.ingest_failed(
                 ctx.name,
                 step=step,
-                error_code=type(exc).__name__,
-                message=shareable_message(exc),
+                error_code=redact.code_of(exc),
+                message=submissions.printable(redact.public_text(exc)),
                 advice=advice,
                 quarantine_dir=str(folder or ""),
                 attempt=state.attempts if state else 0,
             ),
         )
-    except Exception:  # noqa: BLE001 - logged; the quarantine itself is already complete
-        alerts.log.exception("could not send the alert for %s", ctx.name)
+    except Exception as failure:  # noqa: BLE001 - logged; the quarantine itself is already complete
+        alerts.log.error("could not send the alert for %s: %s", ctx.name, redact.describe(failure))

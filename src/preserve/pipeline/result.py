@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from preserve.core import redact
 from preserve.core.model import Agent, Event, EventType, Outcome
 
 
@@ -60,8 +61,9 @@ class AccessSummary:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one ingest did. ``detail`` is shareable (it never quotes sidecar values); the events
-    are those recorded before the ingest ended, in order."""
+    """What one ingest did. ``detail`` is shareable (`preserve.core.redact`: it never quotes sidecar
+    values or link targets); the events are those recorded before the ingest ended, in order (the
+    quarantine event, too, says only the shareable reason)."""
 
     submission: str
     status: IngestStatus
@@ -120,8 +122,10 @@ class IngestResult:
         )
 
     @classmethod
-    def crashed(cls, submission: str, detail: str) -> IngestResult:
-        """The result of an ingest run that crashed before it could decide anything."""
+    def crashed(cls, submission: str, failure: BaseException | str) -> IngestResult:
+        """The result of an ingest run that crashed before it could decide anything: ``failure``
+        is the exception (told as `preserve.core.redact` lets it out) or a text that is shareable."""
+        detail = redact.describe(failure) if isinstance(failure, BaseException) else failure
         return cls(submission=submission, status=IngestStatus.ERROR, detail=detail)
 
 

@@ -33,7 +33,7 @@ from preserve.pipeline.steps.describe import Described, MediaFacts, characterise
 from preserve.pipeline.steps.normalise import normalise
 from preserve.pipeline.steps.package import Packaged, package
 from preserve.pipeline.steps.publish import Published, publish
-from preserve.pipeline.steps.receive import Staged, scan, stage
+from preserve.pipeline.steps.receive import Staged, stage
 from preserve.pipeline.steps.record import accession, record
 from preserve.pipeline.steps.replicate import Replicated, replicate
 from preserve.pipeline.steps.validate import Validated, validate
@@ -45,7 +45,6 @@ R = TypeVar("R")
 class _Progress:
     """What one ingest has produced so far: the report of a quarantined ingest shows it too."""
 
-    submission: submissions.Submission | None = None
     staged: Staged | None = None
     described: Described | None = None
     validated: Validated | None = None
@@ -102,22 +101,22 @@ def ingest_submission(
 
     try:
         with claims.LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):
-            submission = done.submission = run(scan)
-            staged = done.staged = run(stage, submission)
+            staged = done.staged = run(stage)
             existing = catalog.find_by_content(staged.content_key)
             if existing:
                 return _duplicate(ctx, staged, existing)
             described = done.described = run(characterise, staged)
             validated = done.validated = run(validate, staged, described)
             masters = run(normalise, staged, described)
-            derivatives = done.derivatives = run(make_access, staged, described)
+            derivatives = done.derivatives = run(make_access, staged, described, validated)
             packaged = done.packaged = run(package, staged, described, validated, masters)
             replicated = done.replicated = run(replicate, packaged)
             published = done.published = run(publish, staged, derivatives)
             run(record, staged, described, masters, packaged, replicated, published)
             run(accession, staged.submission)
     except Exception as exc:  # noqa: BLE001 - every failure ends in quarantine, never in a lost source
-        folder, detail = quarantines.quarantine(ctx, done.submission, exc, current[0])
+        submission = done.staged.submission if done.staged else quarantines.rescan(ctx.source)
+        folder, detail = quarantines.quarantine(ctx, submission, exc, current[0])
         return _result(ctx, done, IngestStatus.QUARANTINED, detail, quarantine_dir=folder)
     return _result(ctx, done, IngestStatus.STORED, f"{len(replicated.replicas)} replica(s) verified")
 

@@ -5,7 +5,8 @@ its own fixity-summary table).
 
 Privacy: the dashboard is for the archive's staff, but runs' artifacts are copied around
 (screenshots, exports), so reports carry titles and technical facts only: never directors,
-contributors, sidecar notes or media tags."""
+contributors, sidecar notes or media tags. Why an ingest failed is the result's shareable detail
+and quarantine event (`preserve.core.redact`), never the local report's full text."""
 
 from __future__ import annotations
 

@@ -7,14 +7,16 @@ import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
+from preserve.catalog.deaccessions import Deaccession
 from preserve.catalog.records import AipView
 from preserve.catalog.views import CatalogStatus
 from preserve.core.model import Event
 
 
-def aip_json(view: AipView) -> dict[str, Any]:
-    """The `preserve show --json` contract."""
-    return {
+def aip_json(view: AipView, tombstone: Deaccession | None = None) -> dict[str, Any]:
+    """The `preserve show --json` contract; a deaccessioned AIP (status "deaccessioned") also has
+    its ``tombstone``."""
+    data: dict[str, Any] = {
         "id": view.id,
         "title": view.title,
         "created": view.created.isoformat(),
@@ -44,6 +46,46 @@ def aip_json(view: AipView) -> dict[str, Any]:
         ],
         "access": [{"kind": a.kind, "uri": a.uri, "size": a.size, "sha256": a.sha256} for a in view.access],
         "events": [event_json(e) for e in view.events],
+    }
+    if tombstone is not None:
+        data["tombstone"] = tombstone_json(tombstone)
+    return data
+
+
+def tombstone_json(d: Deaccession) -> dict[str, Any]:
+    """What stays of a deaccessioned AIP: the decision (reason, requester, approver, dates), the
+    digests of every file, and what was deleted where and when (or is scheduled, or failed)."""
+
+    def when(t: dt.datetime | None) -> str | None:
+        return t.isoformat() if t else None
+
+    return {
+        "request": d.id,
+        "aip_id": d.aip_id,
+        "state": d.state.value,
+        "reason": d.reason,
+        "requested_by": d.requested_by,
+        "requested_at": when(d.requested_at),
+        "approved_by": d.approved_by,
+        "approved_at": when(d.approved_at),
+        "access_withdrawn_at": when(d.withdrawn_at),
+        "completed_at": when(d.completed_at),
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "sha512": f.sha512} for f in d.files],
+        "deletions": [
+            {
+                "replica": o.target,
+                "key": o.key,
+                "size": o.size,
+                "sha256": o.sha256,
+                "state": o.state.value,
+                "deleted_at": when(o.deleted_at),
+                "due_at": when(o.due_at),
+                "versions_deleted": o.versions_deleted,
+                "method": o.method,
+                "detail": o.detail,
+            }
+            for o in d.objects
+        ],
     }
 
 

@@ -52,6 +52,37 @@ class ObjectInfo:
     storage_class: str | None = None
     #: set by put_file only
     upload: UploadStats | None = None
+    #: set by list_versions only: this entry is a delete marker (it hides the key, holds no bytes)
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True)
+class Retained:
+    """A version a purge had to leave: under Object Lock retention (``mode`` GOVERNANCE or
+    COMPLIANCE) until ``until``, or under a legal hold (``mode`` "LEGAL HOLD", ``until`` None)."""
+
+    version_id: str
+    mode: str
+    until: datetime | None
+
+
+@dataclass(frozen=True)
+class Purge:
+    """What `ObjectStore.purge` did to one key: the versions (and delete markers) it deleted, how
+    many of them only with a governance bypass, and the versions retention kept."""
+
+    key: str
+    deleted: tuple[str, ...] = ()
+    retained: tuple[Retained, ...] = ()
+    bypassed: int = 0
+
+    @property
+    def retained_until(self) -> datetime | None:
+        """When the last retained version may be deleted; None when none is retained or a legal
+        hold (no date) keeps one."""
+        if not self.retained or any(r.until is None for r in self.retained):
+            return None
+        return max(r.until for r in self.retained if r.until is not None)
 
 
 @runtime_checkable
@@ -89,8 +120,23 @@ class ObjectStore(Protocol):
         """Every object whose key starts with prefix (plain string prefix, as S3 does)."""
         ...
 
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every stored version (and delete marker) of every key starting with prefix, each with
+        its ``version_id``: what a versioned bucket still holds after a plain delete. A store without
+        versions lists each object once. Nothing listed means nothing under the prefix is fetchable."""
+        ...
+
     def delete(self, key: str) -> None:
-        """Remove the object's bytes; ObjectLocked when retention refuses. Missing key: no-op."""
+        """Remove the object's bytes, every version of them (and any delete marker); ObjectLocked
+        when retention refuses. Missing key: no-op."""
+        ...
+
+    def purge(self, key: str, *, bypass_governance: bool = False) -> Purge:
+        """Delete every version of the key that may be deleted now (a deaccession): versions under
+        COMPLIANCE retention or a legal hold, and GOVERNANCE ones unless ``bypass_governance``,
+        are left and listed in ``retained`` (their delete markers too, so none becomes current);
+        the rest, and then the delete markers, are deleted. Missing key: nothing deleted.
+        StorageUnavailable when the credentials may not delete."""
         ...
 
     def close(self) -> None:

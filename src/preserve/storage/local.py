@@ -1,6 +1,7 @@
 """Filesystem object store: keys are files under the target's root, written atomically (temp file,
 fsync, rename) and verified by re-reading them. Side effects: creates, renames and deletes files
-and directories under the root; stored files are made read-only (0444)."""
+and directories under the root; folders are created 0700 and stored files made read-only for the
+archive's user alone (0400): no other local user can list or read a replica."""
 
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from preserve.core.errors import (
     StorageUnavailable,
     VerificationError,
 )
-from preserve.core.fs import fsync_dir
+from preserve.core.fs import PRIVATE_DIR, PRIVATE_FILE, fsync_dir, private_dir
 from preserve.storage.base import (
     CHUNK_SIZE,
     TEMP_PREFIX,
     Closing,
     ObjectInfo,
+    Purge,
     UploadStats,
     check_key,
     check_prefix,
@@ -36,6 +38,8 @@ from preserve.storage.base import (
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255  # bytes per path segment on common Linux filesystems
+#: a stored object: the archive's user may read it, nobody may write it in place, nobody else may read it
+STORED_FILE = 0o400
 
 
 def _drop_cache(fd: int) -> None:
@@ -50,7 +54,8 @@ def _drop_cache(fd: int) -> None:
 
 
 def _make_dirs(directory: Path) -> None:
-    """mkdir -p, fsyncing each new directory's parent so the path survives a crash too."""
+    """mkdir -p with private (0700) folders, fsyncing each new directory's parent so the path
+    survives a crash too."""
     missing: list[Path] = []
     d = directory
     while not d.is_dir():
@@ -58,7 +63,8 @@ def _make_dirs(directory: Path) -> None:
         d = d.parent
     for d in reversed(missing):
         try:
-            d.mkdir()
+            d.mkdir(mode=PRIVATE_DIR)
+            os.chmod(d, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
         except FileExistsError:
             if not d.is_dir():
                 raise
@@ -121,7 +127,7 @@ class LocalStore(Closing):
 
     def check_reachable(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root)
         except OSError as exc:
             raise StorageUnavailable(f"target {self.name!r}: cannot create {self.root}: {exc}") from exc
         if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
@@ -169,7 +175,7 @@ class LocalStore(Closing):
                     "did not keep what was written"
                 )
             try:
-                os.chmod(tmp, 0o444)
+                os.chmod(tmp, STORED_FILE)
                 os.replace(tmp, dest)
                 fsync_dir(dest.parent)
             except OSError as exc:
@@ -194,7 +200,7 @@ class LocalStore(Closing):
             raise VerificationError(f"source {source} could not be read: {exc}") from exc
         with src:
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
             except OSError as exc:
                 raise StorageUnavailable(f"target {self.name!r}: cannot create {tmp}: {exc}") from exc
             with open(fd, "wb") as out:
@@ -269,8 +275,8 @@ class LocalStore(Closing):
         digest = hashlib.sha256()
         try:
             try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "wb") as out:
+                private_dir(dest.parent)
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as out:
                     for chunk in self._stream(src, key, CHUNK_SIZE):
                         digest.update(chunk)
                         out.write(chunk)
@@ -301,6 +307,10 @@ class LocalStore(Closing):
             raise StorageUnavailable(f"target {self.name!r}: listing {start} failed: {exc}") from exc
         found.sort(key=lambda info: info.key.encode("utf-8", "surrogateescape"))
         return iter(found)
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """A directory keeps no versions: each file once, as `list` gives it."""
+        return self.list(prefix)
 
     def _walk(self, directory: Path, rel: str, prefix: str, found: builtins.list[ObjectInfo]) -> None:
         try:
@@ -340,3 +350,9 @@ class LocalStore(Closing):
                 parent = parent.parent
         except OSError:
             pass
+
+    def purge(self, key: str, *, bypass_governance: bool = False) -> Purge:
+        """A directory has no versions and no Object Lock: `delete`, saying whether there was a file."""
+        existed = os.path.lexists(self._path(key))
+        self.delete(key)
+        return Purge(key, deleted=("",) if existed else ())

@@ -18,7 +18,7 @@ from pathlib import Path
 from preserve.catalog import AipView, Catalog, ReplicaRecord, StoredObject
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, StorageError, VerificationError
-from preserve.core.model import Event, EventType, Outcome, ReplicaStatus, utcnow
+from preserve.core.model import AipStatus, Event, EventType, Outcome, ReplicaStatus, utcnow
 from preserve.storage import ObjectInfo, ObjectStore, open_store, store_agent
 
 log = logging.getLogger(__name__)
@@ -213,9 +213,11 @@ def backfill(
         one = catalog.get_aip(aip_id)
         if one is None:
             raise ConfigError(f"no AIP {aip_id!r} in the catalog")
+        if one.status == AipStatus.DEACCESSIONED:
+            raise ConfigError(f"AIP {one.id} was deaccessioned: it must not be copied anywhere again")
         aips = [one]
-    else:
-        aips = catalog.list_aips()
+    else:  # a deaccessioned AIP is never copied again
+        aips = [a for a in catalog.list_aips() if a.status != AipStatus.DEACCESSIONED]
     wanted = [t for t in settings.targets if target in (None, t.name)]
     work = settings.var_dir / "replicate-work"  # not under staging/, which crash recovery empties
     results: list[Backfill] = []

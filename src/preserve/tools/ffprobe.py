@@ -281,3 +281,121 @@ def probe(path: Path, *, timeout: float = 600) -> ProbeReport:
                 },
             }
     return parse(raw)
+
+
+# -- what the stream itself says, not the header ------------------------------------------------------
+
+#: a time beyond any film (s): seeking there lands on the last keyframe of the stream
+PAST_THE_END = 1_000_000_000
+
+
+def stream_span_argv(path: Path, index: int) -> list[str]:
+    """ffprobe listing the timestamps of stream ``index``'s first packet and of every packet from
+    its last keyframe to the end (the seek past the end lands there): a bounded read of the real
+    stream, no decode, whatever the container's header claims the duration is."""
+    return [
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        str(index),
+        "-read_intervals",
+        f"%+#1,{PAST_THE_END}%",
+        "-show_entries",
+        "packet=pts_time,duration_time",
+        "-of",
+        "csv=p=0",
+        tools.media_path(path),
+    ]
+
+
+def parse_span(csv: str) -> float | None:
+    """The stream's span (s) from ``stream_span_argv`` output (pure): the end of its last packet
+    (pts + duration) less the pts of its first one; None if no packet had a timestamp."""
+    starts: list[float] = []
+    ends: list[float] = []
+    for line in csv.splitlines():
+        cells = line.split(",")
+        pts = _float(cells[0]) if cells else None
+        if pts is None:
+            continue
+        duration = _float(cells[1]) if len(cells) > 1 else None
+        starts.append(pts)
+        ends.append(pts + (duration or 0.0))
+    if not starts:
+        return None
+    span = max(ends) - min(starts)
+    return span if span > 0 else None
+
+
+def stream_span(path: Path, index: int, *, timeout: float = 600) -> float | None:
+    """How long stream ``index`` really lasts, from its packets' timestamps (see
+    `stream_span_argv`); None when ffprobe finds no timestamped packet. Raises ToolError only when
+    ffprobe cannot run or is killed."""
+    argv = stream_span_argv(path, index)
+    result = tools.run(argv, timeout=timeout, check=False)
+    if result.returncode < 0:
+        raise ToolError(f"ffprobe was killed by signal {-result.returncode}", argv=argv, returncode=result.returncode)
+    return parse_span(result.stdout.decode("utf-8", errors="replace"))
+
+
+def frames_argv(path: Path, index: int, count: int) -> list[str]:
+    """ffprobe decoding the first ``count`` frames of stream ``index`` and reporting each frame
+    (with its side data: captions, ICC profiles, user-data SEI) and the stream as seen after
+    decoding them (``closed_captions`` is only known once frames were decoded)."""
+    return [
+        "ffprobe",
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-select_streams",
+        str(index),
+        "-read_intervals",
+        f"%+#{max(1, count)}",
+        "-show_frames",
+        "-show_streams",
+        tools.media_path(path),
+    ]
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What decoding the first frames of one stream showed: the frames (ffprobe's dicts) and the
+    stream as ffprobe described it after decoding them."""
+
+    frames: tuple[dict[str, Any], ...]
+    stream: dict[str, Any]
+    error: str = ""
+
+    @property
+    def closed_captions(self) -> bool:
+        return bool(self.stream.get("closed_captions"))
+
+    def side_data_types(self) -> list[str]:
+        """The type of every side data item on every frame, in order."""
+        return [
+            str(sd.get("side_data_type", "?"))
+            for frame in self.frames
+            for sd in frame.get("side_data_list") or []
+            if isinstance(sd, dict)
+        ]
+
+
+def probe_frames(path: Path, index: int, *, count: int = 100, timeout: float = 600) -> FrameReport:
+    """Decode the first ``count`` frames of stream ``index`` (see `frames_argv`). Raises ToolError
+    only when ffprobe cannot run or is killed; a file it cannot decode has ``error``."""
+    argv = frames_argv(path, index, count)
+    result = tools.run(argv, timeout=timeout, check=False)
+    if result.returncode < 0:
+        raise ToolError(f"ffprobe was killed by signal {-result.returncode}", argv=argv, returncode=result.returncode)
+    try:
+        raw = json.loads(result.stdout.decode("utf-8", errors="replace") or "{}")
+    except json.JSONDecodeError:
+        raw = {}
+    if not isinstance(raw, dict):
+        raw = {}
+    frames = tuple(f for f in raw.get("frames") or [] if isinstance(f, dict))
+    streams = [s for s in raw.get("streams") or [] if isinstance(s, dict)]
+    error = "" if result.returncode == 0 else (" ".join(result.stderr.strip().splitlines()[-3:]) or "ffprobe failed")
+    return FrameReport(frames=frames, stream=streams[0] if streams else {}, error=error)

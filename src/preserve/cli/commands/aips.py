@@ -18,12 +18,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     with open_catalog(settings) as catalog:
         aip = catalog.get_aip(args.aip_id)
+        tombstone = catalog.tombstone(aip.id) if aip is not None else None
     if aip is None:
         print(f"preserve: no AIP {args.aip_id!r}", file=sys.stderr)
         return EXIT_ERROR
     from preserve.report.views import aip_json
 
-    data = aip_json(aip)
+    data = aip_json(aip, tombstone)
     if args.json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -33,6 +34,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     print(table(["path", "size", "sha256"], [(f.path, human_bytes(f.size), f.sha256) for f in aip.files]))
     print()
+    if tombstone is not None:
+        from preserve.cli.commands.deaccession import print_tombstone
+
+        print_tombstone(tombstone)
+        print()
     print(
         table(
             ["replica", "status", "verified", "uri"],

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from preserve.cli.invocation import EXIT_ERROR, EXIT_FINDING, EXIT_OK, flow_data, load_settings, open_catalog
+from preserve.cli.invocation import EXIT_ERROR, EXIT_FINDING, EXIT_OK, flow_data, load_settings, open_catalog, operator
 from preserve.cli.output import outcome_line, progress_bar, waiting_line
 
 if TYPE_CHECKING:
@@ -39,6 +39,9 @@ def ingest_one(
         with bar as progress:
             o = ingest_submission(settings, catalog, path, accept_invalid=accept_invalid, progress=progress)
         return Handled(o.submission, o.status.value, o.aip_id, o.detail)
+    from preserve.dev.daemon import use_temporary_prefect_api
+
+    use_temporary_prefect_api(os.environ)  # before Prefect loads: its server then dies with this process
     from flows.ingest import ingest_flow, progress_listener
 
     with bar as progress, progress_listener(progress):
@@ -49,7 +52,10 @@ def ingest_one(
     data = flow_data(result)
     from preserve.pipeline import IngestResult
 
-    o = IngestResult.crashed(path.name, str(result)) if data is None else IngestResult.from_dict(data)
+    if data is None:  # the flow crashed: an exception is told as preserve.core.redact lets it out
+        o = IngestResult.crashed(path.name, result if isinstance(result, BaseException) else str(result))
+    else:
+        o = IngestResult.from_dict(data)
     return Handled(o.submission, o.status.value, o.aip_id, o.detail)
 
 
@@ -126,7 +132,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         if args.no_ingest and args.accept_invalid:
             print("preserve: --accept-invalid needs the ingest to run now (drop --no-ingest)", file=sys.stderr)
             return EXIT_ERROR
-        released = retry.release(settings, catalog, args.name, accept_invalid=args.accept_invalid)
+        released = retry.release(
+            settings, catalog, args.name, accept_invalid=args.accept_invalid, operator=operator(args)
+        )
         print(f"put back {released.source} (it was quarantined for {released.previous_problem.splitlines()[0]})")
         if args.no_ingest:
             return EXIT_OK

@@ -1,31 +1,53 @@
 """Step 5, derive: the access copies of the film — an H.264/AAC proxy, a poster and a contact
-sheet — made with no source metadata and post-checked for anything identifying. Side effects:
-runs ffmpeg; writes under the ingest's work directory (access/). Nothing is published here."""
+sheet — made with no source metadata and post-checked against the privacy allow-lists. Side
+effects: runs ffmpeg, ffprobe, ExifTool; writes under the ingest's work directory (access/);
+on a privacy failure, records and sends an alert (catalog, webhook, e-mail). Nothing is published
+here.
+
+An access copy is never a reason to lose the film: a copy that cannot be made is a `warning`
+event and the film is preserved with fewer copies (none without a proxy), and a copy that fails
+the privacy check is a `fail` event and an alert, and the film is preserved with no access copy
+at all (none is published). Only a missing tool stops the ingest (the environment is broken, and
+`preserve retry` redoes it once it is fixed)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from preserve import tools
 from preserve.access import contactsheet, scrub
 from preserve.access import proxy as proxies
-from preserve.core.errors import PrivacyError
-from preserve.core.model import EventType, Outcome
+from preserve.core.errors import PrivacyError, ToolError, ToolNotFound
+from preserve.core.model import EventType, Outcome, PayloadFile
+from preserve.operations import alerts
 from preserve.pipeline.context import IngestContext
 from preserve.pipeline.steps.describe import Described
 from preserve.pipeline.steps.receive import Staged
+from preserve.pipeline.steps.validate import Validated
+from preserve.tools import exiftool, ffprobe, mediainfo
+
+#: a header duration further than this from what the stream holds (s, or this fraction of it) is
+#: reported as a warning
+DURATION_TOLERANCE_SECONDS = 1.0
+DURATION_TOLERANCE_FRACTION = 0.05
+ACCESS_WITHHELD = "access-withheld"
+#: findings per copy written into the event (the count is exact)
+MAX_FINDINGS_SHOWN = 30
 
 
 @dataclass(frozen=True)
 class Derivatives:
-    """The access copies made (None where none was), and how long the proxy and poster took."""
+    """The access copies made (None where none was), and how long the proxy and poster took.
+    ``withheld`` says why no copy is offered when the privacy check failed ('' otherwise)."""
 
     proxy: Path | None = None
     poster: Path | None = None
     contact_sheet: Path | None = None
     seconds: float | None = None
+    withheld: str = ""
 
     def made(self) -> list[tuple[str, Path]]:
         """(kind, path) of every access copy that exists, in publication order."""
@@ -33,10 +55,12 @@ class Derivatives:
         return [(kind, path) for kind, path in kinds if path is not None]
 
 
-def make_access(ctx: IngestContext, staged: Staged, described: Described) -> Derivatives:
+def make_access(ctx: IngestContext, staged: Staged, described: Described, validated: Validated) -> Derivatives:
     """An H.264/AAC proxy, a poster and a contact sheet of the main video, with no source
-    metadata, post-checked for anything identifying. Non-video submissions and dark films get no
-    access copy, and an event says so. Where the copies go (published, restricted, held under
+    metadata, post-checked for anything identifying. The poster and the contact sheet are placed
+    by how long the video really lasts (the decode check's finding in ``validated``, and the
+    stream's own timestamps), never by the header alone. Non-video submissions and dark films get
+    no access copy, and an event says so. Where the copies go (published, restricted, held under
     embargo) is decided when they are stored (step `publish`)."""
     film = described.main_video(staged.files)
     level = staged.metadata.access.level
@@ -61,54 +85,203 @@ def make_access(ctx: IngestContext, staged: Staged, described: Described) -> Der
     probe = described.probes[film.path]
     out = ctx.work_dir / "access"
     out.mkdir(exist_ok=True)
-    started = time.monotonic()
     timeout = ctx.settings.ingest.tool_timeout_seconds
-    proxy = proxies.make_proxy(src, out / "proxy.mp4", probe, ctx.settings.proxy, timeout=timeout)
-    poster = proxies.make_poster(src, out / "poster.jpg", probe, ctx.settings.proxy, timeout=timeout)
+    # None (nothing measurable) becomes 0: the first frames, not another measurement in each maker
+    duration = seek_span(ctx, film, src, probe, validated) or 0.0
+    started = time.monotonic()
+    proxy = _attempt(
+        ctx,
+        film,
+        "proxy",
+        lambda: proxies.make_proxy(src, out / "proxy.mp4", probe, ctx.settings.proxy, timeout=timeout),
+    )
+    if proxy is None:
+        return Derivatives()
+    poster = _attempt(
+        ctx,
+        film,
+        "poster",
+        lambda: proxies.make_poster(
+            src, out / "poster.jpg", probe, ctx.settings.proxy, duration=duration, timeout=timeout
+        ),
+    )
     seconds = time.monotonic() - started
     sheet = ctx.settings.access
     contact_sheet = None
     if sheet.contact_sheet:
-        contact_sheet = contactsheet.make_contact_sheet(
-            src,
-            out / "contact-sheet.jpg",
-            probe,
-            frames=sheet.contact_sheet_frames,
-            columns=sheet.contact_sheet_columns,
-            tile_width=sheet.contact_sheet_tile_width,
-            timeout=timeout,
+        contact_sheet = _attempt(
+            ctx,
+            film,
+            "contact sheet",
+            lambda: contactsheet.make_contact_sheet(
+                src,
+                out / "contact-sheet.jpg",
+                probe,
+                duration=duration,
+                frames=sheet.contact_sheet_frames,
+                columns=sheet.contact_sheet_columns,
+                tile_width=sheet.contact_sheet_tile_width,
+                timeout=timeout,
+            ),
         )
     ffmpeg_agent = tools.agent("ffmpeg")
+    made = ["access proxy H.264/AAC MP4, at most " + f"{ctx.settings.proxy.max_height} lines"]
+    made += ["poster JPEG"] if poster else []
+    made += [f"contact sheet of {sheet.contact_sheet_frames} frames"] if contact_sheet else []
     ctx.log.record(
         EventType.CREATION,
         Outcome.PASS,
         ffmpeg_agent,
-        f"access proxy H.264/AAC MP4, at most {ctx.settings.proxy.max_height} lines, poster JPEG"
-        + (f", contact sheet of {sheet.contact_sheet_frames} frames" if contact_sheet else ""),
+        ", ".join(made) + "; no frame side data (captions, ICC profiles), no SEI in the H.264 stream",
         subject=film.path,
     )
+    derivatives = Derivatives(proxy=proxy, poster=poster, contact_sheet=contact_sheet, seconds=seconds)
+    return _post_check(ctx, staged, film, probe, derivatives)
+
+
+def seek_span(
+    ctx: IngestContext, film: PayloadFile, src: Path, probe: ffprobe.ProbeReport, validated: Validated | None
+) -> float | None:
+    """How long the film's video really lasts (s), for the poster's and the contact sheet's seek
+    points: the duration the full decode check decoded, and the span of the video stream's own
+    packet timestamps (a bounded read at both of its ends), the shorter of the two; never the
+    container header's word. A header that disagrees is a warning event; None (first frames
+    only, with a warning) when nothing could be measured."""
+    facts = validated.facts.get(film.path) if validated is not None else None
+    decoded = facts.decoded_duration if facts is not None else None
+    try:
+        stream = proxies.measured_duration(src, probe, timeout=ctx.settings.ingest.tool_timeout_seconds)
+    except ToolNotFound:
+        raise
+    except ToolError:
+        stream = None
+    measured = [d for d in (decoded, stream) if d is not None and d > 0]
+    span = min(measured) if measured else None
+    header = probe.duration
+    basis = " and ".join(
+        name for name, d in (("the full decode", decoded), ("the stream's timestamps", stream)) if d is not None
+    )
+    if span is None:
+        ctx.log.record(
+            EventType.CREATION,
+            Outcome.WARNING,
+            tools.agent("ffprobe"),
+            "the video's real duration could not be measured (no decoded duration, no timestamped packets): "
+            "poster and contact sheet are taken from the first frames",
+            subject=film.path,
+        )
+    elif header is not None and abs(header - span) > max(
+        DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_FRACTION * span
+    ):
+        ctx.log.record(
+            EventType.CREATION,
+            Outcome.WARNING,
+            tools.agent("ffprobe"),
+            f"the container header claims a duration of {header:.3f} s, but {basis} found {span:.3f} s of video: "
+            "poster and contact sheet are placed by what the stream holds",
+            subject=film.path,
+            header_duration=header,
+            measured_duration=round(span, 3),
+        )
+    return span
+
+
+def _attempt(ctx: IngestContext, film: PayloadFile, kind: str, make: Callable[[], Path]) -> Path | None:
+    """Make one access copy; a failure (other than a missing tool) is a warning event and no copy."""
+    try:
+        return make()
+    except ToolNotFound:
+        raise
+    except ToolError as exc:
+        what = {
+            "proxy": "no access copy is made (without a proxy, no poster or contact sheet is offered)",
+            "poster": "the access copies go without a poster",
+            "contact sheet": "the access copies go without a contact sheet",
+        }[kind]
+        ctx.log.record(
+            EventType.CREATION,
+            Outcome.WARNING,
+            tools.agent("ffmpeg"),
+            f"the {kind} could not be made ({_first_line(exc)}); the film is preserved all the same and {what}",
+            subject=film.path,
+        )
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _post_check(
+    ctx: IngestContext, staged: Staged, film: PayloadFile, probe: ffprobe.ProbeReport, derivatives: Derivatives
+) -> Derivatives:
+    """Every copy through the privacy check (`scrub.check_clean`). Any finding, or a check that
+    could not run to its end, withholds every copy: a `fail` event, the copies deleted, an alert;
+    the film itself goes on to be preserved."""
     meta = staged.metadata
     forbidden = scrub.forbidden_values((meta.title, meta.original_title, *meta.directors), probe.raw)
-    derivatives = Derivatives(proxy=proxy, poster=poster, contact_sheet=contact_sheet, seconds=seconds)
+    agents = (
+        f"ffprobe {tools.version_of('ffprobe')}, ExifTool {exiftool.version()}, MediaInfo {mediainfo.agent().version}"
+    )
+    failures: list[str] = []
     for _kind, made in derivatives.made():
-        leak = scrub.check_clean(made, forbidden_values=forbidden)
+        try:
+            leak = scrub.check_clean(made, forbidden_values=forbidden)
+        except ToolNotFound:
+            raise
+        except ToolError as exc:
+            failures.append(f"{made.name}: the check could not run ({_first_line(exc)})")
+            continue
         if not leak.ok:
-            ctx.log.record(
-                EventType.METADATA_MODIFICATION,
-                Outcome.FAIL,
-                ffmpeg_agent,
-                "identifying metadata survived: " + "; ".join(leak.findings),
-                subject=made.name,
-            )
-            raise PrivacyError(
-                f"the access copy {made.name} still carries identifying metadata: " + "; ".join(leak.findings[:5])
-            )
+            more = len(leak.findings) - MAX_FINDINGS_SHOWN
+            shown = leak.findings[:MAX_FINDINGS_SHOWN] + ([f"and {more} more"] if more > 0 else [])
+            failures.append(f"{made.name}: " + "; ".join(shown))
+    if failures:
+        return _withhold(ctx, film, derivatives, failures)
     ctx.log.record(
         EventType.METADATA_MODIFICATION,
         Outcome.PASS,
-        ffmpeg_agent,
-        "source metadata removed from proxy, poster and contact sheet (no title, location, device, dates, chapters); "
-        "verified with ffprobe, MediaInfo and a byte scan",
+        tools.agent("ffmpeg"),
+        "source metadata removed from "
+        + ", ".join(kind for kind, _ in derivatives.made())
+        + " (no tags, chapters, captions, ICC profiles, SEI or encoder settings); every metadata element "
+        f"ffprobe, ExifTool and MediaInfo report is on the allow-list, and a byte scan found none of "
+        f"{len(forbidden)} identifying value(s) ({agents})",
         subject=film.path,
     )
     return derivatives
+
+
+def _withhold(ctx: IngestContext, film: PayloadFile, derivatives: Derivatives, failures: list[str]) -> Derivatives:
+    """No access copy at all: record why (field names, never values), delete the copies, alert."""
+    error = PrivacyError(
+        "identifying metadata survived into the access copies, or they could not be checked: " + " | ".join(failures)
+    )
+    ctx.log.record(
+        EventType.METADATA_MODIFICATION,
+        Outcome.FAIL,
+        tools.agent("ffmpeg"),
+        f"{error}; NO access copy is stored or published; the film itself is preserved",
+        subject=film.path,
+    )
+    for _kind, made in derivatives.made():
+        made.unlink(missing_ok=True)
+    alerts.send(
+        ctx.settings,
+        ctx.catalog,
+        alerts.Alert(
+            ACCESS_WITHHELD,
+            f"{ACCESS_WITHHELD}:{ctx.name}:{ctx.attempt}",
+            ctx.name,
+            f"{ctx.name}: access copies withheld; the privacy check failed ({len(failures)} copy/copies). "
+            "The film is preserved; nothing was published.",
+            {
+                "submission": ctx.name,
+                "aip_id": ctx.aip_id,
+                "copies_failed": len(failures),
+                "advice": error.advice,
+            },
+        ),
+    )
+    return Derivatives(seconds=derivatives.seconds, withheld=str(error))

@@ -37,10 +37,13 @@ class MediaFacts:
     audio_codec: str = ""
     decode_ok: bool | None = None
     decode_errors: int = 0
+    #: how long the decoded streams really last (s), as the full decode check found; ``duration``
+    #: is what the container header claims
+    decoded_duration: float | None = None
 
-    def decoded(self, ok: bool, errors: int) -> MediaFacts:
-        """These facts with the verdict of the full decode check."""
-        return replace(self, decode_ok=ok, decode_errors=errors)
+    def decoded(self, ok: bool, errors: int, duration: float | None = None) -> MediaFacts:
+        """These facts with the verdict of the full decode check (and the duration it decoded)."""
+        return replace(self, decode_ok=ok, decode_errors=errors, decoded_duration=duration)
 
 
 @dataclass(frozen=True)
@@ -164,9 +167,10 @@ def identify_format(
 
 def media_failure(ctx: IngestContext, subject: str, message: str) -> None:
     """A media file that cannot be read or decoded stops the ingest, unless an archivist accepted it
-    as it is; that decision is then recorded as the archivist's."""
+    as it is; that decision is then recorded as the archivist's. Beyond the local report the error
+    names only the file (tool output can quote paths and text from inside it)."""
     if not ctx.accept_invalid:
-        raise MediaError(message)
+        raise MediaError(message, public=f"{objects_relative(subject)} cannot be read or does not decode cleanly")
     ctx.log.record(
         EventType.VALIDATION,
         Outcome.WARNING,

@@ -52,9 +52,20 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
             if private is not None:
                 with open_store(settings, private) as store:
                     sweep_unrecorded(ctx, store, private.name)
+    if ctx.catalog.publication_withheld(ctx.aip_id):  # an operator withdrew it: nothing publishes it again
+        ctx.log.record(
+            EventType.ACCESS_DECISION,
+            Outcome.PASS,
+            tools.preserve_agent(),
+            "withdrawn: an operator made this film dark (`preserve withdraw`); no access copy was stored",
+            level=AccessLevel.DARK,
+        )
+        return Published(copies=(), level=AccessLevel.DARK)
     if derivatives.proxy is None:
         return Published(copies=(), level=AccessLevel(access.level))
     level, until, note = policy.effective_access(access.level, access.until, utcnow().date())
+    if not access.decided:
+        note += " (the archive's default, [access] default_level: the submission made no access decision)"
     location = policy.access_location(settings, level)
     assert location is not None
     copies: list[AccessCopy] = []

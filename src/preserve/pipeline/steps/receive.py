@@ -1,5 +1,5 @@
-"""Step 1, receive: scan the submission (scan), read its sidecar, and copy every original into the staging
-bag while hashing it (stage), verifying the checksums the submitter supplied in that same read. Side
+"""Step 1, receive: scan the submission, read its sidecar, and copy every original into the staging
+bag while hashing it, verifying the checksums the submitter supplied in that same read. Side
 effects: reads the source (read-only) and writes the staging bag under var/staging/<AIP id>."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from preserve import tools
 from preserve.catalog import content_key
 from preserve.core.errors import SuppliedChecksumMismatch
+from preserve.core.fs import private_dir
 from preserve.core.model import Digests, EventType, Outcome, PayloadFile, Role
 from preserve.intake import sidecar, supplied
 from preserve.intake import submission as submissions
@@ -34,22 +35,20 @@ class Staged:
         return content_key(self.files)
 
 
-def scan(ctx: IngestContext) -> submissions.Submission:
-    """What the submission holds (files, roles, names, companions), refusing links, special files
-    and hostile names; nothing is read but directory entries."""
-    return submissions.scan(ctx.source)
-
-
-def stage(ctx: IngestContext, sub: submissions.Submission) -> Staged:
-    """Read the submission's sidecar, and copy every original into the staging bag while
+def stage(ctx: IngestContext) -> Staged:
+    """Scan the submission (refusing links, special files and hostile names), read its sidecar,
+    and copy every original into the staging bag while
     computing SHA-256 and SHA-512 in the same read. The source is opened read-only. Checksums the
     submitter supplied are verified on receipt: their algorithms are computed in that same read
     (a submitted BagIt bag is also fully validated first), and a mismatch stops the ingest here."""
+    sub = submissions.scan(ctx.source)
     expected = supplied.find(sub)  # parsed and path-checked before a byte is copied
-    metadata = sidecar.load(sub.sidecar)
+    metadata = sidecar.load(
+        sub.sidecar, default_level=ctx.settings.access.default_level, rules=sidecar.Rules.of(ctx.settings.ingest)
+    )
     if ctx.work_dir.exists():  # a crashed or retried attempt: redo from scratch
         shutil.rmtree(ctx.work_dir)
-    ctx.bag_dir.mkdir(parents=True)
+    private_dir(ctx.bag_dir)  # 0700, like everything of the archive's
     me = tools.preserve_agent()
     for ignored in sub.ignored:
         ctx.log.record(

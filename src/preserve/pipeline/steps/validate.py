@@ -61,19 +61,21 @@ def validate(ctx: IngestContext, staged: Staged, described: Described) -> Valida
                 )
                 undecodable.append((f.path, f"{f.path}: decode check could not run: {exc}"))
             else:
-                facts[f.path] = facts[f.path].decoded(report.ok, report.error_count)
+                facts[f.path] = facts[f.path].decoded(report.ok, report.error_count, report.duration)
                 detail = (
                     "full decode: no errors"
                     if report.ok
                     else (f"full decode: {report.error_count} decode error(s): " + "; ".join(report.errors[:5]))
                 )
+                decoded = {} if report.duration is None else {"decoded_duration": round(report.duration, 3)}
                 ctx.log.record(
                     EventType.VALIDATION,
                     Outcome.PASS if report.ok else Outcome.FAIL,
                     tools.agent("ffmpeg"),
-                    detail,
+                    detail + (f"; {report.duration:.3f} s decoded" if report.duration is not None else ""),
                     subject=f.path,
                     error_count=report.error_count,
+                    **decoded,
                 )
                 if not report.ok:
                     undecodable.append((f.path, f"{objects_relative(f.path)} does not decode cleanly: {detail}"))

@@ -1,7 +1,7 @@
 """`S3Store`: one S3-compatible bucket (and prefix) as an ObjectStore, the facade over the S3
 modules: checksummed, verified, resumable uploads (upload, multipart), optional read-back and
 Object Lock set and verified on every object (verify, lock), resumable downloads (download),
-locked deletes refused. Side effects: network requests to the target's endpoint (uploads, aborts
+locked deletes refused (a deaccession's purge deletes only what retention allows). Side effects: network requests to the target's endpoint (uploads, aborts
 of unusable multipart uploads, deletes); get_file writes a local file."""
 
 from __future__ import annotations
@@ -19,7 +19,17 @@ import botocore.exceptions as bex
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, ObjectMissing, StorageError, StorageUnavailable
 from preserve.core.retry import RetryPolicy
-from preserve.storage.base import CHUNK_SIZE, MAX_KEY_BYTES, Closing, ObjectInfo, UploadStats, check_key, check_prefix
+from preserve.storage.base import (
+    CHUNK_SIZE,
+    MAX_KEY_BYTES,
+    Closing,
+    ObjectInfo,
+    Purge,
+    Retained,
+    UploadStats,
+    check_key,
+    check_prefix,
+)
 from preserve.storage.s3 import lock
 from preserve.storage.s3.client import (
     Connection,
@@ -45,7 +55,11 @@ from preserve.storage.s3.verify import (
 )
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef, ListObjectsV2OutputTypeDef
+    from mypy_boto3_s3.type_defs import (
+        GetObjectOutputTypeDef,
+        ListObjectsV2OutputTypeDef,
+        ListObjectVersionsOutputTypeDef,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +304,47 @@ class S3Store(Closing):
             if not page.get("IsTruncated") or not token:
                 return
 
+    def _versions_page(self, full_prefix: str, marker: tuple[str, str] | None) -> ListObjectVersionsOutputTypeDef:
+        if marker is None:
+            return self._client.list_object_versions(Bucket=self.bucket, Prefix=full_prefix)
+        return self._client.list_object_versions(
+            Bucket=self.bucket, Prefix=full_prefix, KeyMarker=marker[0], VersionIdMarker=marker[1]
+        )
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every version and delete marker under the prefix (ListObjectVersions, one request per
+        page, each under the retry policy): what a versioned bucket still holds after a plain delete."""
+        check_prefix(prefix)
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        marker: tuple[str, str] | None = None
+        while True:
+            page = self._conn.call(
+                f"listing versions of {prefix!r}", functools.partial(self._versions_page, full_prefix, marker)
+            )
+            for v in page.get("Versions", []):
+                if not v["Key"].endswith("/"):
+                    yield ObjectInfo(
+                        key=self._relative(v["Key"]),
+                        size=int(v.get("Size", 0)),
+                        sha256=None,
+                        checksum_raw=None,
+                        version_id=v.get("VersionId"),
+                        storage_class=v.get("StorageClass"),
+                    )
+            for m in page.get("DeleteMarkers", []):
+                if not m["Key"].endswith("/"):
+                    yield ObjectInfo(
+                        key=self._relative(m["Key"]),
+                        size=0,
+                        sha256=None,
+                        checksum_raw=None,
+                        version_id=m.get("VersionId"),
+                        delete_marker=True,
+                    )
+            if not page.get("IsTruncated"):
+                return
+            marker = (page.get("NextKeyMarker", ""), page.get("NextVersionIdMarker", ""))
+
     # -- delete --------------------------------------------------------------------------------
     def delete(self, key: str) -> None:
         """Delete every version of the key (in a versioned bucket a plain DELETE would only hide
@@ -327,3 +382,53 @@ class S3Store(Closing):
 
     def _delete_version(self, full: str, version_id: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id)
+
+    def purge(self, key: str, *, bypass_governance: bool = False) -> Purge:
+        """Delete every version of the key that may go now, leave (and list) those retention or a
+        legal hold keeps; GOVERNANCE retention is bypassed (BypassGovernanceRetention, which the
+        credentials must be allowed) only with ``bypass_governance``. Used by deaccession alone:
+        every other delete refuses locked copies as a whole (`delete`)."""
+        obj = self._address(key)
+        what = f"deletion of {key!r}"
+        deleted: builtins.list[str] = []
+        retained: builtins.list[Retained] = []
+        bypassed = 0
+        with self._conn.errors(what):
+            versions, markers = self._conn.retried(what, functools.partial(self._versions, obj.full))
+            for version_id in versions:
+                found = lock.lock_of(self._conn, obj.full, version_id)
+                bypass = found is not None and found[0] == "GOVERNANCE" and bypass_governance
+                if found is not None and not bypass:
+                    retained.append(Retained(version_id, *found))
+                    continue
+                try:
+                    self._conn.retried(what, functools.partial(self._purge_version, obj.full, version_id, bypass))
+                except bex.ClientError as exc:
+                    if error_code(exc) != "AccessDenied":
+                        raise
+                    found = lock.lock_of(self._conn, obj.full, version_id)
+                    if found is None or bypass:  # not a lock: these credentials may not delete
+                        raise StorageUnavailable(
+                            f"{what} on {self._conn.where} refused (AccessDenied): the credentials of target "
+                            f"{self.name!r} may not delete object versions"
+                            + (" with a governance bypass" if bypass else ""),
+                            advice=f"Give target {self.name!r}'s credentials s3:DeleteObjectVersion"
+                            + (" and s3:BypassGovernanceRetention" if bypass else "")
+                            + ", then run the deletion again. Nothing was reported deleted that is not gone.",
+                        ) from exc
+                    retained.append(Retained(version_id, *found))
+                    continue
+                deleted.append(version_id)
+                bypassed += bypass
+            if not retained:  # a marker removed before its versions are gone would make one current
+                for marker in markers:
+                    self._conn.retried(what, functools.partial(self._purge_version, obj.full, marker, False))
+                    deleted.append(marker)
+        return Purge(key, tuple(deleted), tuple(retained), bypassed)
+
+    def _purge_version(self, full: str, version_id: str, bypass: bool) -> None:
+        extra = version_args(version_id)
+        if bypass:
+            self._client.delete_object(Bucket=self.bucket, Key=full, BypassGovernanceRetention=True, **extra)
+        else:
+            self._client.delete_object(Bucket=self.bucket, Key=full, **extra)
