@@ -158,12 +158,15 @@ def _run_name() -> str:
 
 
 def _withdrawn(settings: settings_mod.Settings, aip_id: str) -> bool:
-    """A re-submission of a film an operator withdrew: it gets no report (title, poster link), and
-    its run is removed from the dashboard by the next housekeeping round (flows/withdraw.py)."""
+    """A re-submission of a film an operator withdrew (the same AIP, or a new AIP of the same film,
+    say with a corrected sidecar): it gets no report (title, poster link), and its run is removed
+    from the dashboard by the next housekeeping round (flows/withdraw.py)."""
     if not aip_id:
         return False
     with Catalog(settings.catalog_url) as catalog:
-        if not catalog.publication_withheld(aip_id):
+        aip = catalog.get_aip(aip_id)
+        media = [f.sha256 for f in aip.files if f.role in ("video", "audio")] if aip else []
+        if not catalog.publication_withheld(aip_id) and not catalog.withheld_sharing(media, exclude=aip_id):
             return False
         catalog.request_dashboard_cleanup(aip_id)
         return True

@@ -28,6 +28,7 @@ from typing import Any
 
 from preserve.catalog import Catalog
 from preserve.config import Settings
+from preserve.core import redact
 from preserve.dev import daemon
 from preserve.operations import alerts
 
@@ -159,7 +160,7 @@ def housekeeping(settings: Settings, stop: threading.Event, first_delay: float =
             finally:
                 catalog.close()
         except Exception as exc:  # noqa: BLE001 - housekeeping must not stop serving
-            log.error("housekeeping failed: %s", exc)
+            log.error("housekeeping failed: %s", redact.describe(exc))
         if stop.wait(settings.serve.housekeeping_minutes * 60):
             return
 

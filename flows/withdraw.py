@@ -246,7 +246,8 @@ def _run_name() -> str:
 
 
 def _forget_reason() -> None:
-    """The reason is in the catalog now; the run's parameters keep only a note in its place."""
+    """The run's parameters keep only a note in place of the reason (the catalog holds it once the
+    intent is written), whether the withdrawal went through or not."""
     from prefect.client.orchestration import get_client
     from prefect.context import FlowRunContext
 
@@ -266,8 +267,10 @@ def withdraw_flow(aip_id: str, reason: str, operator: str = "", config: str | No
     and verified gone; its ingest runs removed from the dashboard. ``aip_id``: the AIP; ``reason``:
     why (kept in the catalog); ``operator``: who decides (recorded on the events)."""
     private_umask()  # whatever this run writes locally is for the archive's user only
-    data = withdraw_task(config, aip_id, reason, operator)
-    _forget_reason()
+    try:
+        data = withdraw_task(config, aip_id, reason, operator)
+    finally:
+        _forget_reason()  # also when the run fails: the reason must not stay in its parameters
     try:
         summary = clean_dashboard_task(config, data["aip_id"])
     except Exception as exc:  # noqa: BLE001 - housekeeping cleans it later

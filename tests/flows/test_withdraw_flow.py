@@ -190,3 +190,21 @@ def test_the_withdraw_deployment_and_the_command_clean_the_dashboard(
             assert decision.agent == Agent(operator, kind="person") and decision.extra["reason"] == reason
             assert any(e.subject == "prefect dashboard" for e in aip.events)
         assert catalog.dashboard_cleanup_due() == []
+
+
+def test_a_failed_withdraw_run_keeps_no_reason_in_its_parameters(
+    prefect_harness, s3_settings: Settings, tmp_path: Path
+) -> None:
+    """An unknown AIP fails the run; its free-text reason (it can name the filmmaker) must still be
+    replaced in the run's parameters, as on success."""
+    from prefect.client.orchestration import get_client
+
+    from flows.withdraw import REASON_KEPT, withdraw_flow
+
+    settings = isolated_settings(s3_settings, tmp_path)
+    config = str(write_config(settings, tmp_path / "preserve.toml"))
+    state = withdraw_flow(aip_id="no-such-aip", reason="Zhang San asked, from Wukan", config=config, return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.parameters["reason"] == REASON_KEPT and "Zhang San" not in str(run.parameters)

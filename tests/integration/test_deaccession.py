@@ -25,7 +25,7 @@ from preserve.catalog import Catalog
 from preserve.catalog.deaccessions import DeaccessionState, DeletionState
 from preserve.config import Settings
 from preserve.core.model import Agent, AipStatus, EventType, Outcome
-from preserve.operations import audit, deaccession
+from preserve.operations import access_change, audit, deaccession
 from preserve.pipeline import ingest_submission
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings, raw_s3, write_config
@@ -227,7 +227,11 @@ def test_a_cancelled_request_cannot_be_approved_and_list_shows_it(
 # -- Object Lock -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_governance_lock_bypassed_only_where_allowed(
-    s3_settings: Settings, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+    s3_settings: Settings,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     archive = {} if backend == "sqlite" else {"catalog_url": request.getfixturevalue("postgres_server").new_database()}
     settings = isolated_settings(
@@ -243,9 +247,31 @@ def test_governance_lock_bypassed_only_where_allowed(
     aip_id = _ingest(settings, catalog, _document(settings, "letters.pdf"))
     kept_until = {o.key: o.lock_until for o in catalog.objects(aip_id, "gov-kept")}
     assert all(u and u > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23) for u in kept_until.values())
+    attention_before = catalog.status().needs_attention
     d = deaccession.request(catalog, aip_id, reason="rights withdrawn", operator=ALICE)
+    # `preserve status`: a request waiting for its second person is shown, but needs no attention
+    waiting = catalog.status()
+    assert [(x.request, x.state, x.requested_by) for x in waiting.deaccessions] == [(d.id, "requested", "alice")]
+    assert waiting.needs_attention == attention_before
     report = deaccession.approve(settings, catalog, d.id, operator=BOB)
     assert report.ok and report.withdrawn and not report.complete  # nothing failed; some of it waits
+    # ...an approved one whose only remaining deletions wait for their retention is shown with its
+    # counts, and needs no attention (a lock of years would otherwise keep the status red for years)
+    code = cli.main(["--config", str(write_config(settings, tmp_path / "preserve.toml")), "status", "--json"])
+    st = json.loads(capsys.readouterr().out)
+    # (the withdrawal's alert, undelivered here where no channel is configured, counts on its own)
+    expected = attention_before or st["undelivered_alerts"] > 0
+    assert code == (1 if expected else 0) and st["needs_attention"] is expected
+    [item] = st["deaccessions"]
+    assert (item["request"], item["aip_id"], item["state"], item["approved_by"]) == (d.id, aip_id, "approved", "bob")
+    assert item["needs_attention"] is False and item["access_withdrawn"] is True
+    assert (item["deleted"], item["scheduled"], item["pending"], item["failed"]) == (
+        len(catalog.deaccession(d.id).objects_in(DeletionState.DELETED)),
+        len(kept_until),
+        0,
+        0,
+    )
+    assert item["deleted"] > 0 and dt.datetime.fromisoformat(item["next_due"]) == min(kept_until.values())
 
     assert _versions(settings, "gov-bypass", aip_id) == []  # deleted now, with the bypass
     bypassed = [o for o in report.deaccession.objects if o.target == "gov-bypass"]
@@ -275,8 +301,10 @@ def test_compliance_lock_scheduled_then_deleted_by_the_audit(
     s3_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A COMPLIANCE retention of seconds: the upload's clock (`utcnow` in storage.s3.upload) is set
-    back a day less 15 s while ingesting, so its one-day retention ends 15 s from now; nothing can
-    delete the objects before then, and the scheduled audit deletes them once it has ended."""
+    back a day less a window while ingesting, so its one-day retention ends that window from now;
+    nothing can delete the objects before then, and the scheduled audit deletes them once it has
+    ended. A machine too slow to approve within the window (the retention ended first, so the
+    objects were simply deleted) tries again with a longer one."""
     settings = isolated_settings(
         s3_settings,
         tmp_path,
@@ -286,30 +314,35 @@ def test_compliance_lock_scheduled_then_deleted_by_the_audit(
         ],
     )
     catalog = Catalog(settings.catalog_url)
-    shift = dt.timedelta(days=1) - dt.timedelta(seconds=15)
-    with monkeypatch.context() as m:
-        m.setattr("preserve.storage.s3.upload.utcnow", lambda: dt.datetime.now(dt.UTC) - shift)
-        m.setattr("preserve.storage.s3.lock.utcnow", lambda: dt.datetime.now(dt.UTC) - shift)
-        aip_id = _ingest(settings, catalog, _document(settings, "ledger.pdf"))
-    until = max(o.lock_until for o in catalog.objects(aip_id, "vault") if o.lock_until)
-    assert until < dt.datetime.now(dt.UTC) + dt.timedelta(seconds=16)
-    d = deaccession.request(catalog, aip_id, reason="court order", operator=ALICE)
-    report = deaccession.approve(settings, catalog, d.id, operator=BOB)
-    if dt.datetime.now(dt.UTC) >= until:
-        pytest.fail(
-            "the machine took over 15 s to ingest and approve; the retention ended before the test could see it"
-        )
+    for window in (15, 60, 240):
+        shift = dt.timedelta(days=1) - dt.timedelta(seconds=window)
+        with monkeypatch.context() as m:
+            clock = lambda shift=shift: dt.datetime.now(dt.UTC) - shift  # noqa: E731
+            m.setattr("preserve.storage.s3.upload.utcnow", clock)
+            m.setattr("preserve.storage.s3.lock.utcnow", clock)
+            aip_id = _ingest(settings, catalog, _document(settings, f"ledger-{window}.pdf"))
+        until = max(o.lock_until for o in catalog.objects(aip_id, "vault") if o.lock_until)
+        assert until <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=window)
+        d = deaccession.request(catalog, aip_id, reason="court order", operator=ALICE)
+        report = deaccession.approve(settings, catalog, d.id, operator=BOB)
+        approved = dt.datetime.now(dt.UTC)  # the audit's clock below: before the end of the retention
+        vault = [o for o in report.deaccession.objects if o.target == "vault"]
+        if vault and all(o.state is DeletionState.SCHEDULED for o in vault) and approved < until:
+            break
+    else:
+        pytest.fail("the retention ended before the approval three times, the last with a 240 s window")
     assert report.ok and not report.complete
     assert _local_files(settings, aip_id) == []
-    vault = [o for o in report.deaccession.objects if o.target == "vault"]
-    assert vault and all(o.state is DeletionState.SCHEDULED and "COMPLIANCE" in o.detail for o in vault)
+    assert all("COMPLIANCE" in o.detail for o in vault)
     assert len(_versions(settings, "vault", aip_id)) == len(vault)
 
-    assert audit.run_audit(settings, catalog, audit.AuditScope()).exit_code == 0  # not due yet: quiet
+    # not due yet by the audit's clock (still before the end of the retention): quiet, nothing tried
+    quiet = audit.run_audit(settings, catalog, audit.AuditScope(aip_id=aip_id), now=lambda: approved)
+    assert quiet.exit_code == 0 and quiet.deaccession == [], audit.format_report(quiet)
     assert len(_versions(settings, "vault", aip_id)) == len(vault)
     while dt.datetime.now(dt.UTC) <= until + dt.timedelta(seconds=1):  # the retention's real end (seconds)
         time.sleep(0.5)
-    done = audit.run_audit(settings, catalog, audit.AuditScope())
+    done = audit.run_audit(settings, catalog, audit.AuditScope(aip_id=aip_id))
     assert done.exit_code == 0, audit.format_report(done)
     assert sorted(f.key for f in done.deaccession if f.ok) == sorted(o.key for o in vault)
     assert _versions(settings, "vault", aip_id) == []
@@ -387,20 +420,71 @@ def test_credentials_that_may_not_delete_leave_it_recorded_until_they_can(
     catalog.close()
 
 
-def test_access_location_down_the_deaccession_waits_for_the_withdrawal(s3_settings: Settings, tmp_path: Path) -> None:
+def test_access_location_down_the_deaccession_waits_for_the_withdrawal(
+    s3_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Access first: while an access location is down the withdrawal cannot be verified, so no
+    replica object is touched and the request stays approved (exit 1, saying so). Once the location
+    is back, approving again finishes one; housekeeping's withdrawal then the audit finish another."""
     settings = isolated_settings(s3_settings, tmp_path)
     catalog = Catalog(settings.catalog_url)
-    aip_id = _ingest(settings, catalog, _document(settings, "notes.pdf"))
+    first = _ingest(settings, catalog, _document(settings, "notes.pdf"))
+    second = _ingest(settings, catalog, _document(settings, "memo.pdf"))
     assert settings.access_target is not None
     down = settings.model_copy(
         update={"access_target": settings.access_target.model_copy(update={"endpoint": "http://127.0.0.1:9"})}
     )
-    d = deaccession.request(catalog, aip_id, reason="r", operator=ALICE)
-    report = deaccession.approve(down, catalog, d.id, operator=BOB)
-    assert not report.withdrawn and not report.ok and report.problems
-    assert report.deaccession.state is DeaccessionState.APPROVED and report.deaccession.withdrawn_at is None
-    assert _versions(settings, "seaweed", aip_id) == [] and _local_files(settings, aip_id) == []
-    resumed = deaccession.approve(settings, catalog, d.id, operator=ALICE)  # anyone may resume an approved one
+    before = {a: (len(_versions(settings, "seaweed", a)), len(_local_files(settings, a))) for a in (first, second)}
+    assert all(n_s3 and n_local for n_s3, n_local in before.values())
+    d1 = deaccession.request(catalog, first, reason="r", operator=ALICE)
+    d2 = deaccession.request(catalog, second, reason="r", operator=ALICE)
+
+    report = deaccession.approve(down, catalog, d1.id, operator=BOB)
+    assert not report.withdrawn and not report.ok and not report.outcomes
+    assert "nothing was deleted from the replicas" in report.problems[0] and len(report.problems) > 1
+    code = cli.main(
+        [
+            "--config",
+            str(write_config(down, tmp_path / "down.toml")),
+            "--operator",
+            "bob",
+            "deaccession",
+            "approve",
+            d2.id,
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1, out + err
+    assert "access NOT yet withdrawn" in out and "nothing was deleted from the replicas" in out
+    for d, aip_id in ((d1, first), (d2, second)):
+        now = catalog.deaccession(d.id)
+        assert now.state is DeaccessionState.APPROVED and now.withdrawn_at is None
+        assert now.objects and {o.state for o in now.objects} == {DeletionState.PENDING}
+        assert (len(_versions(settings, "seaweed", aip_id)), len(_local_files(settings, aip_id))) == before[aip_id]
+        assert not [e for e in catalog.events(aip_id, EventType.DELETION) if e.extra.get("request") == d.id]
+    # `preserve status` shows both as in progress, the access not withdrawn and the objects to delete
+    monkeypatch.setenv("COLUMNS", "300")
+    assert cli.main(["--config", str(write_config(settings, tmp_path / "preserve.toml")), "status"]) == 1
+    shown = capsys.readouterr().out
+    assert "deaccessions in progress" in shown and d1.id in shown and d2.id in shown
+    assert shown.count("not yet withdrawn") == 2 and f"{before[first][0] + before[first][1]} to delete" in shown
+    # the audit while the location is still down deletes nothing either, and says why
+    waiting = audit.run_audit(down, catalog, audit.AuditScope())
+    assert waiting.exit_code == 2 and any("not verified withdrawn" in e for e in waiting.errors)
+    assert all(len(_versions(settings, "seaweed", a)) == before[a][0] for a in (first, second))
+
+    # the location is back: approving again (anyone may resume an approved one) finishes the first...
+    resumed = deaccession.approve(settings, catalog, d1.id, operator=ALICE)
     assert resumed.resumed and resumed.withdrawn and resumed.ok and resumed.complete
-    assert catalog.deaccession(d.id).approved_by == "bob"
+    assert catalog.deaccession(d1.id).approved_by == "bob"
+    assert _versions(settings, "seaweed", first) == [] and _local_files(settings, first) == []
+    # ...and housekeeping finishes the second's withdrawal, then the audit its deletions
+    assert [outcome for change, outcome in access_change.finish_pending(settings, catalog)] == ["done"]
+    done = audit.run_audit(settings, catalog, audit.AuditScope())
+    assert done.exit_code == 0, audit.format_report(done)
+    final = catalog.deaccession(d2.id)
+    assert final.state is DeaccessionState.COMPLETED and final.withdrawn_at and final.completed_at
+    assert final.withdrawn_at >= (final.approved_at or final.withdrawn_at)
+    assert _versions(settings, "seaweed", second) == [] and _local_files(settings, second) == []
+    assert catalog.status().deaccessions == ()  # nothing in progress any more
     catalog.close()

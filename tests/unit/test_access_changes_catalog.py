@@ -12,7 +12,18 @@ import pytest
 
 from preserve.catalog import AccessCopy, Catalog, NewAip, ReplicaRecord, StoredObject
 from preserve.core.errors import CatalogError
-from preserve.core.model import AccessLevel, Agent, Digests, Event, EventType, Outcome, PayloadFile, Role, utcnow
+from preserve.core.model import (
+    AccessLevel,
+    Agent,
+    AipStatus,
+    Digests,
+    Event,
+    EventType,
+    Outcome,
+    PayloadFile,
+    Role,
+    utcnow,
+)
 from preserve.report.views import status_json
 
 OPERATOR = Agent("archivist-a", kind="person")
@@ -180,3 +191,31 @@ def test_a_catalog_at_0002_is_upgraded_with_its_rows_kept(
             "kept", from_level=AccessLevel.OPEN, to_level=AccessLevel.DARK, until=None, reason="x", operator=OPERATOR
         )
         assert upgraded.publication_withheld("kept") and change.pending
+
+
+def test_a_deaccessioned_aip_is_withheld(catalog: Catalog) -> None:
+    _stored(catalog)
+    assert not catalog.publication_withheld("aip-1")
+    catalog.set_aip_status("aip-1", AipStatus.DEACCESSIONED)
+    assert catalog.publication_withheld("aip-1")  # no access decision at all, but nothing may publish it
+
+
+def test_replace_access_unless_withheld_refuses_in_its_own_transaction(catalog: Catalog) -> None:
+    """What embargo release writes: re-checked with the AIP row locked, so a withdrawal that
+    completed after the caller's own check is never overwritten with "open"."""
+    _stored(catalog, level="embargoed")
+    published = [AccessCopy("proxy", "access", "aip-1/proxy.mp4", "s3://a/open/aip-1/proxy.mp4", 5, "c" * 64)]
+    change, _ = catalog.begin_access_change(
+        "aip-1", from_level=AccessLevel.EMBARGOED, to_level=AccessLevel.DARK, until=None, reason="r", operator=OPERATOR
+    )
+    catalog.complete_access_change(change.id, copies=[], events=[], detail={})
+    assert not catalog.replace_access("aip-1", published, access_level=AccessLevel.OPEN, unless_withheld=True)
+    aip = catalog.get_aip("aip-1")
+    assert (aip.access_level, aip.access) == ("dark", ())
+    # a deaccessioned AIP is refused too; without the flag (repairs, tests) the write goes through
+    _stored(catalog, "aip-2", level="embargoed")
+    catalog.set_aip_status("aip-2", AipStatus.DEACCESSIONED)
+    assert not catalog.replace_access("aip-2", published, access_level=AccessLevel.OPEN, unless_withheld=True)
+    assert catalog.get_aip("aip-2").access_level == "embargoed"
+    assert catalog.replace_access("aip-1", published, access_level=AccessLevel.OPEN)
+    assert catalog.get_aip("aip-1").access_level == "open"

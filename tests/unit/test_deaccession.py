@@ -172,3 +172,34 @@ def test_migration_0004_upgrades_a_catalog_at_0003(
         assert upgraded.deaccession(d.id) == d
     finally:
         upgraded.close()
+
+
+def test_the_withdrawal_counts_only_once_a_change_to_dark_after_the_approval_is_done(catalog: Catalog) -> None:
+    """`withdrawal_done_at`: a withdrawal finished elsewhere (housekeeping) counts for an approved
+    deaccession once it is done after the approval and still the AIP's latest decision."""
+    from preserve.catalog.access_changes import DONE
+    from preserve.core.model import AccessLevel
+
+    aip_id = _stored(catalog)
+
+    def to_dark() -> int:
+        change, _ = catalog.begin_access_change(
+            aip_id, from_level=AccessLevel.OPEN, to_level=AccessLevel.DARK, until=None, reason="r", operator=ALICE
+        )
+        return change.id
+
+    def done(change_id: int) -> None:
+        catalog.complete_access_change(change_id, copies=[], events=[], detail={})
+
+    done(to_dark())  # an old withdrawal, before the deaccession: not this deaccession's
+    d = deaccession.request(catalog, aip_id, reason="r", operator=ALICE)
+    assert deaccession.withdrawal_done_at(catalog, d) is None  # not approved
+    d = catalog.approve_deaccession(d.id, approved_by="bob")
+    assert deaccession.withdrawal_done_at(catalog, d) is None
+    pending = to_dark()  # the deaccession's withdrawal, an access location down: still pending
+    assert deaccession.withdrawal_done_at(catalog, d) is None
+    done(pending)  # housekeeping finished it
+    [change] = [c for c in catalog.access_changes(aip_id) if c.id == pending]
+    assert change.state == DONE and deaccession.withdrawal_done_at(catalog, d) == change.completed_at
+    catalog.mark_withdrawn(d.id, at=change.completed_at)
+    assert catalog.deaccession(d.id).withdrawn_at == change.completed_at

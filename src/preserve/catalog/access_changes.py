@@ -20,7 +20,7 @@ from preserve.catalog.events import event_row
 from preserve.catalog.models import AccessChangeRow, AccessRow, AipRow
 from preserve.catalog.records import AccessCopy
 from preserve.core.errors import CatalogError
-from preserve.core.model import AccessLevel, Agent, Event, utcnow
+from preserve.core.model import AccessLevel, Agent, AipStatus, Event, utcnow
 
 #: the states of an access change: written (not yet carried out and verified), carried out, or
 #: replaced by a later decision before it was carried out (a withdrawal always replaces)
@@ -131,17 +131,12 @@ class AccessChangeRepository(CatalogEngine):
             return _record(row) if row is not None else None
 
     def publication_withheld(self, aip_id: str) -> bool:
-        """True when nothing else may publish the AIP's access copies now: its latest access decision
-        by an operator is dark (carried out or still pending: from the moment it is written), or is
-        a change to restricted or embargoed not carried out yet (an embargo extended while the old
-        date passes must not be released on the old date)."""
+        """True when nothing else may publish the AIP's access copies now: it is deaccessioned, or
+        its latest access decision by an operator is dark (carried out or still pending: from the
+        moment it is written), or is a change to restricted or embargoed not carried out yet (an
+        embargo extended while the old date passes must not be released on the old date)."""
         with self._session() as s:
-            row = _latest(s, aip_id)
-            if row is None:
-                return False
-            if row.to_level == AccessLevel.DARK.value:
-                return True
-            return row.state == PENDING and row.to_level != AccessLevel.OPEN.value
+            return withheld(s, aip_id)
 
     def access_change_attempted(
         self, change_id: int, *, error: str, detail: dict[str, Any], events: Sequence[Event] = ()
@@ -219,6 +214,20 @@ class AccessChangeRepository(CatalogEngine):
             row = _latest(s, aip_id)
             if row is not None and row.to_level == AccessLevel.DARK.value and row.state == DONE:
                 row.dashboard_cleaned_at = None
+
+
+def withheld(s: Session, aip_id: str) -> bool:
+    """`publication_withheld`, inside the caller's session (a writer that locked the AIP row
+    re-checks it in the transaction of its write)."""
+    status = s.scalar(select(AipRow.status).where(AipRow.id == aip_id))
+    if status == AipStatus.DEACCESSIONED.value:
+        return True
+    row = _latest(s, aip_id)
+    if row is None:
+        return False
+    if row.to_level == AccessLevel.DARK.value:
+        return True
+    return row.state == PENDING and row.to_level != AccessLevel.OPEN.value
 
 
 def _latest(s: Session, aip_id: str) -> AccessChangeRow | None:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from preserve.catalog.access_changes import withheld
 from preserve.catalog.engine import aware
 from preserve.catalog.events import EventLog, event_from_row, event_row
 from preserve.catalog.models import AccessRow, AipRow, EventRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
@@ -121,9 +122,31 @@ class AipRepository(EventLog):
             rows = s.scalars(select(AipRow).order_by(AipRow.created_at))
             return [_aip_view(r, []) for r in rows]
 
-    def find_by_content(self, key: str) -> str | None:
+    def sharing_media(self, sha256s: Sequence[str], *, exclude: str = "") -> list[tuple[str, str, str]]:
+        """(AIP id, access level, status) of every AIP other than ``exclude`` that holds a video or
+        audio file with one of these SHA-256s."""
+        if not sha256s:
+            return []
         with self._session() as s:
-            return s.scalar(select(AipRow.id).where(AipRow.content_key == key).limit(1))
+            rows = s.execute(
+                select(AipRow.id, AipRow.access_level, AipRow.status)
+                .join(FileRow, FileRow.aip_id == AipRow.id)
+                .where(FileRow.sha256.in_(sorted(set(sha256s))), FileRow.role.in_(("video", "audio")))
+                .where(AipRow.id != exclude)
+                .distinct()
+                .order_by(AipRow.id)
+            ).all()
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    def find_by_content(self, key: str) -> str | None:
+        """The AIP that holds this content (see content_key), if any. A deaccessioned AIP holds
+        nothing any more: the same content submitted again is not a duplicate of it."""
+        with self._session() as s:
+            return s.scalar(
+                select(AipRow.id)
+                .where(AipRow.content_key == key, AipRow.status != AipStatus.DEACCESSIONED.value)
+                .limit(1)
+            )
 
     def stats(self) -> dict[str, int]:
         """How many AIPs, payload bytes and files the catalog holds."""
@@ -148,20 +171,31 @@ class AipRepository(EventLog):
             return list(s.scalars(q.order_by(AipRow.created_at)))
 
     def replace_access(
-        self, aip_id: str, copies: Sequence[AccessCopy], *, access_level: AccessLevel, events: Sequence[Event] = ()
-    ) -> None:
+        self,
+        aip_id: str,
+        copies: Sequence[AccessCopy],
+        *,
+        access_level: AccessLevel,
+        events: Sequence[Event] = (),
+        unless_withheld: bool = False,
+    ) -> bool:
         """Record where an AIP's access copies now are and its new access level (an embargo
-        released), with the events saying so, in one transaction."""
+        released), with the events saying so, in one transaction. ``unless_withheld``: the AIP row
+        is locked and nothing is written (False returned) when its publication is withheld then
+        (`publication_withheld`: withdrawn, deaccessioned, or a private change pending)."""
         with self._tx() as s:
-            aip = s.get(AipRow, aip_id)
+            aip = s.get(AipRow, aip_id, with_for_update=True)
             if aip is None:
                 raise CatalogError(f"no AIP {aip_id}")
+            if unless_withheld and withheld(s, aip_id):
+                return False
             aip.access.clear()
             s.flush()
             for a in copies:
                 aip.access.append(_access_row(a))
             aip.access_level = AccessLevel(access_level).value
             s.add_all(event_row(e, aip_id) for e in events)
+            return True
 
     # -- replicas and objects (audits, back-fill, repair) ---------------------------------------
     def objects(self, aip_id: str | None = None, target: str | None = None) -> list[StoredObject]:

@@ -6,6 +6,7 @@ package. Side effects: database reads and writes."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from preserve.catalog.access_changes import AccessChangeRepository
 from preserve.catalog.aips import AipRepository
@@ -13,12 +14,25 @@ from preserve.catalog.alerts import AlertRepository
 from preserve.catalog.deaccessions import DeaccessionRepository
 from preserve.catalog.submissions import SubmissionRepository
 from preserve.catalog.views import CatalogStatus, summarize
-from preserve.core.model import utcnow
+from preserve.core.model import AccessLevel, AipStatus, utcnow
 
 
 class Catalog(SubmissionRepository, AipRepository, AlertRepository, AccessChangeRepository, DeaccessionRepository):
     """Repository over the catalog database (SQLite by default, PostgreSQL at scale); a context
     manager that closes the database at the end of its ``with`` block."""
+
+    def withheld_sharing(self, sha256s: Sequence[str], *, exclude: str = "") -> list[str]:
+        """The AIPs (other than ``exclude``) holding a video or audio file with one of these
+        SHA-256s whose access copies must not be public: dark (by the submitter's decision, or
+        withdrawn by an operator), with a withdrawal pending, or deaccessioned. A film submitted again
+        with a changed sidecar is a new AIP, and must not bring back what was taken down."""
+        return [
+            aip_id
+            for aip_id, level, status in self.sharing_media(sha256s, exclude=exclude)
+            if level == AccessLevel.DARK.value
+            or status == AipStatus.DEACCESSIONED.value
+            or self.publication_withheld(aip_id)
+        ]
 
     def status(
         self, *, audit_interval_days: int = 90, min_verified_replicas: int = 1, now: dt.datetime | None = None

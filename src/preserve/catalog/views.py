@@ -1,6 +1,7 @@
 """What `preserve status` reports, computed from the catalog with aggregate queries (no per-AIP
 loading, so it stays fast on a large archive): holdings, replicas per target, fixity age and
-bytes overdue, quarantined submissions, AIPs at risk, alerts not delivered. Read-only."""
+bytes overdue, quarantined submissions, AIPs at risk, alerts not delivered, access changes and
+deaccessions in progress. Read-only."""
 
 from __future__ import annotations
 
@@ -11,8 +12,19 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from preserve.catalog.deaccessions import DeaccessionState, DeletionState
 from preserve.catalog.engine import aware
-from preserve.catalog.models import AccessChangeRow, AipRow, AlertRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
+from preserve.catalog.models import (
+    AccessChangeRow,
+    AipRow,
+    AlertRow,
+    DeaccessionObjectRow,
+    DeaccessionRow,
+    FileRow,
+    ObjectRow,
+    ReplicaRow,
+    SubmissionRow,
+)
 from preserve.core.model import AipStatus, ReplicaStatus, SubmissionStatus
 
 UNIDENTIFIED = "(not identified)"
@@ -70,6 +82,41 @@ class AccessChangeInProgress:
 
 
 @dataclass(frozen=True)
+class DeaccessionInProgress:
+    """A deaccession not completed: requested and waiting for a second person, or approved and
+    still being carried out (access not yet verified withdrawn, or objects not yet deleted:
+    pending, failed, found again, or scheduled for the end of their retention)."""
+
+    request: str
+    aip_id: str
+    state: str  # requested | approved
+    requested_by: str
+    requested_at: dt.datetime
+    approved_by: str
+    approved_at: dt.datetime | None
+    access_withdrawn: bool
+    deleted: int
+    scheduled: int
+    pending: int
+    failed: int
+    reappeared: int
+    #: the earliest end of a retention a scheduled deletion waits for
+    next_due: dt.datetime | None
+
+    @property
+    def approved(self) -> bool:
+        return self.state == DeaccessionState.APPROVED.value
+
+    @property
+    def stuck(self) -> bool:
+        """Approved, and something a person should look at: access not yet withdrawn, deletions
+        pending or failed, or objects found again. Deletions that only wait for the end of their
+        Object Lock retention are not: a COMPLIANCE lock of years would otherwise keep `preserve
+        status` red for years, and a warning that is always on is a warning nobody reads."""
+        return self.approved and bool(not self.access_withdrawn or self.pending or self.failed or self.reappeared)
+
+
+@dataclass(frozen=True)
 class CatalogStatus:
     at: dt.datetime
     aips: int
@@ -91,11 +138,21 @@ class CatalogStatus:
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: withdrawals and other access changes in progress (pending), oldest first
     access_changes: tuple[AccessChangeInProgress, ...] = ()
+    #: deaccessions requested or approved and not completed, oldest request first
+    deaccessions: tuple[DeaccessionInProgress, ...] = ()
 
     @property
     def needs_attention(self) -> bool:
+        """Something an operator should look at; a deaccession waiting for its second person, or one
+        whose only remaining deletions wait for their retention to end, does not count; one whose
+        withdrawal or deletions are unfinished, failed or found again does."""
         return bool(
-            self.quarantined or self.at_risk or self.objects_overdue or self.undelivered_alerts or self.access_changes
+            self.quarantined
+            or self.at_risk
+            or self.objects_overdue
+            or self.undelivered_alerts
+            or self.access_changes
+            or any(d.stuck for d in self.deaccessions)
         )
 
 
@@ -213,4 +270,50 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
         undelivered_alerts=undelivered,
         min_verified_replicas=min_verified_replicas,
         access_changes=changes,
+        deaccessions=_deaccessions(s, now),
+    )
+
+
+def _deaccessions(s: Session, now: dt.datetime) -> tuple[DeaccessionInProgress, ...]:
+    """Deaccessions requested or approved, with their deletions counted by state."""
+    open_states = [DeaccessionState.REQUESTED.value, DeaccessionState.APPROVED.value]
+    counts: dict[tuple[str, str], int] = {}
+    next_due: dict[str, dt.datetime | None] = {}
+    for request, state, n, due in s.execute(
+        select(
+            DeaccessionObjectRow.deaccession_id,
+            DeaccessionObjectRow.state,
+            func.count(DeaccessionObjectRow.id),
+            func.min(DeaccessionObjectRow.due_at),
+        )
+        .join(DeaccessionRow, DeaccessionRow.id == DeaccessionObjectRow.deaccession_id)
+        .where(DeaccessionRow.state.in_(open_states))
+        .group_by(DeaccessionObjectRow.deaccession_id, DeaccessionObjectRow.state)
+    ):
+        counts[(request, state)] = int(n or 0)
+        if state == DeletionState.SCHEDULED.value:
+            next_due[request] = aware(due)
+    rows = s.scalars(
+        select(DeaccessionRow)
+        .where(DeaccessionRow.state.in_(open_states))
+        .order_by(DeaccessionRow.requested_at, DeaccessionRow.id)
+    )
+    return tuple(
+        DeaccessionInProgress(
+            request=r.id,
+            aip_id=r.aip_id,
+            state=r.state,
+            requested_by=r.requested_by,
+            requested_at=aware(r.requested_at) or now,
+            approved_by=r.approved_by or "",
+            approved_at=aware(r.approved_at),
+            access_withdrawn=r.withdrawn_at is not None,
+            deleted=counts.get((r.id, DeletionState.DELETED.value), 0),
+            scheduled=counts.get((r.id, DeletionState.SCHEDULED.value), 0),
+            pending=counts.get((r.id, DeletionState.PENDING.value), 0),
+            failed=counts.get((r.id, DeletionState.FAILED.value), 0),
+            reappeared=counts.get((r.id, DeletionState.REAPPEARED.value), 0),
+            next_due=next_due.get(r.id),
+        )
+        for r in rows
     )

@@ -13,7 +13,7 @@ from preserve.core.units import human_bytes
 from preserve.report.tables import table
 
 if TYPE_CHECKING:
-    from preserve.catalog.views import CatalogStatus
+    from preserve.catalog.views import CatalogStatus, DeaccessionInProgress
     from preserve.core.progress import Progress
     from preserve.intake.watch import Handled, Waiting
 
@@ -58,6 +58,7 @@ def waiting_line(w: Waiting) -> str:
 def print_status(st: CatalogStatus, alerts_off: bool) -> None:
     """`preserve status` for a person: holdings, fixity age and what needs attention, in red."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = Console()
@@ -84,6 +85,14 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
         (warn if withdrawing else ok) + str(withdrawing),
         f"and {len(st.access_changes) - withdrawing} other access change(s)"
         if len(st.access_changes) > withdrawing
+        else "",
+    )
+    carrying_out = sum(d.approved for d in st.deaccessions)
+    head.add_row(
+        "deaccessions in progress",
+        (warn if carrying_out else ok) + str(carrying_out),
+        f"and {len(st.deaccessions) - carrying_out} request(s) waiting for a second person"
+        if len(st.deaccessions) > carrying_out
         else "",
     )
     head.add_row(
@@ -141,6 +150,25 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
                 c.last_error[:160] or "(not tried yet, or killed half-way)",
             )
         con.print(t)
+    if st.deaccessions:
+        t = Table(
+            title="deaccessions in progress (`preserve deaccession list`; approving again, or the scheduled audit, "
+            "carries out what is left)",
+            title_justify="left",
+        )
+        for col in ("request", "AIP", "state", "by", "access", "objects"):
+            t.add_column(col)
+        for d in st.deaccessions:
+            t.add_row(
+                d.request,
+                d.aip_id,
+                d.state if d.approved else "waiting for approval",
+                escape(f"{d.requested_by} {d.requested_at:%Y-%m-%d}")
+                + (escape(f", approved by {d.approved_by} {d.approved_at:%Y-%m-%d}") if d.approved_at else ""),
+                ("withdrawn" if d.access_withdrawn else warn + "not yet withdrawn[/]") if d.approved else "-",
+                _deletions(d, warn) if d.approved else "-",
+            )
+        con.print(t)
     if st.at_risk:
         t = Table(title="AIPs at risk", title_justify="left")
         for col in ("AIP", "title", "verified replicas", "why"):
@@ -148,3 +176,13 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
         for a in st.at_risk:
             t.add_row(a.aip_id, a.title, str(a.verified_replicas), "; ".join(a.reasons))
         con.print(t)
+
+
+def _deletions(d: DeaccessionInProgress, warn: str) -> str:
+    """The objects of a deaccession in progress, by where their deletion is."""
+    parts = [f"{d.deleted} deleted"]
+    if d.scheduled:
+        parts.append(f"{d.scheduled} scheduled" + (f" (first {d.next_due:%Y-%m-%d %H:%M} UTC)" if d.next_due else ""))
+    waiting = ((d.pending, "to delete"), (d.failed, "failed"), (d.reappeared, "found again"))
+    parts += [f"{warn}{n} {what}[/]" for n, what in waiting if n]
+    return ", ".join(parts)

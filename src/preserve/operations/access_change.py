@@ -8,11 +8,13 @@ and the copies' new place, with an `access decision` event naming the operator a
 change to dark is a withdrawal (`preserve.operations.withdraw`). A change killed half-way stays
 pending and is finished by the next run or by housekeeping (`finish_pending`).
 Side effects: object store reads, writes and deletes; downloads of an original and ffmpeg runs
-under var/access-work/<AIP id>/ (removed afterwards); catalog writes."""
+under var/access-work/<AIP id>/ (removed afterwards); catalog writes; an alert (webhook, e-mail)
+when the copies cannot be placed."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import shutil
 import time
@@ -24,12 +26,15 @@ from preserve import tools
 from preserve.access import contactsheet, policy, scrub
 from preserve.access import proxy as proxies
 from preserve.catalog import AccessChangeRecord, AccessCopy, AipView, Catalog, FileView
+from preserve.catalog.access_changes import DONE
 from preserve.config import Settings, TargetSettings
+from preserve.core import redact
 from preserve.core.errors import ConfigError, PreserveError, PrivacyError, SidecarError, StorageError, VerificationError
 from preserve.core.fs import private_dir
-from preserve.core.model import AccessLevel, Agent, Event, EventType, Outcome, utcnow
+from preserve.core.model import AccessLevel, Agent, AipStatus, Event, EventType, Outcome, utcnow
 from preserve.fixity.digest import digest_file
 from preserve.intake import sidecar
+from preserve.operations import alerts
 from preserve.operations import withdraw as withdrawals
 from preserve.operations.embargo import embargo_until
 from preserve.storage import ObjectStore, open_store, store_agent
@@ -37,6 +42,11 @@ from preserve.storage.base import object_key
 from preserve.tools import ffprobe
 
 log = logging.getLogger(__name__)
+
+#: the alert of an access change whose copies could not be placed
+ACCESS_CHANGE_FAILED = alerts.ACCESS_CHANGE_FAILED
+#: in a change's detail: why housekeeping leaves it for a person (a copy made again was not clean)
+NEEDS_PERSON = "needs_person"
 
 #: the access copies, by kind, under the names the ingest gives them (pipeline step `derive`)
 COPY_NAMES = {"proxy": "proxy.mp4", "poster": "poster.jpg", "contact sheet": "contact-sheet.jpg"}
@@ -95,8 +105,8 @@ def set_access(
     today: dt.date | None = None,
 ) -> AccessChangeReport:
     """Change the AIP's access level to ``level`` (``until``: the embargo date, required for
-    embargoed and after ``today``). Raises ConfigError for an unknown AIP, a bad level or date, no
-    access target, or an empty reason, and CatalogError when another change is still pending (a
+    embargoed and after ``today``). Raises ConfigError for an unknown AIP, a deaccessioned one (but
+    for dark), a bad level or date, no access target, or an empty reason, and CatalogError when another change is still pending (a
     withdrawal always goes ahead); copies that cannot be moved or removed are reported, not raised."""
     level = parse_level(level) if isinstance(level, str) else AccessLevel(level)
     today = today or utcnow().date()
@@ -115,6 +125,11 @@ def set_access(
     aip = catalog.get_aip(aip_id)
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog", advice="Check the id with `preserve list`.")
+    if aip.status is AipStatus.DEACCESSIONED and level is not AccessLevel.DARK:
+        raise ConfigError(
+            f"AIP {aip.id} is deaccessioned: only its tombstone stays, it has no access level to change",
+            advice="A deaccessioned film cannot be made available again; `preserve status` shows it.",
+        )
     if level is AccessLevel.DARK:
         w = withdrawals.withdraw(settings, catalog, aip.id, reason=reason, operator=operator)
         return AccessChangeReport(
@@ -159,7 +174,7 @@ def carry_out(
     remaining: dict[str, tuple[str, ...]] = {}
     scratch = settings.var_dir / "access-work" / aip.id
     try:
-        placed, how, problems, made = _place_copies(settings, aip, dest, scratch, events)
+        placed, how, problems, made, needs_person = _place_copies(settings, aip, dest, scratch, events)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if problems:
@@ -189,6 +204,8 @@ def carry_out(
         "removed": {k: list(v) for k, v in report.removed.items()},
         "remaining": {k: list(v) for k, v in remaining.items()},
     }
+    if needs_person:
+        detail[NEEDS_PERSON] = needs_person
     if not report.ok:
         lines = report.remaining_lines()
         failed = [
@@ -202,14 +219,23 @@ def carry_out(
             )
         ]
         catalog.access_change_attempted(change.id, error="; ".join(lines)[:4000], detail=detail, events=events + failed)
+        if problems:
+            alerts.send(settings, catalog, _failed_alert(change, problems, needs_person))
         return report
     events += _deletion_events(settings, change, sweeps)
     events.insert(0, _decision_event(change, report, dest))
     try:
         catalog.complete_access_change(change.id, copies=placed, events=events, detail=detail)
     except PreserveError:
-        # a withdrawal replaced this change while it ran: what this run placed must not stay
-        withdrawals.sweep_access(settings, catalog.get_aip(aip.id) or aip)
+        now = catalog.access_change(change.id)
+        if now is not None and now.state == DONE:
+            return report  # another finisher recorded this very change meanwhile: done
+        if catalog.publication_withheld(aip.id):
+            # a withdrawal replaced this change while it ran: what this run placed must not stay, and
+            # when that cannot be verified the withdrawal is pending again (and an alert says so)
+            sweeps = withdrawals.sweep_access(settings, catalog.get_aip(aip.id) or aip)
+            if not all(s.ok for s in sweeps):
+                withdrawals.reopen(settings, catalog, aip.id, sweeps)
         raise
     return report
 
@@ -219,10 +245,17 @@ def finish_pending(settings: Settings, catalog: Catalog) -> list[tuple[AccessCha
     location that was down). Returns each change with a one-line outcome; never raises for one
     change's failure."""
     out: list[tuple[AccessChangeRecord, str]] = []
-    for change in catalog.access_changes(pending_only=True):
+    pending = sorted(catalog.access_changes(pending_only=True), key=lambda c: (not c.is_withdrawal, c.id))
+    for change in pending:  # withdrawals first: a film being withdrawn is urgent
         aip = catalog.get_aip(change.aip_id)
         if aip is None:
             out.append((change, "the AIP is no longer in the catalog"))
+            continue
+        if not change.is_withdrawal and change.detail.get(NEEDS_PERSON):
+            out.append((change, f"waits for a person: {change.detail[NEEDS_PERSON]}"))
+            continue
+        if not change.is_withdrawal and aip.status is AipStatus.DEACCESSIONED:
+            out.append((change, "not carried out: the AIP is deaccessioned"))
             continue
         try:
             if change.is_withdrawal:
@@ -231,9 +264,9 @@ def finish_pending(settings: Settings, catalog: Catalog) -> list[tuple[AccessCha
             else:
                 r = carry_out(settings, catalog, aip, change, resumed=True)
                 ok, lines = r.ok, r.remaining_lines()
-        except PreserveError as exc:
-            log.warning("access change %s of %s failed: %s", change.id, change.aip_id, exc)
-            out.append((change, f"failed: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - one change's failure must not end the round
+            log.warning("access change %s of %s failed: %s", change.id, change.aip_id, redact.describe(exc))
+            out.append((change, f"failed: {redact.describe(exc)}"))
             continue
         out.append((change, "done" if ok else "not complete: " + "; ".join(lines[:5])))
     return out
@@ -242,12 +275,13 @@ def finish_pending(settings: Settings, catalog: Catalog) -> list[tuple[AccessCha
 # -- the copies ----------------------------------------------------------------------------------
 def _place_copies(
     settings: Settings, aip: AipView, dest: TargetSettings, scratch: Path, events: list[Event]
-) -> tuple[list[AccessCopy], dict[str, str], list[str], bool]:
+) -> tuple[list[AccessCopy], dict[str, str], list[str], bool, str]:
     """Every access copy verified at ``dest``: left there when it is already there (its SHA-256
     re-checked), else copied from the location that holds it (verified on download and on upload),
     else, when any is missing everywhere, all made again from the preserved original. Returns the
-    copies at dest, how each got there, problems (nothing placed is recorded then), and whether
-    they were made again."""
+    copies at dest, how each got there, problems (nothing placed is recorded then; said as
+    `redact.describe` says them), whether they were made again, and why a person must look first
+    ("" unless the copies made again were not clean: retrying would only make them again)."""
     known = {t.name: t for t in policy.access_locations(settings)}
     placed: list[AccessCopy] = []
     how: dict[str, str] = {}
@@ -279,10 +313,13 @@ def _place_copies(
                     store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
                     placed.append(AccessCopy(kind, dest.name, key, store.uri(key), d.size, d.values["sha256"]))
                     how[kind] = "made again from the preserved original (post-checked, SHA-256 checked on upload)"
-                return placed, how, problems, True
-    except StorageError as exc:
-        problems.append(f"{type(exc).__name__}: {exc}")
-    return placed, how, problems, False
+                return placed, how, problems, True, ""
+    except PrivacyError as exc:
+        problems.append(redact.describe(exc))
+        return [], {}, problems, False, redact.describe(exc)
+    except PreserveError as exc:  # a location down, no replica verifies, ffmpeg failed: retried
+        problems.append(redact.describe(exc))
+    return placed, how, problems, False, ""
 
 
 def _fetch(
@@ -307,7 +344,7 @@ def _fetch(
         except StorageError as exc:
             if name == copy.target:
                 raise
-            log.warning("access copy %s not read from %s: %s", copy.key, name, exc)
+            log.warning("access copy %s not read from %s: %s", copy.key, name, redact.describe(exc))
     local.unlink(missing_ok=True)
     return None
 
@@ -436,7 +473,9 @@ def _make_again(settings: Settings, aip: AipView, scratch: Path, events: list[Ev
             if not leak.ok:
                 raise PrivacyError(
                     f"the access copy {path.name} made again still carries identifying metadata: "
-                    + "; ".join(leak.findings[:5])
+                    + "; ".join(leak.findings[:5]),
+                    public=f"the access copy {path.name} made again still carries identifying metadata "
+                    f"({len(leak.findings)} finding(s); nothing was published)",
                 )
         events.append(
             Event(
@@ -462,6 +501,25 @@ def _make_again(settings: Settings, aip: AipView, scratch: Path, events: list[Ev
 
 
 # -- the record ----------------------------------------------------------------------------------
+def _failed_alert(change: AccessChangeRecord, problems: list[str], needs_person: str) -> alerts.Alert:
+    """An access change whose copies could not be placed (keyed on what went wrong: said once)."""
+    key = hashlib.sha256("|".join(problems).encode()).hexdigest()[:12]
+    advice = (
+        "Nothing was published and the level is unchanged. A copy made again was not clean: housekeeping "
+        "does not retry it. Fix the scrubbing, then run `preserve set-access` again."
+        if needs_person
+        else "The level is unchanged; `preserve serve` retries the change at every housekeeping round."
+    )
+    return alerts.Alert(
+        ACCESS_CHANGE_FAILED,
+        f"{ACCESS_CHANGE_FAILED}:{change.aip_id}:{change.id}:{key}",
+        change.aip_id,
+        f"AIP {change.aip_id}: change of access {change.from_level} -> {change.to_level} NOT done: "
+        + "; ".join(problems[:3]),
+        {"aip_id": change.aip_id, "change_id": change.id, "problems": problems[:20], "advice": advice},
+    )
+
+
 def _note(aip: AipView, change: AccessChangeRecord, previous_until: dt.date | None, made: bool) -> str:
     if change.to_level is AccessLevel.EMBARGOED and change.from_level is AccessLevel.EMBARGOED:
         if previous_until is None or change.until is None:

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 INGEST_FAILED, DAMAGE, AT_RISK, TEST = "ingest-failed", "damage", "at-risk", "test"
 WITHDRAWN, WITHDRAWAL_INCOMPLETE = "withdrawn", "withdrawal-incomplete"
+#: kinds raised elsewhere, named here so every alert has a title a person can read
+ACCESS_WITHHELD, WITHHELD_AS_RELATED = "access-withheld", "withheld-as-related"
+ACCESS_CHANGE_FAILED = "access-change-failed"
 _TITLES = {
     INGEST_FAILED: "Ingest failed",
     DAMAGE: "Damage found",
@@ -39,6 +42,9 @@ _TITLES = {
     TEST: "Test alert",
     WITHDRAWN: "Film withdrawn",
     WITHDRAWAL_INCOMPLETE: "Withdrawal NOT complete",
+    ACCESS_WITHHELD: "Access copies withheld (privacy check)",
+    WITHHELD_AS_RELATED: "Stored dark: the same film was taken down",
+    ACCESS_CHANGE_FAILED: "Access change NOT complete",
 }
 
 

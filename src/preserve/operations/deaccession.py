@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from preserve.catalog import Catalog
+from preserve.catalog.access_changes import DONE, SUPERSEDED
 from preserve.catalog.deaccessions import (
     Deaccession,
     DeaccessionState,
@@ -243,12 +244,13 @@ def carry_out(
     now: Callable[[], dt.datetime] = _now,
     resumed: bool = False,
 ) -> DeaccessionReport:
-    """Withdraw access (until verified), find every object of the AIP on every replica (the
-    recorded ones and any other under its prefix), delete what may be deleted now, schedule the
-    rest, and mark the deaccession completed once nothing is left. Safe to run again: what is done
-    stays done. Never raises for a storage failure: it is in the report and the record."""
+    """Withdraw access (until verified; while it is not, stop there: nothing is deleted, the
+    request stays approved), find every object of the AIP on every replica (the recorded ones and
+    any other under its prefix), delete what may be deleted now, schedule the rest, and mark the
+    deaccession completed once nothing is left. Safe to run again: what is done stays done. Never
+    raises for a storage failure: it is in the report and the record."""
     problems: tuple[str, ...] = ()
-    withdrawn = deaccession.withdrawn_at is not None
+    withdrawn = _withdrawn(catalog, deaccession)
     if not withdrawn:
         report = withdrawal.withdraw(
             settings,
@@ -261,6 +263,14 @@ def carry_out(
         problems = tuple(report.remaining_lines())
         if withdrawn:
             catalog.mark_withdrawn(deaccession.id, at=now())
+    if not withdrawn:  # access first: nothing is deleted from a replica while an access copy may be reachable
+        waiting = (
+            f"nothing was deleted from the replicas: deaccession {deaccession.id} deletes them only once every "
+            "access copy is verified gone; housekeeping (`preserve serve`) retries the withdrawal, then the "
+            f"scheduled audit or `preserve deaccession approve {deaccession.id}` carries out the deletions"
+        )
+        final = catalog.deaccession(deaccession.id) or deaccession
+        return DeaccessionReport(final, False, (waiting, *problems), (), resumed)
     errors = _discover(settings, catalog, deaccession)
     current = catalog.deaccession(deaccession.id) or deaccession
     to_do = [
@@ -510,9 +520,36 @@ def _deletion_event(
     )
 
 
+def withdrawal_done_at(catalog: Catalog, deaccession: Deaccession) -> dt.datetime | None:
+    """When access was verified withdrawn for this deaccession: its own record, else (the
+    withdrawal finished later, by housekeeping or a `preserve withdraw`) the completion of a change
+    to dark made after the approval that is still the AIP's latest decision. None while a copy may
+    still be reachable."""
+    if deaccession.withdrawn_at is not None:
+        return deaccession.withdrawn_at
+    if deaccession.approved_at is None:
+        return None
+    counting = [c for c in catalog.access_changes(deaccession.aip_id) if c.state != SUPERSEDED]
+    if not counting:
+        return None
+    latest = counting[-1]
+    if latest.is_withdrawal and latest.state == DONE and latest.completed_at is not None:
+        return latest.completed_at if latest.completed_at >= deaccession.approved_at else None
+    return None
+
+
+def _withdrawn(catalog: Catalog, deaccession: Deaccession) -> bool:
+    """Access is verified withdrawn for the deaccession; a withdrawal finished elsewhere is recorded
+    on it now."""
+    at = withdrawal_done_at(catalog, deaccession)
+    if at is not None and deaccession.withdrawn_at is None:
+        catalog.mark_withdrawn(deaccession.id, at=at)
+    return at is not None
+
+
 def _complete(catalog: Catalog, deaccession: Deaccession, at: dt.datetime) -> bool:
     current = catalog.deaccession(deaccession.id) or deaccession
-    if current.state is not DeaccessionState.APPROVED or current.withdrawn_at is None:
+    if current.state is not DeaccessionState.APPROVED or not _withdrawn(catalog, current):
         return False
     if any(o.state is not DeletionState.DELETED for o in current.objects):
         return False
@@ -556,6 +593,18 @@ def audit_deaccessioned(
     for request_id, objs in by_request.items():
         d = catalog.deaccession(request_id)
         if d is None:
+            continue
+        if not _withdrawn(catalog, d):  # access first: its deletions wait until the withdrawal is verified
+            findings.append(
+                DeletionFinding(
+                    d.aip_id,
+                    "access",
+                    "",
+                    "failed",
+                    f"deaccession {d.id}: nothing deleted yet, because access is not verified withdrawn; "
+                    "housekeeping (`preserve serve`) retries the withdrawal, and the audit then deletes",
+                )
+            )
             continue
         for out in delete_objects(settings, catalog, d, objs, now=now, stores=stores):
             problem = {DeletionState.DELETED: "", DeletionState.SCHEDULED: "overdue"}.get(out.state, "failed")

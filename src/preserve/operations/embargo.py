@@ -15,7 +15,8 @@ from pathlib import Path
 from preserve import tools
 from preserve.access.policy import access_location
 from preserve.catalog import AccessCopy, Catalog
-from preserve.config import Settings
+from preserve.config import Settings, TargetSettings
+from preserve.core import redact
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
 from preserve.core.model import AccessLevel, Event, EventType, Outcome
 from preserve.storage import open_store
@@ -83,9 +84,7 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
                     AccessCopy(copy.kind, public.name, copy.key, dest.uri(copy.key), copy.size, copy.sha256)
                 )
     if published and catalog.publication_withheld(aip.id):  # withdrawn while they were being copied
-        with open_store(settings, public) as dest:
-            for copy in published:
-                dest.delete(copy.key)  # every version; a failure raises: reported failed (withdraw again sweeps it)
+        _sweep_public(settings, public, aip.id)
         return Release(
             aip.id, until, "not due", "withdrawn while being released: the copies just published were removed"
         )
@@ -95,10 +94,11 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
         + (f" ({published[0].uri.rsplit('/', 1)[0]}/)" if published else "")
         + "; access level now open"
     )
-    catalog.replace_access(
+    recorded = catalog.replace_access(
         aip.id,
         [*others, *published],
         access_level=AccessLevel.OPEN,
+        unless_withheld=True,  # re-checked with the AIP row locked: a withdrawal may have completed meanwhile
         events=[
             Event(
                 EventType.ACCESS_DECISION,
@@ -109,8 +109,26 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
             )
         ],
     )
+    if not recorded:
+        _sweep_public(settings, public, aip.id)
+        return Release(
+            aip.id,
+            until,
+            "not due",
+            "withheld while being released (withdrawn, deaccessioned or an access change pending): nothing "
+            "recorded, the public location swept",
+        )
     _remove_held(settings, catalog, aip.id, copies)
     return Release(aip.id, until, "released", detail, tuple(published))
+
+
+def _sweep_public(settings: Settings, public: TargetSettings, aip_id: str) -> None:
+    """Every version of every object under the AIP's prefix removed from the public location (an
+    operator's decision now withholds it); a failure raises: reported failed, and the withdrawal's
+    own sweep (still pending then) or the next release removes it."""
+    with open_store(settings, public) as dest:
+        for key in sorted({v.key for v in dest.list_versions(f"{aip_id}/")}):
+            dest.delete(key)  # every version
 
 
 def _remove_held(settings: Settings, catalog: Catalog, aip_id: str, copies: list[AccessCopy]) -> None:
@@ -160,9 +178,9 @@ def release_due(settings: Settings, catalog: Catalog, *, today: dt.date) -> list
                         EventType.ACCESS_DECISION,
                         Outcome.FAIL,
                         tools.preserve_agent(),
-                        f"embargo release failed, will be tried again: {exc}",
+                        f"embargo release failed, will be tried again: {redact.describe(exc)}",
                     )
                 ],
             )
-            out.append(Release(aip_id, None, "failed", str(exc)))
+            out.append(Release(aip_id, None, "failed", redact.describe(exc)))
     return out

@@ -20,8 +20,9 @@ from typing import Any
 from preserve import tools
 from preserve.access import policy
 from preserve.catalog import AccessChangeRecord, AipView, Catalog
+from preserve.catalog.access_changes import DONE
 from preserve.config import Settings
-from preserve.core.errors import ConfigError, PreserveError
+from preserve.core.errors import CatalogError, ConfigError, PreserveError
 from preserve.core.model import AccessLevel, Agent, Event, EventType, Outcome
 from preserve.operations import alerts
 from preserve.storage import open_store, store_agent
@@ -133,15 +134,53 @@ def carry_out(
     if not report.ok:
         _record_incomplete(settings, catalog, change, report, detail)
         return report
-    catalog.complete_access_change(
-        change.id, copies=[], events=_events(settings, change, report, sweeps), detail=detail
-    )
+    try:
+        catalog.complete_access_change(
+            change.id, copies=[], events=_events(settings, change, report, sweeps), detail=detail
+        )
+    except CatalogError:
+        now = catalog.access_change(change.id)
+        if now is None or now.state != DONE:
+            raise
+        # another finisher (the command line, housekeeping) recorded this withdrawal meanwhile, and
+        # this run's own sweep found nothing left: it is done; the alert is keyed on the change
     alerts.send(
         settings,
         catalog,
         alerts.withdrawn(aip.id, change.id, report.versions_removed, [s.location for s in sweeps]),
     )
     return report
+
+
+def reopen(settings: Settings, catalog: Catalog, aip_id: str, sweeps: Sequence[LocationSweep]) -> AccessChangeRecord:
+    """A sweep after the AIP's withdrawal was recorded did not verify every location empty (a copy
+    placed by a change the withdrawal replaced, a location down): a pending withdrawal is written
+    again (the latest withdrawal's reason and operator; an AIP already dark stays dark in the
+    catalog), the attempt recorded, and the `withdrawal-incomplete` alert sent. Housekeeping and
+    the next `preserve withdraw` finish it. Raises CatalogError for an unknown AIP."""
+    aip = catalog.get_aip(aip_id)
+    if aip is None:
+        raise CatalogError(f"no AIP {aip_id}")
+    last = next((c for c in reversed(catalog.access_changes(aip.id)) if c.is_withdrawal), None)
+    change, _ = catalog.begin_access_change(
+        aip.id,
+        from_level=aip.access_level,
+        to_level=AccessLevel.DARK,
+        until=None,
+        reason=last.reason if last is not None else "a copy was found after the film was made dark",
+        operator=Agent(last.operator, kind="person") if last is not None else tools.preserve_agent(),
+        supersede=True,
+    )
+    report = WithdrawalReport(
+        aip_id=aip.id,
+        change_id=change.id,
+        previous_level=change.from_level,
+        removed={s.location: s.removed for s in sweeps},
+        remaining={s.location: s.remaining for s in sweeps if s.remaining},
+        versions_removed=sum(s.versions for s in sweeps),
+    )
+    _record_incomplete(settings, catalog, change, report, _detail(report))
+    return change
 
 
 def sweep_access(settings: Settings, aip: AipView, *, keep: str | None = None) -> list[LocationSweep]:

@@ -104,6 +104,8 @@ def status_json(status: CatalogStatus) -> dict[str, Any]:
     """The `preserve status --json` contract (times in ISO 8601 UTC)."""
     data: dict[str, Any] = _plain(asdict(status))
     data["needs_attention"] = status.needs_attention
+    for item, d in zip(data["deaccessions"], status.deaccessions, strict=True):
+        item["needs_attention"] = d.stuck  # see DeaccessionInProgress.stuck
     return data
 
 

@@ -33,7 +33,7 @@ from preserve.tools import exiftool, ffprobe, mediainfo
 #: reported as a warning
 DURATION_TOLERANCE_SECONDS = 1.0
 DURATION_TOLERANCE_FRACTION = 0.05
-ACCESS_WITHHELD = "access-withheld"
+ACCESS_WITHHELD = alerts.ACCESS_WITHHELD
 #: findings per copy written into the event (the count is exact)
 MAX_FINDINGS_SHOWN = 30
 

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from preserve import tools
 from preserve.access import policy
 from preserve.catalog import AccessCopy
-from preserve.core.model import AccessLevel, EventType, Outcome, utcnow
+from preserve.core.model import AccessLevel, EventType, Outcome, Role, utcnow
 from preserve.fixity.digest import digest_file
+from preserve.operations import alerts
 from preserve.pipeline.context import IngestContext
 from preserve.pipeline.steps.derive import Derivatives
 from preserve.pipeline.steps.receive import Staged
 from preserve.pipeline.steps.replicate import sweep_unrecorded
 from preserve.storage import open_store
+
+#: alert kind: a submission's film is the film of an AIP that must not be public
+WITHHELD_AS_RELATED = alerts.WITHHELD_AS_RELATED
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
             level=AccessLevel.DARK,
         )
         return Published(copies=(), level=AccessLevel.DARK)
+    media = [f.digests.sha256 for f in staged.files if f.role in (Role.VIDEO, Role.AUDIO)]
+    related = ctx.catalog.withheld_sharing(media, exclude=ctx.aip_id)
+    if related:  # the same film, sent again (say with a corrected sidecar), must not undo a take-down
+        _withhold_for(ctx, related)
+        return Published(copies=(), level=AccessLevel.DARK)
     if derivatives.proxy is None:
         return Published(copies=(), level=AccessLevel(access.level))
     level, until, note = policy.effective_access(access.level, access.until, utcnow().date())
@@ -96,3 +105,29 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
         **({"embargo_until": until.isoformat()} if until else {}),
     )
     return Published(copies=tuple(copies), level=level)
+
+
+def _withhold_for(ctx: IngestContext, related: list[str]) -> None:
+    """Record and tell that nothing is published because the same film is already an AIP that must
+    not be public (dark, withdrawn or deaccessioned): a person decides (`preserve set-access`)."""
+    ctx.log.record(
+        EventType.ACCESS_DECISION,
+        Outcome.PASS,
+        tools.preserve_agent(),
+        f"the same video/audio (by SHA-256) is AIP {', '.join(related)}, which is dark, withdrawn or deaccessioned: "
+        "no access copy was stored; the film is preserved dark until a person decides (`preserve set-access`)",
+        level=AccessLevel.DARK,
+        related=related,
+    )
+    alerts.send(
+        ctx.settings,
+        ctx.catalog,
+        alerts.Alert(
+            WITHHELD_AS_RELATED,
+            f"{WITHHELD_AS_RELATED}:{ctx.aip_id}",
+            ctx.name,
+            f"{ctx.name}: stored dark as AIP {ctx.aip_id}, not published: the same film is AIP "
+            f"{', '.join(related)}, which is dark, withdrawn or deaccessioned. A person must decide.",
+            {"submission": ctx.name, "aip_id": ctx.aip_id, "related": related},
+        ),
+    )
