@@ -77,11 +77,15 @@ def test_a_withdrawn_film_sent_again_with_a_new_sidecar_stays_dark(env: Any, tmp
     assert alert.detail["related"] == [first.aip_id] and "Corrected title" not in alert.summary
 
 
-def test_a_film_that_was_never_taken_down_is_published_when_sent_again_changed(env: Any, tmp_path: Path) -> None:
-    """The check is about take-downs only: a film whose first AIP is open may be sent again."""
+@pytest.mark.parametrize("first_level", ["open", "dark"])
+def test_a_film_that_was_never_taken_down_is_published_when_sent_again_changed(
+    env: Any, tmp_path: Path, first_level: str
+) -> None:
+    """The check is about the archive's take-downs only: a film whose first AIP is open, or dark
+    because its submission said so, may be sent again with another access decision."""
     settings, catalog = env
     film = make_clip(tmp_path / "film.mp4", duration=1.0)
-    first = ingest_submission(settings, catalog, _submit(settings, "a", film, "title: One\naccess: open\n"))
+    first = ingest_submission(settings, catalog, _submit(settings, "a", film, f"title: One\naccess: {first_level}\n"))
     again = ingest_submission(settings, catalog, _submit(settings, "b", film, "title: Two\naccess: open\n"))
     assert first.status == again.status == "stored"
     aip = catalog.get_aip(again.aip_id)

@@ -14,7 +14,7 @@ from preserve.catalog.alerts import AlertRepository
 from preserve.catalog.deaccessions import DeaccessionRepository
 from preserve.catalog.submissions import SubmissionRepository
 from preserve.catalog.views import CatalogStatus, summarize
-from preserve.core.model import AccessLevel, AipStatus, utcnow
+from preserve.core.model import AipStatus, utcnow
 
 
 class Catalog(SubmissionRepository, AipRepository, AlertRepository, AccessChangeRepository, DeaccessionRepository):
@@ -23,15 +23,14 @@ class Catalog(SubmissionRepository, AipRepository, AlertRepository, AccessChange
 
     def withheld_sharing(self, sha256s: Sequence[str], *, exclude: str = "") -> list[str]:
         """The AIPs (other than ``exclude``) holding a video or audio file with one of these
-        SHA-256s whose access copies must not be public: dark (by the submitter's decision, or
-        withdrawn by an operator), with a withdrawal pending, or deaccessioned. A film submitted again
-        with a changed sidecar is a new AIP, and must not bring back what was taken down."""
+        SHA-256s that the archive took down: withdrawn by an operator (or a withdrawal pending), or
+        deaccessioned. A film submitted again with a changed sidecar is a new AIP, and must not bring
+        back what was taken down. A film that is dark only because its submission said so does not
+        count: a later submission's own access decision is as much the submitter's word."""
         return [
             aip_id
-            for aip_id, level, status in self.sharing_media(sha256s, exclude=exclude)
-            if level == AccessLevel.DARK.value
-            or status == AipStatus.DEACCESSIONED.value
-            or self.publication_withheld(aip_id)
+            for aip_id, _level, status in self.sharing_media(sha256s, exclude=exclude)
+            if status == AipStatus.DEACCESSIONED.value or self.publication_withheld(aip_id)
         ]
 
     def status(

@@ -18,7 +18,7 @@ from preserve.pipeline.steps.receive import Staged
 from preserve.pipeline.steps.replicate import sweep_unrecorded
 from preserve.storage import open_store
 
-#: alert kind: a submission's film is the film of an AIP that must not be public
+#: alert kind: a submission's film is the film of an AIP the archive took down
 WITHHELD_AS_RELATED = alerts.WITHHELD_AS_RELATED
 
 
@@ -109,12 +109,12 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
 
 def _withhold_for(ctx: IngestContext, related: list[str]) -> None:
     """Record and tell that nothing is published because the same film is already an AIP that must
-    not be public (dark, withdrawn or deaccessioned): a person decides (`preserve set-access`)."""
+    not be public (withdrawn or deaccessioned): a person decides (`preserve set-access`)."""
     ctx.log.record(
         EventType.ACCESS_DECISION,
         Outcome.PASS,
         tools.preserve_agent(),
-        f"the same video/audio (by SHA-256) is AIP {', '.join(related)}, which is dark, withdrawn or deaccessioned: "
+        f"the same video/audio (by SHA-256) is AIP {', '.join(related)}, which was withdrawn or deaccessioned: "
         "no access copy was stored; the film is preserved dark until a person decides (`preserve set-access`)",
         level=AccessLevel.DARK,
         related=related,
@@ -127,7 +127,7 @@ def _withhold_for(ctx: IngestContext, related: list[str]) -> None:
             f"{WITHHELD_AS_RELATED}:{ctx.aip_id}",
             ctx.name,
             f"{ctx.name}: stored dark as AIP {ctx.aip_id}, not published: the same film is AIP "
-            f"{', '.join(related)}, which is dark, withdrawn or deaccessioned. A person must decide.",
+            f"{', '.join(related)}, which was withdrawn or deaccessioned. A person must decide.",
             {"submission": ctx.name, "aip_id": ctx.aip_id, "related": related},
         ),
     )
