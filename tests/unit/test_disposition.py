@@ -34,3 +34,28 @@ def test_move_to_done_unique(tmp_path: Path) -> None:
         src.write_bytes(content)
         dest = disposition.move_to_done(src)
     assert (tmp_path / "done" / "a.mp4").read_bytes() == b"1" and dest.read_bytes() == b"2"
+
+
+def test_a_submission_named_like_a_report_is_never_overwritten_and_goes_back_intact(tmp_path: Path) -> None:
+    from preserve.catalog import Catalog
+    from preserve.config import DEFAULT_CONFIG, load
+    from preserve.intake import release
+
+    settings = load(
+        DEFAULT_CONFIG,
+        env={},
+        overrides={"archive": {"var_dir": str(tmp_path / "var"), "ingest_dir": str(tmp_path / "ingest")}},
+    )
+    settings.ingest_dir.mkdir(parents=True, exist_ok=True)
+    with Catalog(settings.catalog_url) as catalog:
+        for name, body in (("REPORT.txt", b"the filmmaker's own notes\n"), ("report.json", b'{"mine": true}\n')):
+            src = settings.ingest_dir / name
+            src.write_bytes(body)
+            folder = disposition.quarantine(src, MediaError("bad"), step="stage", files=[name])
+            assert (folder / name).read_bytes() == body  # the report went beside it, not over it
+            assert "bad" in (folder / disposition.REPORT_TXT_ALT).read_text()
+            assert json.loads((folder / disposition.REPORT_JSON_ALT).read_text())["submission"] == name
+            back = release.release(settings, catalog, folder.name)
+            assert back.source == settings.ingest_dir / name and back.source.read_bytes() == body
+            assert not folder.exists()
+            back.source.unlink()

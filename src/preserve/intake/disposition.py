@@ -22,6 +22,21 @@ from preserve.intake.submission import printable
 
 REPORT_TXT = "REPORT.txt"
 REPORT_JSON = "report.json"
+#: the reports' names when the submission itself is a file called REPORT.txt or report.json, so
+#: the report never overwrites the one copy of what was sent
+REPORT_TXT_ALT, REPORT_JSON_ALT = "REPORT (preserve).txt", "report (preserve).json"
+
+
+def report_names(source_name: str) -> tuple[str, str]:
+    """The names of the two reports beside a quarantined source of this name."""
+    if source_name in (REPORT_TXT, REPORT_JSON):
+        return REPORT_TXT_ALT, REPORT_JSON_ALT
+    return REPORT_TXT, REPORT_JSON
+
+
+def reports_in(folder: Path) -> tuple[str, str]:
+    """The names of the reports a quarantine folder holds (see `report_names`)."""
+    return (REPORT_TXT_ALT, REPORT_JSON_ALT) if (folder / REPORT_JSON_ALT).is_file() else (REPORT_TXT, REPORT_JSON)
 
 
 @dataclass(frozen=True)
@@ -117,13 +132,14 @@ def quarantine(
             os.rename(c, folder / c.name)
     make_private(folder)
     report = build_report(printable(source.name), error, step=step, events=events, files=files)
+    txt_name, json_name = report_names(source.name)
     # a name that is not UTF-8 survives as \xNN escapes instead of making the report unwritable
-    atomic_write(folder / REPORT_TXT, report.as_text().encode("utf-8", errors="backslashreplace"))
+    atomic_write(folder / txt_name, report.as_text().encode("utf-8", errors="backslashreplace"))
     payload = {**report.__dict__, "events": list(report.events), "files": list(report.files)}
     if not isinstance(error, PreserveError):
         payload["traceback"] = "".join(traceback.format_exception(error))
     atomic_write(
-        folder / REPORT_JSON,
+        folder / json_name,
         (json.dumps(payload, ensure_ascii=False, indent=2) + "\n").encode("utf-8", errors="backslashreplace"),
     )
     return folder
@@ -162,5 +178,9 @@ def build_report(
 
 
 def read_report(folder: Path) -> dict[str, object]:
-    report: dict[str, object] = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+    """The report.json of a quarantine folder ({} when there is none: an archivist removed it)."""
+    path = folder / reports_in(folder)[1]
+    if not path.is_file():
+        return {}
+    report: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
     return report

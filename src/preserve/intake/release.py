@@ -5,7 +5,6 @@ out of failed/, removes that folder's own REPORT.txt/report.json, one catalog ev
 
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -53,10 +52,8 @@ def release(
     """Move failed/NAME/<source> (and its sidecar files) back into the ingest folder. Refuses to
     overwrite anything there. Raises ConfigError for an unknown NAME or a clash."""
     folder = _find(settings, name)
-    report: dict[str, object] = {}
-    if (folder / disposition.REPORT_JSON).is_file():
-        report = json.loads((folder / disposition.REPORT_JSON).read_text(encoding="utf-8"))
-    own = {disposition.REPORT_TXT, disposition.REPORT_JSON}
+    own = set(disposition.reports_in(folder))
+    report = disposition.read_report(folder)
     entries = [p for p in folder.iterdir() if p.name not in own]
     source = _source_in(entries, str(report.get("submission", "")))
     companions = tuple(p for p in entries if p != source and submissions.companion_of(p.name) == source.name)
