@@ -11,6 +11,11 @@ from collections.abc import Callable
 #: ``progress(done_bytes, total_bytes)``; total may grow as an operation learns more
 Progress = Callable[[int, int], None]
 
+#: ``media_progress(position_s, duration_s, speed)`` during a transcode or decode: how far into
+#: the film ffmpeg has got (s), how long the film is (s; 0 when unknown), and ffmpeg's speed
+#: (x real time; None until it reports one)
+MediaProgress = Callable[[float, float, float | None], None]
+
 
 class Meter:
     """Adds up bytes across the phases of one operation and reports them, at most every

@@ -14,7 +14,7 @@ from pathlib import Path
 from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.core.model import Agent, Event, EventType, Outcome
-from preserve.core.progress import Meter
+from preserve.core.progress import MediaProgress, Meter
 from preserve.intake import submission as submissions
 
 
@@ -59,6 +59,8 @@ class IngestContext:
     accept_invalid: bool = False  # an archivist accepted media that does not decode (`retry --accept-invalid`)
     log: EventLog = field(default_factory=EventLog)
     meter: Meter = field(default_factory=Meter)
+    #: hears how far a transcode or decode of a film has got (see `MediaProgress`); None: nobody
+    media_progress: MediaProgress | None = None
 
     @property
     def name(self) -> str:

@@ -21,7 +21,7 @@ from preserve import tools
 from preserve.catalog import Catalog, SubmissionState
 from preserve.config import Settings
 from preserve.core.model import Event, EventType, Outcome
-from preserve.core.progress import Meter, Progress
+from preserve.core.progress import MediaProgress, Meter, Progress
 from preserve.intake import claims, disposition
 from preserve.intake import submission as submissions
 from preserve.pipeline import quarantine as quarantines
@@ -63,9 +63,10 @@ def ingest_submission(
     worker: str | None = None,
     accept_invalid: bool = False,
     progress: Progress | None = None,
+    media_progress: MediaProgress | None = None,
 ) -> IngestResult:
     """Ingest one submission end to end. ``progress(done, total)`` hears about bytes staged and
-    uploaded. Never raises for a bad submission or a storage outage:
+    uploaded; ``media_progress(position, duration, speed)`` about the transcode of the film. Never raises for a bad submission or a storage outage:
     the source goes to failed/ with a report and the result says so. Raises only for faults of
     the archive itself that make quarantining impossible (e.g. the catalog is down)."""
     source = Path(source)
@@ -89,6 +90,7 @@ def ingest_submission(
         attempt=claim.attempts,
         accept_invalid=accept_invalid,
         meter=Meter(progress, interval=0.5),
+        media_progress=media_progress,
     )
     done = _Progress()
     current = ["start"]  # the step running now, for the quarantine report

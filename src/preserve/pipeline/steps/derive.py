@@ -81,7 +81,7 @@ def make_access(ctx: IngestContext, staged: Staged, described: Described, valida
             level="dark",
         )
         return Derivatives()
-    src = ctx.bag_dir / film.path
+    src = staged.path_of(film.path)
     probe = described.probes[film.path]
     out = ctx.work_dir / "access"
     out.mkdir(exist_ok=True)

@@ -85,7 +85,7 @@ def characterise(ctx: IngestContext, staged: Staged) -> Described:
     formats: dict[str, tuple[str, str]] = {}
     written: list[PayloadFile] = []
     for f in staged.files:
-        staged_path = ctx.bag_dir / f.path
+        staged_path = staged.path_of(f.path)
         rel = objects_relative(f.path)
         probe = ffprobe.probe(staged_path, timeout=min(timeout, 600))
         info = mediainfo.extract(staged_path)

@@ -69,9 +69,9 @@ def normalise(ctx: IngestContext, staged: Staged, described: Described) -> Maste
         why_not = ""
         proof: normalization.LosslessProof | None = None
         try:
-            normalization.make_master(ctx.bag_dir / f.path, made, probe, settings.normalization, timeout=timeout)
+            normalization.make_master(staged.path_of(f.path), made, probe, settings.normalization, timeout=timeout)
             master_probe = ffprobe.probe(made, timeout=min(timeout, 600))
-            source_manifest = _source_manifest(ctx, f.path, probe, work, timeout)
+            source_manifest = _source_manifest(ctx, staged, f.path, probe, work, timeout)
             proof = normalization.prove_lossless(
                 source_manifest, probe, made, master_probe, timeout=timeout, scratch=work / "master.framemd5"
             )
@@ -130,10 +130,10 @@ def normalise(ctx: IngestContext, staged: Staged, described: Described) -> Maste
 
 
 def _source_manifest(
-    ctx: IngestContext, path: str, probe: ffprobe.ProbeReport, work: Path, timeout: float
+    ctx: IngestContext, staged: Staged, path: str, probe: ffprobe.ProbeReport, work: Path, timeout: float
 ) -> framemd5.Manifest:
     """The original's framemd5: the sidecar `validate` wrote, or a fresh one."""
     written = ctx.bag_dir / framemd5_path(path)
     if written.exists():
         return framemd5.parse(written.read_text(encoding="utf-8"))
-    return framemd5.manifest(ctx.bag_dir / path, probe, timeout=timeout, scratch=work / "source.framemd5")
+    return framemd5.manifest(staged.path_of(path), probe, timeout=timeout, scratch=work / "source.framemd5")

@@ -42,7 +42,7 @@ def package(
         "Contributor-Identifier": meta.contributor_id,  # a pseudonym only: tag files travel everywhere
         "Access-Level": meta.access.level,
     }
-    _recheck_fixity(ctx, staged.files)
+    _recheck_fixity(ctx, staged)
     document = premis.document(ctx.aip_id, premis_files(staged, described, masters), list(ctx.log.events))
     problems = premis.validate(document)
     if problems:
@@ -76,12 +76,15 @@ def premis_files(staged: Staged, described: Described, masters: Masters) -> list
     return out
 
 
-def _recheck_fixity(ctx: IngestContext, originals: tuple[PayloadFile, ...]) -> None:
+def _recheck_fixity(ctx: IngestContext, staged: Staged) -> None:
     """Re-read every original in the staging bag and compare it with the digest taken as it was
     copied in: proof that no tool run since (ffprobe, MediaInfo, decoding, normalization) changed
     a byte. A mismatch stops the ingest."""
+    originals = staged.files
     changed = [
-        f.path for f in originals if digest_file(ctx.bag_dir / f.path, ("sha256",)).values["sha256"] != f.digests.sha256
+        f.path
+        for f in originals
+        if digest_file(staged.path_of(f.path), ("sha256",)).values["sha256"] != f.digests.sha256
     ]
     ctx.log.record(
         EventType.FIXITY_CHECK,

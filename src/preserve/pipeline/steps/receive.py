@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from preserve import tools
@@ -28,6 +29,13 @@ class Staged:
     submission: submissions.Submission
     metadata: sidecar.Sidecar
     files: tuple[PayloadFile, ...]
+    #: payload path -> where its bytes can be read now (the staging copy, or the original in the
+    #: ingest folder when the bag is built in place)
+    where: Mapping[str, Path] = field(default_factory=dict)
+
+    def path_of(self, path: str) -> Path:
+        """Where the bytes of the payload file at ``path`` can be read (read-only, always)."""
+        return self.where[path]
 
     @property
     def content_key(self) -> str:
@@ -60,6 +68,7 @@ def stage(ctx: IngestContext) -> Staged:
         if not bag_valid:
             raise SuppliedChecksumMismatch(f"the submitted BagIt bag does not validate: {bag_errors}")
     files: list[PayloadFile] = []
+    where: dict[str, Path] = {}
     ctx.meter.expect(sum(sf.size for sf in sub.files) * (1 + len(ctx.settings.targets)))
     received: dict[str, Digests] = {}
     sources: list[tuple[str, Role, bytes | None, Path]] = [
@@ -78,6 +87,7 @@ def stage(ctx: IngestContext) -> Staged:
             extra_algorithms=expected.algorithms_for(rel),
         )
         files.append(payload)
+        where[payload.path] = ctx.bag_dir / payload.path
         ctx.meter.advance(payload.size)
         received[rel] = payload.digests
         ctx.log.record(
@@ -98,4 +108,4 @@ def stage(ctx: IngestContext) -> Staged:
     report = supplied.verify(expected, received)
     ctx.log.add(*supplied.events(expected, report))
     supplied.raise_on_mismatch(report)
-    return Staged(submission=sub, metadata=metadata, files=tuple(files))
+    return Staged(submission=sub, metadata=metadata, files=tuple(files), where=where)

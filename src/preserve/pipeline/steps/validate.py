@@ -47,7 +47,7 @@ def validate(ctx: IngestContext, staged: Staged, described: Described) -> Valida
     written: list[PayloadFile] = []
     undecodable: list[tuple[str, str]] = []
     for f in described.media(staged.files):
-        staged_path, probe = ctx.bag_dir / f.path, described.probes[f.path]
+        staged_path, probe = staged.path_of(f.path), described.probes[f.path]
         if settings.ingest.decode_check:
             try:
                 report = decode.decode_check(staged_path, timeout=timeout)
@@ -102,7 +102,7 @@ def validate(ctx: IngestContext, staged: Staged, described: Described) -> Valida
             manifest = _write_framemd5(ctx, f, staged_path, probe, timeout)
             if manifest is not None:
                 written.append(manifest)
-    _virus_check(ctx, staged.files)
+    _virus_check(ctx, staged)
     for subject, message in undecodable:
         media_failure(ctx, subject, message)
     return Validated(facts=facts, metadata_files=tuple(written))
@@ -140,9 +140,10 @@ def _write_framemd5(
     return PayloadFile(path=rel, digests=digest_file(dest), role=Role.SIDECAR)
 
 
-def _virus_check(ctx: IngestContext, files: tuple[PayloadFile, ...]) -> None:
+def _virus_check(ctx: IngestContext, staged: Staged) -> None:
     """ClamAV over every original (and sidecar) in one run; each file gets its real outcome."""
     cfg = ctx.settings.validation
+    files = staged.files
     if not cfg.virus_check:
         for f in files:
             ctx.log.record(
@@ -156,7 +157,7 @@ def _virus_check(ctx: IngestContext, files: tuple[PayloadFile, ...]) -> None:
     database = ctx.settings.resolve(cfg.clamav_database) if cfg.clamav_database else None
     try:
         results = clamav.scan(
-            [ctx.bag_dir / f.path for f in files],
+            [staged.path_of(f.path) for f in files],
             database=database,
             max_bytes=cfg.virus_scan_max_mb * 1024 * 1024,
             timeout=ctx.settings.ingest.tool_timeout_seconds,
