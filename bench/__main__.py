@@ -14,18 +14,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import data as datasets
-from bench.environment import BenchArchive
+from bench.environment import HAS_STAGING_SETTING, BenchArchive
 from bench.report import RESULTS_JSON, Row, machine, markdown, table, write_json
-from bench.rows import Context, fixity_and_storage, media, memory_flatness, prefect_overhead
+from bench.rows import (
+    Context,
+    film_reads,
+    fixity_and_storage,
+    long_films,
+    media,
+    memory_flatness,
+    prefect_overhead,
+)
 
-#: (section, the rows it produces): a section that fails still leaves its rows, marked failed
+#: (section, the rows it produces): a section that fails still leaves its rows, marked failed.
+#: B1c (copy mode) exists only where the tree has the [ingest] staging setting.
 SECTIONS: list[tuple[Callable[[Context], None], tuple[str, ...]]] = [
     (memory_flatness, ("B6b",)),  # first: it needs the most free disk, before S3 data accumulates
-    (fixity_and_storage, ("B1", "B2", "B3", "B4", "B6a", "B7")),
+    (
+        fixity_and_storage,
+        ("B1", *(("B1c",) if HAS_STAGING_SETTING else ()), "B2", "B3", "B4", "B6a", "B7b", "disk"),
+    ),
+    (film_reads, ("B7",)),
     (media, ("B5", "peer")),
+    (long_films, ("B10",)),
     (prefect_overhead, ("B8",)),
 ]
-ROW_ORDER = ("B1", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B8")
+ROW_ORDER = ("B1", "B1c", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B7b", "B8", "B10", "disk")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,14 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="100 MB file, 5 s clip, 1 GB sparse file, 20 tiny files, one run each: checks that "
-        "the benchmark works (CI); its figures mean little",
+        help="100 MB file, 5 s clip, 1 GB sparse file, 20 tiny files, 60 s and 180 s tiny films, one run each: "
+        "checks that the benchmark works (CI); its figures mean little",
     )
     parser.add_argument(
         "--repeat",
         type=int,
         default=None,
-        help="runs per measurement, whose median is reported (default 3; 1 with --quick)",
+        help="runs per measurement, whose median is reported (default 3; 1 with --quick; B10 at most 2, "
+        "B6b and B7 one: they count bytes)",
     )
     parser.add_argument(
         "--data",
@@ -98,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(data generation {ds.prepared_seconds:.0f} s); load average {load_before[0]:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after"
     )
+    print("\nThe README's table:\n" + markdown(rows, args.repeat))
     path = write_json(
         {
             "mode": sizes.name,
@@ -110,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "section_seconds": timings,
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
-            "markdown": markdown(rows),
+            "markdown": markdown(rows, args.repeat),
         },
         rows,
         args.results,

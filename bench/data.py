@@ -1,7 +1,8 @@
 """The benchmark's input data, generated once and cached under bench/data/cache/: a random file, a
-1080p ProRes clip with audio, a sparse file and a folder of tiny files. Side effects: writes
+1080p ProRes clip with audio, a sparse file, a folder of tiny files and two long films of a tiny
+frame size (one three times the other's length). Side effects: writes
 files there (each under a temporary name first, so an interrupted run never leaves a half file
-that looks complete) and runs ffmpeg to make the clip."""
+that looks complete) and runs ffmpeg to make the clip and the films."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Sizes:
     clip_seconds: int
     sparse_bytes: int
     tiny_files: int
+    #: B10: the short and the long synthetic film, in seconds (the long one 3x the short one)
+    film_seconds: tuple[int, int] = (3600, 3 * 3600)
     tiny_file_bytes: int = 1024
 
     @property
@@ -39,8 +42,16 @@ class Sizes:
 
 
 FULL = Sizes("full", random_bytes=2 * GB, clip_seconds=60, sparse_bytes=20 * GB, tiny_files=200)
-#: CI: small enough to run in a minute or two, same rows (the sparse file stays 10x the random one)
-QUICK = Sizes("quick", random_bytes=100 * MB, clip_seconds=5, sparse_bytes=1 * GB, tiny_files=20)
+#: CI: small enough to run in a minute or two, same rows (the sparse file stays 10x the random one,
+#: the long film 3x the short one)
+QUICK = Sizes(
+    "quick", random_bytes=100 * MB, clip_seconds=5, sparse_bytes=1 * GB, tiny_files=20, film_seconds=(60, 180)
+)
+
+
+def hours(seconds: float) -> str:
+    """A film's length for a label: "3 h", "60 s"."""
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,7 @@ class Dataset:
     clip: Path
     sparse_file: Path
     tiny_folder: Path
+    films: tuple[Path, Path]  # B10: short, long
     sizes: Sizes
     prepared_seconds: float  # time spent generating what was not cached yet
 
@@ -125,6 +137,58 @@ def make_clip(path: Path, seconds: int) -> Path:
     return path
 
 
+#: B10's films: tiny frames and a cheap codec, so that hours of film cost minutes, but every frame
+#: and every audio sample is there to be decoded, hashed, proxied and uploaded
+FILM_SIZE = "64x36"
+FILM_RATE = 24
+
+
+def make_long_film(path: Path, seconds: int) -> Path:
+    """A MOV of ``seconds`` of 64x36 24 fps MPEG-4 Part 2 video (moving testsrc2) with 8 kHz mono
+    16-bit PCM: about 65 MB per hour, mostly the sound, so its bytes grow with its length as a
+    real film's do. Not a candidate for normalisation (a lossy source)."""
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    tmp = _fresh(path)
+    argv = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={FILM_SIZE}:rate={FILM_RATE}:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:sample_rate=8000:duration={seconds}",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "mpeg4",
+        "-q:v",
+        "10",
+        "-c:a",
+        "pcm_s16le",
+        "-ac",
+        "1",
+        "-f",
+        "mov",
+        f"file:{tmp}",
+    ]
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"ffmpeg could not make the benchmark's long film: {proc.stderr[-2000:]}")
+    os.replace(tmp, path)
+    return path
+
+
 def make_sparse_file(path: Path, size: int) -> Path:
     """A file of ``size`` zero bytes that takes no disk space (a hole): only reading it costs."""
     if path.is_file() and path.stat().st_size == size:
@@ -160,4 +224,5 @@ def prepare(sizes: Sizes, cache: Path = CACHE_DIR) -> Dataset:
     clip = make_clip(cache / f"prores-1080p-{sizes.clip_seconds}s.mov", sizes.clip_seconds)
     sparse = make_sparse_file(cache / f"sparse-{sizes.sparse_bytes}.bin", sizes.sparse_bytes)
     tiny = make_tiny_folder(cache / f"tiny-{sizes.tiny_files}-{tag}", sizes.tiny_files, sizes.tiny_file_bytes)
-    return Dataset(random_file, clip, sparse, tiny, sizes, time.monotonic() - started)
+    short, long = (make_long_film(cache / f"film-{FILM_SIZE}-{s}s.mov", s) for s in sizes.film_seconds)
+    return Dataset(random_file, clip, sparse, tiny, (short, long), sizes, time.monotonic() - started)

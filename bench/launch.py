@@ -5,6 +5,7 @@ and result files in the work directory."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.environment import clean_env
-from bench.measure import TreeSampler
+from bench.measure import DiskSampler, TreeSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,10 +24,17 @@ class ChildFailed(RuntimeError):
 
 
 def run_child(
-    spec: dict[str, Any], work: Path, name: str, *, env: dict[str, str] | None = None, timeout: float = 3600
+    spec: dict[str, Any],
+    work: Path,
+    name: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+    disk: DiskSampler | None = None,
 ) -> dict[str, Any]:
     """Run `python -m bench.child` on ``spec``; return its result with the sampled memory of its
-    process tree added under "memory" and the wall time seen from outside under "process_seconds"."""
+    process tree added under "memory", the wall time seen from outside under "process_seconds"
+    and, when ``disk`` is given, the disk space it sampled during the child's life under "disk"."""
     work.mkdir(parents=True, exist_ok=True)
     spec_path, result_path, log_path = work / f"{name}.spec.json", work / f"{name}.result.json", work / f"{name}.log"
     spec = {**spec, "result": str(result_path)}
@@ -42,7 +50,7 @@ def run_child(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        with TreeSampler(proc.pid) as sampler:
+        with TreeSampler(proc.pid) as sampler, disk or contextlib.nullcontext():
             try:
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -53,7 +61,9 @@ def run_child(
     if code != 0 or not result_path.exists():
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise ChildFailed(f"{name} failed (exit {code}):\n{tail}")
-    result = json.loads(result_path.read_text(encoding="utf-8"))
+    result: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))
     result["memory"] = sampler.memory.as_dict()
+    if disk is not None:
+        result["disk"] = disk.use.as_dict()
     result["process_seconds"] = elapsed
     return result

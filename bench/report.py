@@ -31,11 +31,12 @@ class Row:
     met: bool | None
     runs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    ratio_format: str = "{:.2f}"  # "{:.2%}" for a share
 
     def ratio_text(self) -> str:
         if self.ratio is None or math.isnan(self.ratio):
             return "n/a"
-        return f"{self.ratio:.2f}{self.ratio_label}"
+        return self.ratio_format.format(self.ratio) + self.ratio_label
 
     def met_text(self) -> str:
         return {True: "yes", False: "NO", None: "n/a"}[self.met]
@@ -58,13 +59,19 @@ def table(rows: list[Row]) -> str:
     head = ("#", "what", "ours (median)", "compared with (median)", "ratio", "goal", "met")
     body = [(r.id, r.what, r.ours, r.compared_with, r.ratio_text(), r.goal, r.met_text()) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+
+    def line(cells: tuple[str, ...] | list[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     return "\n".join([line(head), line(["-" * w for w in widths]), *(line(b) for b in body)])
 
 
-def markdown(rows: list[Row]) -> str:
+def markdown(rows: list[Row], repeat: int = 3) -> str:
+    """The README's Benchmarks table: every row with its measured numbers, its goal and whether it
+    was met (yes / NO; n/a for a line given for comparison only)."""
+    of = f"median of {repeat}" if repeat > 1 else "one run"
     out = [
-        "| # | what | ours (median of 3) | compared with (median of 3) | ratio | goal | met |",
+        f"| # | what | ours ({of}) | compared with ({of}) | ratio | goal | met |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -2,7 +2,8 @@
 shows where a submission is and how long each step took. Retries on the I/O steps; no caching
 anywhere (a checksum must never come from a cache). Each run is tagged `ingest` and the target
 names, leaves a keyed markdown artifact `ingest-report` (files, codecs, SHA-256, replicas,
-warnings, poster link), and a progress artifact while bytes are staged and uploaded.
+warnings, poster link), a progress artifact while bytes are staged and uploaded, and another for
+the transcode (percent of the film's duration).
 
 Privacy: what a task or the flow raises goes into Prefect's database (task and flow states, their
 log lines, events). A step that fails raises, out of its task, only a redacted copy
@@ -23,13 +24,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
 from preserve.core import redact
 from preserve.core.fs import private_umask
-from preserve.core.progress import Progress
+from preserve.core.progress import MediaMeter, MediaProgress, Progress, percent_of
 from preserve.pipeline import IngestContext, IngestStatus, ingest_submission
 from preserve.report import dashboard
 
@@ -98,15 +100,21 @@ def run_as_task(
 
 #: a process-local listener for ingest progress (the CLI's progress bar), beside the artifact
 _listener: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("preserve_progress", default=None)
+#: the same for the transcode's progress (the CLI's second bar)
+_media_listener: contextvars.ContextVar[MediaProgress | None] = contextvars.ContextVar(
+    "preserve_media_progress", default=None
+)
 
 
 @contextlib.contextmanager
-def progress_listener(progress: Progress | None) -> Iterator[None]:
-    """While inside, ingest flows run in this process also report ``progress(done, total)`` here."""
-    token = _listener.set(progress)
+def progress_listener(progress: Progress | None, media: MediaProgress | None = None) -> Iterator[None]:
+    """While inside, ingest flows run in this process also report ``progress(done, total)`` and
+    ``media(position, duration, speed)`` here."""
+    token, media_token = _listener.set(progress), _media_listener.set(media)
     try:
         yield
     finally:
+        _media_listener.reset(media_token)
         _listener.reset(token)
 
 
@@ -127,6 +135,57 @@ class ProgressArtifact:
         if self._id is not None and now - self._last < self.interval and done < total:
             return
         self._last = now
+        try:
+            if self._id is None:
+                self._id = create_progress_artifact(progress=pct, description=self.description)
+            else:
+                update_progress_artifact(self._id, progress=pct)
+        except Exception:  # noqa: BLE001 - never fail the work for a progress display
+            pass
+
+
+class MediaProgressArtifact:
+    """A Prefect progress artifact for the transcode of a submission's films: percent of the film's
+    duration, created on the first report that knows the duration, updated at most every
+    ``interval`` seconds and when the film's end is reached (`finish` publishes the end of the
+    ingest). ``also`` hears every report (the CLI's bar). A report from a thread with no run
+    context (a tool's reader thread) is published in the context of the run that made this
+    artifact, so it still belongs to that flow run. Failures to publish are ignored (decoration)."""
+
+    def __init__(self, description: str, interval: float = 2.0, also: MediaProgress | None = None) -> None:
+        self.description, self.also = description, also
+        self._meter = MediaMeter(self._publish, interval)
+        self._id: Any = None
+        self._run_context = contextvars.copy_context()
+
+    def __call__(self, position: float, duration: float, speed: float | None) -> None:
+        if self.also is not None:
+            try:
+                self.also(position, duration, speed)
+            except Exception:  # noqa: BLE001 - never fail the work for a progress display
+                pass
+        self._meter(position, duration, speed)
+
+    def finish(self, complete: bool) -> None:
+        """The ingest is over: 100 % when it is ``complete`` (stored: every transcode ran to the
+        film's end, which ffmpeg's last report may miss by a frame), else the last report held back."""
+        if complete and self._id is not None:
+            self._in_run(100.0)
+        else:
+            self._meter.flush()
+
+    def _publish(self, position: float, duration: float, speed: float | None) -> None:
+        pct = percent_of(position, duration)
+        if pct is not None:
+            self._in_run(pct)
+
+    def _in_run(self, pct: float) -> None:
+        if FlowRunContext.get() is None:
+            self._run_context.copy().run(self._send, pct)
+        else:
+            self._send(pct)
+
+    def _send(self, pct: float) -> None:
         try:
             if self._id is None:
                 self._id = create_progress_artifact(progress=pct, description=self.description)
@@ -180,14 +239,24 @@ def ingest_flow(path: str, config: str | None = None, accept_invalid: bool = Fal
     settings = settings_mod.load(config)
     tag_this_run("ingest", *(t.name for t in settings.targets))
     progress = ProgressArtifact(f"ingest of {Path(path).name}: bytes staged and uploaded", also=_listener.get())
+    media = MediaProgressArtifact(
+        f"ingest of {Path(path).name}: transcode, percent of the film's duration", also=_media_listener.get()
+    )
     failure: BaseException | None = None
     try:
         with Catalog(settings.catalog_url) as catalog:
             outcome = ingest_submission(
-                settings, catalog, Path(path), runner=run_as_task, accept_invalid=accept_invalid, progress=progress
+                settings,
+                catalog,
+                Path(path),
+                runner=run_as_task,
+                accept_invalid=accept_invalid,
+                progress=progress,
+                media_progress=media,
             )
     except Exception as exc:  # noqa: BLE001 - a fault of the archive itself (the catalog is down): redacted
         failure = exc
+    media.finish(complete=failure is None and outcome.status is IngestStatus.STORED)
     if failure is not None:
         raise redact.redacted_copy(failure)  # the flow's state and log quote only what may be told
     if outcome.status is not IngestStatus.SKIPPED and not _withdrawn(settings, outcome.aip_id):

@@ -76,6 +76,13 @@ def test_filesystem_access_target_gets_sibling_directories(tmp_path: Path) -> No
     assert s.target("pub") == s.access_target  # configured targets; the derived ones are policy's
 
 
+def test_staging_is_in_place_unless_copy_is_chosen() -> None:
+    assert load(DEFAULT_CONFIG, env={}).ingest.staging == "in-place"
+    assert load(DEFAULT_CONFIG, env={"PRESERVE__INGEST__STAGING": "copy"}).ingest.staging == "copy"
+    with pytest.raises(ConfigError, match="ingest.staging"):
+        load(DEFAULT_CONFIG, env={"PRESERVE__INGEST__STAGING": "elsewhere"})
+
+
 def test_embedded_keys_before_services_up(tmp_path: Path) -> None:
     s = load(DEFAULT_CONFIG, env={}, overrides={"archive": {"var_dir": str(tmp_path)}})
     with pytest.raises(ConfigError) as caught:

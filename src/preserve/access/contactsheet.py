@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from preserve import tools
-from preserve.access.proxy import measured_duration
+from preserve.access.proxy import deinterlace_filters, measured_duration
 from preserve.tools import ffmpeg
 from preserve.tools.ffprobe import ProbeReport
 
@@ -48,27 +48,35 @@ def contact_sheet_argv(
         if t > 0:
             argv += ["-ss", f"{t:.3f}"]
         argv += ["-i", tools.media_path(src)]
-    width = max(2, tile_width // 2 * 2)
-    prep = "bwdif=mode=send_frame:parity=auto:deint=all," if probe.interlaced else ""
+    prep = "".join(f + "," for f in deinterlace_filters(probe))
     chains = [
-        f"[{i}:{index}]trim=end_frame=1,setpts=PTS-STARTPTS,{prep}"
-        f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p,{ffmpeg.NO_SIDE_DATA}[f{i}]"
+        f"[{i}:{index}]trim=end_frame=1,setpts=PTS-STARTPTS,{prep}{tile_filters(tile_width)}[f{i}]"
         for i in range(len(times))
     ]
-    rows = math.ceil(len(times) / max(1, columns))
-    cols = min(columns, len(times))
     joined = "".join(f"[f{i}]" for i in range(len(times)))
-    graph = (
-        ";".join(chains)
-        + f";{joined}concat=n={len(times)}:v=1:a=0,tile={cols}x{rows}:padding=4:margin=4,{ffmpeg.NO_SIDE_DATA}[sheet]"
-    )
-    argv += [
-        "-filter_complex",
-        graph,
-        "-map",
-        "[sheet]",
-        "-frames:v",
-        "1",
+    graph = ";".join(chains) + f";{joined}concat=n={len(times)}:v=1:a=0,{grid_filters(len(times), columns)}[sheet]"
+    argv += ["-filter_complex", graph, "-map", "[sheet]", "-frames:v", "1", *sheet_output_options(dst)]
+    return argv
+
+
+def tile_filters(tile_width: int) -> str:
+    """One tile's chain after its frame is chosen (and deinterlaced): square pixels, scaled to
+    ``tile_width`` (even) with an even height, full-range 4:2:0, every frame's side data deleted."""
+    width = max(2, tile_width // 2 * 2)
+    return f"scale=w={width}:h='max(2,trunc(ow/dar/2)*2)',setsar=1,format=yuvj420p,{ffmpeg.NO_SIDE_DATA}"
+
+
+def grid_filters(tiles: int, columns: int) -> str:
+    """The tiles, in order, laid out in ``columns`` (fewer when there are fewer tiles), then the
+    side data deleted again."""
+    rows = math.ceil(tiles / max(1, columns))
+    cols = min(columns, tiles)
+    return f"tile={cols}x{rows}:padding=4:margin=4,{ffmpeg.NO_SIDE_DATA}"
+
+
+def sheet_output_options(dst: Path) -> list[str]:
+    """The contact sheet's output options (pure): a JPEG with nothing of the source's metadata."""
+    return [
         "-c:v",
         "mjpeg",
         "-q:v",
@@ -83,7 +91,6 @@ def contact_sheet_argv(
         "1",
         tools.media_path(dst),
     ]
-    return argv
 
 
 def make_contact_sheet(

@@ -19,21 +19,35 @@ POSTER_MIN_DURATION = 1.0
 MAX_AUDIO_RATE = 48000
 
 
-def _video_filter(probe: ProbeReport, max_height: int, *then: str) -> str:
-    """Deinterlace when the source declares fields, then scale to at most ``max_height`` lines,
-    never up, with both dimensions even (x264 4:2:0 requires it) and square pixels, keeping the
-    display aspect ratio (``dar`` includes the source's sample aspect ratio); then the filters in
-    ``then``; last, every frame's side data is deleted (captions, ICC profile: `ffmpeg.NO_SIDE_DATA`)."""
+def deinterlace_filters(probe: ProbeReport) -> list[str]:
+    """The deinterlacer every access copy's chain starts with when the source declares fields
+    (one frame out per frame in, so frame counts and timestamps stay); none otherwise."""
+    return ["bwdif=mode=send_frame:parity=auto:deint=all"] if probe.interlaced else []
+
+
+def picture_filters(max_height: int, *then: str) -> list[str]:
+    """Scale to at most ``max_height`` lines, never up, with both dimensions even (x264 4:2:0
+    requires it) and square pixels, keeping the display aspect ratio (``dar`` includes the source's
+    sample aspect ratio); then the filters in ``then``; last, every frame's side data is deleted
+    (captions, ICC profile: `ffmpeg.NO_SIDE_DATA`). The proxy's and the poster's chain after the
+    deinterlacer."""
     if max_height < 2:
         raise ValueError(f"max_height must be at least 2, got {max_height}")
-    chain = []
-    if probe.interlaced:
-        chain.append("bwdif=mode=send_frame:parity=auto:deint=all")
-    chain.append(f"scale=w='max(2,trunc(oh*dar/2)*2)':h='max(2,trunc(min(ih,{max_height})/2)*2)'")
-    chain.append("setsar=1")
-    chain.extend(then)
-    chain.append(ffmpeg.NO_SIDE_DATA)
-    return ",".join(chain)
+    return [
+        f"scale=w='max(2,trunc(oh*dar/2)*2)':h='max(2,trunc(min(ih,{max_height})/2)*2)'",
+        "setsar=1",
+        *then,
+        ffmpeg.NO_SIDE_DATA,
+    ]
+
+
+def _video_filter(probe: ProbeReport, max_height: int, *then: str) -> str:
+    """Deinterlace when the source declares fields, then `picture_filters`."""
+    return ",".join(deinterlace_filters(probe) + picture_filters(max_height, *then))
+
+
+#: the poster's pixel format (full-range 4:2:0, what the JPEG encoder takes), before the side data goes
+POSTER_FORMAT = "format=yuvj420p"
 
 
 def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings) -> list[str]:
@@ -54,9 +68,15 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
     ]
     if probe.audio_index is not None:
         argv += ["-map", f"0:{probe.audio_index}"]
-    argv += [
-        "-vf",
-        _video_filter(probe, settings.max_height),
+    argv += ["-vf", _video_filter(probe, settings.max_height)]
+    return argv + proxy_output_options(dst, probe, settings)
+
+
+def proxy_output_options(dst: Path, probe: ProbeReport, settings: ProxySettings) -> list[str]:
+    """The proxy's output options after its ``-map``s and its video filter (pure): H.264 with no
+    SEI, AAC stereo (at most `MAX_AUDIO_RATE`) or no audio, no subtitles, data or source metadata,
+    a faststart MP4 at ``dst``. Shared by `proxy_argv` and the one-pass transcode."""
+    argv = [
         "-c:v",
         "libx264",
         *ffmpeg.H264_NO_SEI,
@@ -115,7 +135,16 @@ def poster_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySetting
         "-frames:v",
         "1",
         "-vf",
-        _video_filter(probe, settings.max_height, "format=yuvj420p"),
+        _video_filter(probe, settings.max_height, POSTER_FORMAT),
+        *poster_output_options(dst),
+    ]
+    return argv
+
+
+def poster_output_options(dst: Path) -> list[str]:
+    """The poster's output options after its frame selection and filters (pure): a JPEG with
+    nothing of the source's metadata, at ``dst`` (each frame it gets replaces the last one)."""
+    return [
         "-c:v",
         "mjpeg",
         "-q:v",
@@ -130,7 +159,6 @@ def poster_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySetting
         "1",
         tools.media_path(dst),
     ]
-    return argv
 
 
 def make_proxy(

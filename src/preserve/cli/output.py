@@ -1,23 +1,25 @@
-"""What the commands print to a terminal: the plain table, progress bars, one line per ingested
-submission, and the `status` overview. Side effects: writes to stdout and stderr; rich is imported
-only when something is drawn with it, so `preserve --help` stays fast."""
+"""What the commands print to a terminal: the plain table, progress bars (bytes, and an ingest's
+transcode), one line per ingested submission, and the `status` overview. Side effects: writes to
+stdout and stderr; rich is imported only when something is drawn with it, so `preserve --help`
+stays fast."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from preserve.core.units import human_bytes
 from preserve.report.tables import table
 
 if TYPE_CHECKING:
     from preserve.catalog.views import CatalogStatus, DeaccessionInProgress
-    from preserve.core.progress import Progress
+    from preserve.core.progress import MediaProgress, Progress
     from preserve.intake.watch import Handled, Waiting
 
-__all__ = ["outcome_line", "print_status", "progress_bar", "table", "waiting_line"]
+__all__ = ["ingest_bars", "outcome_line", "print_status", "progress_bar", "table", "waiting_line"]
 
 
 @contextlib.contextmanager
@@ -41,6 +43,72 @@ def progress_bar(label: str) -> Iterator[Progress | None]:
     ) as bar:
         task = bar.add_task(label, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total or None)
+
+
+@contextlib.contextmanager
+def ingest_bars(label: str) -> Iterator[tuple[Progress | None, MediaProgress | None]]:
+    """An ingest's two rich bars on stderr when it is a terminal, (None, None) otherwise: the bytes
+    staged and uploaded (as `progress_bar`), and below it, from the first report on, the transcode
+    (percent of the film's duration, position, ffmpeg's speed, and the time left at that speed).
+    Yields the ``progress(done, total)`` and ``media_progress(position, duration, speed)`` callbacks."""
+    if not sys.stderr.isatty():
+        yield None, None
+        return
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from preserve.core.progress import remaining_seconds
+
+    console = Console(stderr=True)
+    byte_bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    media_bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[where]}  {task.fields[speed]}  {task.fields[eta]}"),
+        console=console,
+    )
+    byte_task = byte_bar.add_task(label, total=None)
+    media_task: list[Any] = []
+    lock = threading.Lock()
+
+    def on_bytes(done: int, total: int) -> None:
+        byte_bar.update(byte_task, completed=done, total=total or None)
+
+    def on_media(position: float, duration: float, speed: float | None) -> None:
+        left = remaining_seconds(position, duration, speed)
+        where = f"{_clock(position)} / {_clock(duration)}" if duration > 0 else _clock(position)
+        pace = f"{speed:.1f}x" if speed is not None else ""
+        eta = f"ETA {_clock(left)}" if left is not None else ""
+        with lock:  # the first report adds the bar, once even if two transcodes report at once
+            if not media_task:
+                media_task.append(media_bar.add_task("transcode", total=None, where="", speed="", eta=""))
+        media_bar.update(media_task[0], completed=position, total=duration or None, where=where, speed=pace, eta=eta)
+
+    with Live(Group(byte_bar, media_bar), console=console, transient=True, refresh_per_second=4):
+        yield on_bytes, on_media
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss of a duration (films run for hours)."""
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def outcome_line(h: Handled) -> str:

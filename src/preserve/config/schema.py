@@ -44,6 +44,10 @@ class IngestSettings(_Model):
     #: what a `contributor_id` must look like (a regular expression the whole value must match):
     #: an archive-assigned code, never a name; the default takes PSN-0042 and contrib-42
     pseudonym_pattern: str = r"[A-Za-z]{2,7}-[0-9]{1,8}"
+    #: in-place: the originals are hashed and uploaded where they lie in the ingest folder (local
+    #: disk: only what preserve writes); copy: each original is first copied into staging (local
+    #: disk: the whole payload again), for an ingest folder on a slow network share
+    staging: Literal["in-place", "copy"] = "in-place"
 
     @field_validator("pseudonym_pattern")
     @classmethod

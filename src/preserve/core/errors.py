@@ -10,7 +10,8 @@ these are for failures, when an operation cannot go on.
     │   ├── UnsafeSubmission        symlinks, special files, hostile paths, names over limits
     │   ├── SidecarError            metadata sidecar malformed or invalid
     │   ├── SuppliedChecksumMismatch  checksums shipped with the submission do not match
-    │   └── MediaError              a media file is unreadable or does not decode
+    │   ├── MediaError              a media file is unreadable or does not decode
+    │   └── SourceChanged           an original changed in the ingest folder while being ingested
     ├── PackagingError              a bag could not be built or does not validate
     ├── PrivacyError                an access copy still carries identifying metadata
     ├── StorageError                an object store failed
@@ -136,6 +137,15 @@ class MediaError(SubmissionError):
     )
     #: a tool's complaint about a submitted file can quote text from inside it (a playlist's paths)
     public_summary = "a media file of the submission cannot be read or does not decode"
+
+
+class SourceChanged(SubmissionError):
+    advice = (
+        "A file of the submission changed while it was being ingested (it was probably still being "
+        "copied into the ingest folder). Nothing was stored. Wait until the copy into the ingest "
+        "folder is finished, then run `preserve retry NAME`."
+    )
+    public_summary = "a file of the submission changed while being ingested"
 
 
 class PackagingError(PreserveError):

@@ -1,6 +1,7 @@
 """Progress of long operations (ingest, restore, audit) as plain callbacks: ``progress(done,
-total)`` in bytes. The library only calls them; the CLI draws a rich progress bar on a terminal
-and the flows publish a Prefect progress artifact. Side effects: whatever the callback does."""
+total)`` in bytes, and ``media_progress(position, duration, speed)`` for a transcode. The library
+only calls them; the CLI draws rich progress bars on a terminal and the flows publish Prefect
+progress artifacts. Side effects: whatever the callback does."""
 
 from __future__ import annotations
 
@@ -54,3 +55,61 @@ class Meter:
             self.progress(self.done, self.total)
         except Exception:  # noqa: BLE001 - see the class docstring
             pass
+
+
+class MediaMeter:
+    """Passes ``media_progress(position, duration, speed)`` reports on to ``listener`` at most every
+    ``interval`` seconds (the first report, and one that reaches the film's duration, always), so a
+    listener that talks to a server is not called at every ffmpeg report. `flush` passes on the
+    last report if the throttle held it back (call it when the work ends). A listener error is
+    swallowed, as `Meter`'s is. Thread-safe: reports may come from several transcodes at once, and
+    the listener is never called from two threads at the same time."""
+
+    def __init__(self, listener: MediaProgress | None = None, interval: float = 0.0) -> None:
+        self.listener = listener
+        self.interval = interval
+        self.last: tuple[float, float, float | None] | None = None
+        self._sent: tuple[float, float, float | None] | None = None
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, position: float, duration: float, speed: float | None) -> None:
+        with self._lock:
+            self.last = (position, duration, speed)
+            now = time.monotonic()
+            done = duration > 0 and position >= duration
+            if self._at is not None and not done and now - self._at < self.interval:
+                return
+            self._at = now
+            self._send()
+
+    def flush(self) -> None:
+        """Pass on the last report, unless it was already passed on."""
+        with self._lock:
+            if self.last is not None and self.last != self._sent:
+                self._at = time.monotonic()
+                self._send()
+
+    def _send(self) -> None:
+        self._sent = self.last
+        if self.listener is None or self.last is None:
+            return
+        try:
+            self.listener(*self.last)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            pass
+
+
+def percent_of(position: float, duration: float) -> float | None:
+    """How far into the film, in percent (0-100); None when its duration is unknown (0)."""
+    if duration <= 0:
+        return None
+    return max(0.0, min(100.0, 100.0 * position / duration))
+
+
+def remaining_seconds(position: float, duration: float, speed: float | None) -> float | None:
+    """Wall-clock seconds until the end of the film at ffmpeg's reported speed (x real time);
+    None when the duration or the speed is unknown (or the speed is 0: ffmpeg is stuck)."""
+    if duration <= 0 or not speed or speed <= 0:
+        return None
+    return max(0.0, duration - position) / speed

@@ -1,14 +1,18 @@
 """BagIt 1.0 (RFC 8493) bags built around bagit-python without re-reading the payload: payload
-digests come from the one streaming copy into staging, bagit-python writes bag-info.txt and the
-tag manifests, and validates. Side effects: writes under the bag directory; bagit-python calls
-os.chdir, so every call into it holds one process-wide lock."""
+digests come from the one read of each original (a streaming copy into staging, or a hash where
+it lies when the bag is built in place), bagit-python writes bag-info.txt and the tag manifests,
+and validates. A bag built in place holds only what preserve wrote: its originals stay in the
+ingest folder until they are uploaded under the bag's keys (`finalize`/`check` take them as
+``elsewhere``). Side effects: writes under the bag directory; bagit-python calls os.chdir, so
+every call into it holds one process-wide lock."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -49,6 +53,11 @@ def payload_path(*parts: str) -> str:
     return unicodedata.normalize("NFC", str(PurePosixPath("data", *comps)))
 
 
+def payload_algorithms(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The bag's algorithms, then any others wanted in the same read (a supplied md5, say)."""
+    return (*BAG_ALGORITHMS, *(a for a in extra if a not in BAG_ALGORITHMS))
+
+
 def add_payload_file(
     bag_dir: Path,
     rel: str,
@@ -63,8 +72,7 @@ def add_payload_file(
     untouched source after a crash; the durable copies are the verified replicas."""
     dest = bag_dir / rel
     dest.parent.mkdir(parents=True, exist_ok=True)
-    algorithms = (*BAG_ALGORITHMS, *(a for a in extra_algorithms if a not in BAG_ALGORITHMS))
-    digests = copy_with_digests(source, dest, algorithms, durable=False)
+    digests = copy_with_digests(source, dest, payload_algorithms(extra_algorithms), durable=False)
     return PayloadFile(path=rel, digests=digests, role=role, original_name_bytes=original_name_bytes)
 
 
@@ -81,13 +89,26 @@ def payload_oxum(files: Sequence[PayloadFile]) -> str:
     return f"{sum(f.size for f in files)}.{len(files)}"
 
 
-def finalize(bag_dir: Path, files: Sequence[PayloadFile], info: Mapping[str, str]) -> str:
+def payload_on_disk(bag_dir: Path) -> set[str]:
+    """The payload paths (``data/...``) of the files under the bag directory."""
+    return {p.relative_to(bag_dir).as_posix() for p in (bag_dir / "data").rglob("*") if p.is_file()}
+
+
+def finalize(
+    bag_dir: Path, files: Sequence[PayloadFile], info: Mapping[str, str], *, elsewhere: Collection[str] = ()
+) -> str:
     """Write bagit.txt (1.0), the payload manifests from the digests we already have, and let
-    bagit-python write bag-info.txt and the tag manifests. Returns the Payload-Oxum."""
-    on_disk = {p.relative_to(bag_dir).as_posix() for p in (bag_dir / "data").rglob("*") if p.is_file()}
+    bagit-python write bag-info.txt and the tag manifests. Returns the Payload-Oxum.
+    ``elsewhere`` names the payload files that are not under ``bag_dir`` (a bag built in place:
+    the originals stay in the ingest folder); every other declared file must be on disk, and
+    nothing else may be."""
+    on_disk = payload_on_disk(bag_dir)
     declared = {f.path for f in files}
-    if on_disk != declared:
-        raise PackagingError(f"payload on disk and manifest differ: {sorted(on_disk ^ declared)[:5]}")
+    away = set(elsewhere)
+    if not away <= declared or on_disk & away:
+        raise PackagingError(f"payload kept elsewhere is undeclared or also on disk: {sorted(away - declared)[:5]}")
+    if on_disk != declared - away:
+        raise PackagingError(f"payload on disk and manifest differ: {sorted(on_disk ^ (declared - away))[:5]}")
     (bag_dir / "bagit.txt").write_text(
         f"BagIt-Version: {BAGIT_VERSION}\nTag-File-Character-Encoding: UTF-8\n", encoding="utf-8"
     )
@@ -125,6 +146,74 @@ def validate(bag_dir: Path, *, fast: bool = False) -> BagReport:
         except bagit.BagError as exc:
             return BagReport(bag_dir, False, version, (str(exc),), oxum)
     return BagReport(bag_dir, True, version, (), oxum)
+
+
+def check(bag_dir: Path, files: Sequence[PayloadFile], *, elsewhere: Collection[str] = ()) -> BagReport:
+    """Validate a bag whose payload files named in ``elsewhere`` are not under ``bag_dir`` (built in
+    place), without reading any payload: bagit.txt and the structure as bagit-python parses them;
+    every tag file against the tag manifests (re-hashed: they are small); every payload manifest
+    against ``files`` (the digests of the one read of each original, and of what preserve wrote),
+    path for path and algorithm for algorithm; the payload on disk against the declared files
+    and their sizes; Payload-Oxum against the declared sizes. Returns a report; raises nothing
+    for an invalid bag."""
+    errors: list[str] = []
+    declared = {f.path: f for f in files}
+    away = set(elsewhere)
+    with _BAGIT_LOCK:
+        try:
+            b = bagit.Bag(str(bag_dir))
+        except bagit.BagError as exc:
+            return BagReport(bag_dir, False, "", (f"not a bag: {exc}",))
+        version = ".".join(str(v) for v in b.version_info)
+        oxum = str(b.info.get("Payload-Oxum", ""))
+        entries = {k.replace(os.sep, "/"): dict(v) for k, v in b.entries.items()}
+        algorithms = list(b.algorithms)
+        manifests = {os.path.basename(m) for m in b.manifest_files()}
+        tag_manifests = {os.path.basename(m) for m in b.tagmanifest_files()}
+    if version != BAGIT_VERSION:
+        errors.append(f"bagit.txt says version {version}, not {BAGIT_VERSION}")
+    if (bag_dir / "bagit.txt").read_bytes().startswith(b"\xef\xbb\xbf"):
+        errors.append("bagit.txt starts with a byte-order mark")
+    if not (bag_dir / "data").is_dir():
+        errors.append("no data/ directory")
+    for alg in BAG_ALGORITHMS:
+        if f"manifest-{alg}.txt" not in manifests or f"tagmanifest-{alg}.txt" not in tag_manifests:
+            errors.append(f"manifest-{alg}.txt or tagmanifest-{alg}.txt is missing")
+    payload = {p: e for p, e in entries.items() if p.startswith("data/")}
+    tags = {p: e for p, e in entries.items() if not p.startswith("data/")}
+    for name in ("bagit.txt", "bag-info.txt", *sorted(manifests)):
+        if name not in tags:
+            errors.append(f"tag file {name} is not in the tag manifests")
+    for rel, hashes in sorted(tags.items()):
+        try:
+            content = (bag_dir / rel).read_bytes()
+        except OSError as exc:
+            errors.append(f"tag file {rel}: {exc.strerror or exc}")
+            continue
+        for alg, listed in hashes.items():
+            if hashlib.new(alg, content).hexdigest() != listed.lower():
+                errors.append(f"tag file {rel}: {alg} differs from its tag manifest")
+    if set(payload) != set(declared):
+        errors.append(f"manifests and declared payload differ: {sorted(set(payload) ^ set(declared))[:5]}")
+    for rel, hashes in sorted(payload.items()):
+        f = declared.get(rel)
+        if f is None:
+            continue
+        for alg in algorithms:
+            if alg not in hashes and alg in f.digests.values:
+                errors.append(f"{rel}: missing from manifest-{alg}.txt")
+            elif alg in hashes and hashes[alg].lower() != f.digests.values.get(alg):
+                errors.append(f"{rel}: {alg} in the manifest is not the digest taken when it was read")
+    on_disk = payload_on_disk(bag_dir)
+    if on_disk != set(declared) - away:
+        errors.append(f"payload on disk is not what was declared: {sorted(on_disk ^ (set(declared) - away))[:5]}")
+    for rel in sorted(on_disk & set(declared)):
+        size = (bag_dir / rel).stat().st_size
+        if size != declared[rel].size:
+            errors.append(f"{rel}: {size} bytes on disk, {declared[rel].size} declared")
+    if oxum != payload_oxum(files):
+        errors.append(f"Payload-Oxum {oxum!r} is not {payload_oxum(files)!r}")
+    return BagReport(bag_dir, not errors, version, tuple(errors), oxum)
 
 
 def _encode_path(path: str) -> str:

@@ -1,13 +1,18 @@
 """One submission through the pipeline, and what happens when it cannot go on:
 
     stage → characterise → validate → normalise → make_access → package → replicate → publish
-          → record → accession
+      ╰─ (the originals' uploads to targets without Object Lock, in the background) ─╯  → record → accession
 
 Each step takes the context and the typed results it needs, and returns its own (see
 `preserve.pipeline.steps`); this module is the only place that knows their order. A step runner
-(`preserve.pipeline.runner`) runs each one: directly, or as a Prefect task in the flow. Any failure
-ends in quarantine with the source intact; content already stored is recorded as a duplicate.
-Side effects: a claim on the submission in the catalog, and those of the steps."""
+(`preserve.pipeline.runner`) runs each one: directly, or as a Prefect task in the flow. Right after
+the duplicate check the originals start uploading in the background (`replicate.start_early`);
+`replicate` waits for them. A bag built in place reads its originals in the ingest folder until
+the end: after every step, and right before the catalog is written, their fingerprints are compared
+with those of their first read, and a change is SourceChanged. Any failure ends in quarantine with
+the source intact, after the background uploads are stopped and whatever this attempt stored is
+removed; content already stored is recorded as a duplicate. Side effects: a claim on the
+submission in the catalog, and those of the steps."""
 
 from __future__ import annotations
 
@@ -33,9 +38,16 @@ from preserve.pipeline.steps.describe import Described, MediaFacts, characterise
 from preserve.pipeline.steps.normalise import normalise
 from preserve.pipeline.steps.package import Packaged, package
 from preserve.pipeline.steps.publish import Published, publish
-from preserve.pipeline.steps.receive import Staged, stage
+from preserve.pipeline.steps.receive import Staged, raise_if_changed, stage
 from preserve.pipeline.steps.record import accession, record
-from preserve.pipeline.steps.replicate import Replicated, replicate
+from preserve.pipeline.steps.replicate import (
+    EarlyUploads,
+    Replicated,
+    remove_unrecorded,
+    replicate,
+    source_changes,
+    start_early,
+)
 from preserve.pipeline.steps.validate import Validated, validate
 
 P = ParamSpec("P")
@@ -52,6 +64,10 @@ class _Progress:
     packaged: Packaged | None = None
     replicated: Replicated | None = None
     published: Published | None = None
+    #: the originals' uploads started before validation; None until (or unless) they start
+    early: EarlyUploads | None = None
+    #: something may have been stored under the AIP's prefix by this attempt
+    uploading: bool = False
 
 
 def ingest_submission(
@@ -99,22 +115,41 @@ def ingest_submission(
         current[0] = step.__name__
         result = runner(step, ctx, *args, **kwargs)
         catalog.renew_lease(key, worker, settings.ingest.lease_seconds)
+        if done.staged is not None and done.replicated is None:  # a film changing under us stops it at once
+            raise_if_changed(done.staged, f"found after {step.__name__}")
+            source_changes(ctx, done.staged, done.early)
         return result
 
     try:
         with claims.LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):
-            staged = done.staged = run(stage)
-            existing = catalog.find_by_content(staged.content_key)
-            if existing:
-                return _duplicate(ctx, staged, existing)
-            described = done.described = run(characterise, staged)
-            validated = done.validated = run(validate, staged, described)
-            masters = run(normalise, staged, described)
-            derivatives = done.derivatives = run(make_access, staged, described, validated)
-            packaged = done.packaged = run(package, staged, described, validated, masters)
-            replicated = done.replicated = run(replicate, packaged)
-            published = done.published = run(publish, staged, derivatives)
-            run(record, staged, described, masters, packaged, replicated, published)
+            try:
+                staged = done.staged = run(stage)
+                raise_if_changed(staged, "found after stage")  # before a byte of it is uploaded
+                existing = catalog.find_by_content(staged.content_key)
+                if existing:
+                    return _duplicate(ctx, staged, existing)
+                done.early = start_early(ctx, staged)
+                done.uploading = done.early is not None
+                described = done.described = run(characterise, staged)
+                validated = done.validated = run(validate, staged, described)
+                masters = run(normalise, staged, described)
+                derivatives = done.derivatives = run(make_access, staged, described, validated)
+                packaged = done.packaged = run(package, staged, described, validated, masters)
+                done.uploading = True
+                replicated = done.replicated = run(replicate, staged, packaged, done.early)
+                published = done.published = run(publish, staged, derivatives)
+                current[0] = "record"
+                raise_if_changed(staged, "found right before the catalog was to be written")
+                run(record, staged, described, masters, packaged, replicated, published)
+            except Exception:
+                # inside the lease: stopping the uploads may wait for those running
+                if done.uploading:
+                    remove_unrecorded(ctx, done.early, done.published.copies if done.published else ())
+                raise
+            except BaseException:  # interrupted: begin no more uploads; the next attempt sweeps the rest
+                if done.early is not None:
+                    done.early.uploads.stop(wait=False)
+                raise
             run(accession, staged.submission)
     except Exception as exc:  # noqa: BLE001 - every failure ends in quarantine, never in a lost source
         submission = done.staged.submission if done.staged else quarantines.rescan(ctx.source)

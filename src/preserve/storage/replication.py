@@ -1,5 +1,6 @@
 """Replicas of AIPs on the storage targets: the ingest's parallel, verified upload of a bag to
-every target, and the back-fill of a target added later from a replica that verifies now
+every target (all at once, or the originals early on a thread of their own, `Background`, and the
+rest later), and the back-fill of a target added later from a replica that verifies now
 (`preserve replicate`). Side effects: uploads to the targets (through the ObjectStore protocol),
 temporary files under var/replicate-work, catalog writes and events (back-fill only; the
 ingest records its replicas itself, in one transaction with the AIP)."""
@@ -7,10 +8,12 @@ ingest records its replicas itself, in one transaction with the AIP)."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,8 @@ class TargetOutcome:
     uri: str = ""  # the AIP's prefix on this target
     objects: list[StoredObject] = field(default_factory=list)
     error: StorageError | None = None
+    #: the upload that failed with ``error`` (None when the target failed before any upload)
+    failed: Upload | None = None
     parts: int = 0
     parts_reused: int = 0
     retries: int = 0
@@ -95,6 +100,9 @@ def upload_all(
     *,
     prepare: Callable[[ObjectStore, TargetSettings], None] | None = None,
     on_uploaded: Callable[[int], None] | None = None,
+    on_failed: Callable[[str, Upload, StorageError], None] | None = None,
+    skip: Mapping[str, Collection[str]] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[TargetOutcome]:
     """Store every file on every target and verify each object, ``replication.parallel_uploads``
     files at a time across all targets (so a slow target does not hold a fast one back). A
@@ -105,7 +113,10 @@ def upload_all(
     threshold) in memory, so at most ``parallel_uploads`` x part_size_for(largest file) bytes,
     e.g. 4 x 64 MiB for films up to 640 GB. ``prepare(store, target)`` runs first on the calling
     thread (the ingest sweeps leftovers there); ``on_uploaded(bytes)`` is called on the calling
-    thread as each file finishes (progress)."""
+    thread as each file finishes (progress), ``on_failed(target, upload, error)`` as a target
+    fails on an upload. ``skip`` maps a target's name to keys it already holds, verified (they
+    are not sent again). Once ``cancel`` is set, uploads not yet begun are not begun; those
+    running finish (their outcomes are kept)."""
     outcomes = [TargetOutcome(t.name, t.kind) for t in targets]
     with contextlib.ExitStack() as stack:
         stores: list[ObjectStore | None] = []
@@ -123,8 +134,8 @@ def upload_all(
         started = time.monotonic()
 
         def one(i: int, upload: Upload) -> ObjectInfo | None:
-            if stop[i]:
-                return None  # this target already failed: do not spend bandwidth on it
+            if stop[i] or (cancel is not None and cancel.is_set()):
+                return None  # this target already failed, or the uploads were stopped: spend nothing on it
             store = stores[i]
             assert store is not None
             return store.put_file(upload.key, upload.path, sha256=upload.sha256, size=upload.size)
@@ -132,9 +143,10 @@ def upload_all(
         workers = max(1, settings.replication.parallel_uploads)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload") as pool:
             jobs: dict[Future[ObjectInfo | None], tuple[int, Upload]] = {}
+            have = skip or {}
             for upload in uploads:
-                for i in range(len(targets)):
-                    if not stop[i]:
+                for i, t in enumerate(targets):
+                    if not stop[i] and upload.key not in have.get(t.name, ()):
                         jobs[pool.submit(one, i, upload)] = (i, upload)
             try:
                 for fut in as_completed(jobs):
@@ -144,9 +156,11 @@ def upload_all(
                         info = fut.result()
                     except StorageError as exc:
                         if out.error is None:
-                            out.error = exc
+                            out.error, out.failed = exc, upload
                             stop[i] = True
                             log.warning("target %s failed on %s: %s", out.target, upload.key, exc)
+                            if on_failed is not None:
+                                on_failed(out.target, upload, exc)
                         continue
                     if info is None:
                         continue
@@ -166,6 +180,75 @@ def upload_all(
             out.seconds = time.monotonic() - started
             out.objects.sort(key=lambda o: o.key)
     return outcomes
+
+
+class Background:
+    """`upload_all` on a thread of its own, started at once: the ingest uploads its originals this
+    way while the film is characterised, validated and transcoded. `wait` gives the outcomes (or
+    raises what upload_all raised); `stop` cancels the uploads not yet begun and waits for the
+    running ones. The thread runs in a copy of the starting thread's context, so progress reported
+    from it belongs to the same run (a Prefect flow run's artifact). ``failures`` lists, as they
+    happen, each target's failure (target, upload, error)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        targets: Sequence[TargetSettings],
+        aip_id: str,
+        uploads: Sequence[Upload],
+        *,
+        prepare: Callable[[ObjectStore, TargetSettings], None] | None = None,
+        on_uploaded: Callable[[int], None] | None = None,
+    ) -> None:
+        self.targets = tuple(t.name for t in targets)
+        self.total = sum(u.size for u in uploads) * len(targets)
+        self.sent = 0
+        self.failures: list[tuple[str, Upload, StorageError]] = []
+        self._cancel = threading.Event()
+        self._outcomes: list[TargetOutcome] | None = None
+        self._error: BaseException | None = None
+
+        def uploaded(n: int) -> None:
+            self.sent += n
+            if on_uploaded is not None:
+                on_uploaded(n)
+
+        def work() -> None:
+            try:
+                self._outcomes = upload_all(
+                    settings,
+                    targets,
+                    aip_id,
+                    uploads,
+                    prepare=prepare,
+                    on_uploaded=uploaded,
+                    on_failed=lambda target, upload, exc: self.failures.append((target, upload, exc)),
+                    cancel=self._cancel,
+                )
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+                self._error = exc
+
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(work,), name=f"upload-{aip_id}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self) -> list[TargetOutcome]:
+        """Wait for every upload; the outcome of each target, as upload_all returns them."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._outcomes is not None
+        return self._outcomes
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Begin no further upload; with ``wait``, return once the running ones have ended."""
+        self._cancel.set()
+        if wait:
+            self._thread.join()
 
 
 # -- back-fill ------------------------------------------------------------------------------------

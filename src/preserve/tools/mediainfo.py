@@ -1,9 +1,12 @@
-"""MediaInfo reports through the bundled libmediainfo (pymediainfo, in-process); reads the file, writes nothing."""
+"""MediaInfo reports through the bundled libmediainfo (pymediainfo's library, in-process), JSON and XML
+from one parse of the file; reads the file, writes nothing."""
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,28 +39,58 @@ class MediaInfoReport:
         return {}
 
 
-def _parse(path: Path, output: str) -> str:
+#: one extract at a time in this process: its options live in libmediainfo's shared config
+_LOCK = threading.Lock()
+
+
+def _inform_both(path: Path) -> tuple[str, str]:
+    """One Open of ``path`` by libmediainfo, then its JSON and its XML report of that one parse.
+    The options and calls are those of pymediainfo's ``MediaInfo.parse(path, output=..., full=True)``,
+    which opens and scans the file again for each output (on a file of no known format, libmediainfo
+    reads it dozens of times over while trying its parsers). Raises ToolNotFound when the library
+    cannot be loaded, FileNotFoundError or RuntimeError when it cannot open the file."""
     from pymediainfo import MediaInfo
 
-    if not MediaInfo.can_parse():
-        raise ToolNotFound("libmediainfo cannot be loaded (pymediainfo is installed without it)")
-    # encoding_errors="replace": a tag in a broken encoding must not make the whole report fail
-    result = MediaInfo.parse(path, output=output, full=True, encoding_errors="replace")
-    if not isinstance(result, str):  # pragma: no cover - pymediainfo returns str when output is set
-        raise ToolError(f"MediaInfo returned {type(result).__name__} instead of {output} text")
-    return result
+    with _LOCK:  # libmediainfo keeps Inform, Complete and ParseSpeed in one process-wide config
+        try:
+            lib, handle, _, version = MediaInfo._get_library()
+        except OSError as exc:
+            raise ToolNotFound(f"libmediainfo cannot be loaded (pymediainfo is installed without it): {exc}") from exc
+        try:
+            if version >= (18, 3):
+                lib.MediaInfo_Option(handle, "Cover_Data", "")
+            lib.MediaInfo_Option(handle, "CharSet", "UTF-8")
+            lib.MediaInfo_Option(handle, "Inform", "JSON")
+            lib.MediaInfo_Option(handle, "Complete", "1")
+            lib.MediaInfo_Option(handle, "ParseSpeed", "0.5")
+            lib.MediaInfo_Option(handle, "LegacyStreamDisplay", "")
+            name = os.fspath(path)
+            if lib.MediaInfo_Open(handle, name) == 0:
+                lib.MediaInfo_Close(handle)
+                if not os.path.exists(name):
+                    raise FileNotFoundError(name)
+                raise RuntimeError("libmediainfo could not open it")
+            text = lib.MediaInfo_Inform(handle, 0)
+            lib.MediaInfo_Option(handle, "Inform", "XML")  # the same parse, told again as XML
+            xml = lib.MediaInfo_Inform(handle, 0)
+            lib.MediaInfo_Close(handle)
+        finally:
+            lib.MediaInfo_Delete(handle)
+    if not isinstance(text, str) or not isinstance(xml, str):  # pragma: no cover - NULL from the library
+        raise ToolError(f"MediaInfo returned no report for {path.name}")
+    return text, xml
 
 
 def extract(path: Path) -> MediaInfoReport:
-    """Run MediaInfo on one file and return its complete JSON and XML output.
+    """Run MediaInfo on one file and return its complete JSON and XML output, both from one
+    parse of the file (byte for byte what two ``MediaInfo.parse`` calls give).
     Raises ToolError when the library is missing or the file cannot be read."""
     path = Path(path)
     try:
-        text = _parse(path, "JSON")
-        xml = _parse(path, "XML")
+        text, xml = _inform_both(path)
     except ToolError:
         raise
-    except (OSError, RuntimeError, ValueError) as exc:  # FileNotFoundError, ctypes load, decode
+    except (OSError, RuntimeError, ValueError) as exc:  # FileNotFoundError, open failure, decode
         raise ToolError(f"MediaInfo could not read {path.name}: {exc}") from exc
     try:
         data = json.loads(text)

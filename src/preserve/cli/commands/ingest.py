@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from preserve.cli.invocation import EXIT_ERROR, EXIT_FINDING, EXIT_OK, flow_data, load_settings, open_catalog, operator
-from preserve.cli.output import outcome_line, progress_bar, waiting_line
+from preserve.cli.output import ingest_bars, outcome_line, waiting_line
 
 if TYPE_CHECKING:
     from preserve.catalog import Catalog
@@ -32,19 +32,21 @@ def ingest_one(
     its own catalog). The one place the CLI meets the pipeline's outcome and the flow's result."""
     from preserve.intake.watch import Handled
 
-    bar = progress_bar(f"ingest {path.name}") if show_progress else contextlib.nullcontext()
+    bars = ingest_bars(f"ingest {path.name}") if show_progress else contextlib.nullcontext((None, None))
     if catalog is not None:
         from preserve.pipeline import ingest_submission
 
-        with bar as progress:
-            o = ingest_submission(settings, catalog, path, accept_invalid=accept_invalid, progress=progress)
+        with bars as (progress, media):
+            o = ingest_submission(
+                settings, catalog, path, accept_invalid=accept_invalid, progress=progress, media_progress=media
+            )
         return Handled(o.submission, o.status.value, o.aip_id, o.detail)
     from preserve.dev.daemon import use_temporary_prefect_api
 
     use_temporary_prefect_api(os.environ)  # before Prefect loads: its server then dies with this process
     from flows.ingest import ingest_flow, progress_listener
 
-    with bar as progress, progress_listener(progress):
+    with bars as (progress, media), progress_listener(progress, media):
         state = ingest_flow(
             path=str(path.absolute()), config=str(settings.source), accept_invalid=accept_invalid, return_state=True
         )

@@ -26,7 +26,7 @@ from preserve.operations import alerts
 from preserve.pipeline.context import IngestContext
 from preserve.pipeline.steps.describe import Described
 from preserve.pipeline.steps.receive import Staged
-from preserve.pipeline.steps.validate import Validated
+from preserve.pipeline.steps.validate import PassCopies, Validated
 from preserve.tools import exiftool, ffprobe, mediainfo
 
 #: a header duration further than this from what the stream holds (s, or this fraction of it) is
@@ -46,6 +46,8 @@ class Derivatives:
     proxy: Path | None = None
     poster: Path | None = None
     contact_sheet: Path | None = None
+    #: how long making them took (s): the one pass over the film (its decode check and framemd5
+    #: included) when they came from it, else the proxy's and the poster's own runs
     seconds: float | None = None
     withheld: str = ""
 
@@ -57,11 +59,15 @@ class Derivatives:
 
 def make_access(ctx: IngestContext, staged: Staged, described: Described, validated: Validated) -> Derivatives:
     """An H.264/AAC proxy, a poster and a contact sheet of the main video, with no source
-    metadata, post-checked for anything identifying. The poster and the contact sheet are placed
-    by how long the video really lasts (the decode check's finding in ``validated``, and the
-    stream's own timestamps), never by the header alone. Non-video submissions and dark films get
-    no access copy, and an event says so. Where the copies go (published, restricted, held under
-    embargo) is decided when they are stored (step `publish`)."""
+    metadata, post-checked for anything identifying. They are normally made in the same decode as
+    the film's decode check and framemd5 (step `validate`, ``validated.access``); when that pass
+    made none (it failed, it found decoder errors, or the duration was unknown before it) they are
+    made here, each by its own run. The poster and the contact sheet are placed by how long the
+    video really lasts (the decode check's finding in ``validated``, and the stream's own
+    timestamps), never by the header alone: copies of the pass placed by a duration the decode
+    then contradicted are made again. Non-video submissions and dark films get no access copy,
+    and an event says so. Where the copies go (published, restricted, held under embargo) is
+    decided when they are stored (step `publish`)."""
     film = described.main_video(staged.files)
     level = staged.metadata.access.level
     if film is None:
@@ -85,9 +91,71 @@ def make_access(ctx: IngestContext, staged: Staged, described: Described, valida
     probe = described.probes[film.path]
     out = ctx.work_dir / "access"
     out.mkdir(exist_ok=True)
-    timeout = ctx.settings.ingest.tool_timeout_seconds
+    made = validated.access if validated.access is not None and validated.access.film == film.path else None
     # None (nothing measurable) becomes 0: the first frames, not another measurement in each maker
-    duration = seek_span(ctx, film, src, probe, validated) or 0.0
+    stream = made.stream_span if made is not None else None
+    duration = seek_span(ctx, film, src, probe, validated, stream_span=stream) or 0.0
+    if made is not None:
+        derivatives = _from_the_pass(ctx, film, src, probe, made, out, duration)
+    else:
+        derivatives = _each_on_its_own(ctx, film, src, probe, out, duration)
+    if derivatives.proxy is None:
+        return derivatives
+    sheet = ctx.settings.access
+    made_list = ["access proxy H.264/AAC MP4, at most " + f"{ctx.settings.proxy.max_height} lines"]
+    made_list += ["poster JPEG"] if derivatives.poster else []
+    made_list += [f"contact sheet of {sheet.contact_sheet_frames} frames"] if derivatives.contact_sheet else []
+    how = "; made in the same decode as the film's decode check and framemd5" if made is not None else ""
+    ctx.log.record(
+        EventType.CREATION,
+        Outcome.PASS,
+        tools.agent("ffmpeg"),
+        ", ".join(made_list) + "; no frame side data (captions, ICC profiles), no SEI in the H.264 stream" + how,
+        subject=film.path,
+        **({"same_decode": True} if made is not None else {}),
+    )
+    return _post_check(ctx, staged, film, probe, derivatives)
+
+
+def _from_the_pass(
+    ctx: IngestContext,
+    film: PayloadFile,
+    src: Path,
+    probe: ffprobe.ProbeReport,
+    made: PassCopies,
+    out: Path,
+    duration: float,
+) -> Derivatives:
+    """The copies the one pass made. Its poster and contact sheet were placed by the duration
+    known before the decode; when the decode found the video much shorter or longer than that,
+    or one of them got no frame, they are made again by their own runs, placed by what was
+    decoded (the proxy stays)."""
+    copies = made.copies
+    wants_sheet = ctx.settings.access.contact_sheet
+    poster, contact_sheet = copies.poster, copies.contact_sheet if wants_sheet else None
+    if not _close(copies.span or 0.0, duration):
+        for stale in (copies.poster, copies.contact_sheet):
+            if stale is not None:
+                stale.unlink(missing_ok=True)
+        poster = contact_sheet = None
+    if poster is None:
+        poster = _make_poster(ctx, film, src, probe, out / "poster.jpg", duration)
+    if contact_sheet is None and wants_sheet:
+        contact_sheet = _make_contact_sheet(ctx, film, src, probe, out / "contact-sheet.jpg", duration)
+    return Derivatives(proxy=copies.proxy, poster=poster, contact_sheet=contact_sheet, seconds=made.seconds)
+
+
+def _close(a: float, b: float) -> bool:
+    """Two durations (s) agree within the tolerance a header is allowed."""
+    return abs(a - b) <= max(DURATION_TOLERANCE_SECONDS, DURATION_TOLERANCE_FRACTION * max(a, b))
+
+
+def _each_on_its_own(
+    ctx: IngestContext, film: PayloadFile, src: Path, probe: ffprobe.ProbeReport, out: Path, duration: float
+) -> Derivatives:
+    """The copies made by one run each (when the pass made none): the proxy, then the poster and
+    the contact sheet by input seeks. A copy that cannot be made is a warning; no proxy, no copy."""
+    timeout = ctx.settings.ingest.tool_timeout_seconds
     started = time.monotonic()
     proxy = _attempt(
         ctx,
@@ -97,64 +165,71 @@ def make_access(ctx: IngestContext, staged: Staged, described: Described, valida
     )
     if proxy is None:
         return Derivatives()
-    poster = _attempt(
+    poster = _make_poster(ctx, film, src, probe, out / "poster.jpg", duration)
+    seconds = time.monotonic() - started
+    contact_sheet = None
+    if ctx.settings.access.contact_sheet:
+        contact_sheet = _make_contact_sheet(ctx, film, src, probe, out / "contact-sheet.jpg", duration)
+    return Derivatives(proxy=proxy, poster=poster, contact_sheet=contact_sheet, seconds=seconds)
+
+
+def _make_poster(
+    ctx: IngestContext, film: PayloadFile, src: Path, probe: ffprobe.ProbeReport, dst: Path, duration: float
+) -> Path | None:
+    timeout = ctx.settings.ingest.tool_timeout_seconds
+    return _attempt(
         ctx,
         film,
         "poster",
-        lambda: proxies.make_poster(
-            src, out / "poster.jpg", probe, ctx.settings.proxy, duration=duration, timeout=timeout
+        lambda: proxies.make_poster(src, dst, probe, ctx.settings.proxy, duration=duration, timeout=timeout),
+    )
+
+
+def _make_contact_sheet(
+    ctx: IngestContext, film: PayloadFile, src: Path, probe: ffprobe.ProbeReport, dst: Path, duration: float
+) -> Path | None:
+    sheet, timeout = ctx.settings.access, ctx.settings.ingest.tool_timeout_seconds
+    return _attempt(
+        ctx,
+        film,
+        "contact sheet",
+        lambda: contactsheet.make_contact_sheet(
+            src,
+            dst,
+            probe,
+            duration=duration,
+            frames=sheet.contact_sheet_frames,
+            columns=sheet.contact_sheet_columns,
+            tile_width=sheet.contact_sheet_tile_width,
+            timeout=timeout,
         ),
     )
-    seconds = time.monotonic() - started
-    sheet = ctx.settings.access
-    contact_sheet = None
-    if sheet.contact_sheet:
-        contact_sheet = _attempt(
-            ctx,
-            film,
-            "contact sheet",
-            lambda: contactsheet.make_contact_sheet(
-                src,
-                out / "contact-sheet.jpg",
-                probe,
-                duration=duration,
-                frames=sheet.contact_sheet_frames,
-                columns=sheet.contact_sheet_columns,
-                tile_width=sheet.contact_sheet_tile_width,
-                timeout=timeout,
-            ),
-        )
-    ffmpeg_agent = tools.agent("ffmpeg")
-    made = ["access proxy H.264/AAC MP4, at most " + f"{ctx.settings.proxy.max_height} lines"]
-    made += ["poster JPEG"] if poster else []
-    made += [f"contact sheet of {sheet.contact_sheet_frames} frames"] if contact_sheet else []
-    ctx.log.record(
-        EventType.CREATION,
-        Outcome.PASS,
-        ffmpeg_agent,
-        ", ".join(made) + "; no frame side data (captions, ICC profiles), no SEI in the H.264 stream",
-        subject=film.path,
-    )
-    derivatives = Derivatives(proxy=proxy, poster=poster, contact_sheet=contact_sheet, seconds=seconds)
-    return _post_check(ctx, staged, film, probe, derivatives)
 
 
 def seek_span(
-    ctx: IngestContext, film: PayloadFile, src: Path, probe: ffprobe.ProbeReport, validated: Validated | None
+    ctx: IngestContext,
+    film: PayloadFile,
+    src: Path,
+    probe: ffprobe.ProbeReport,
+    validated: Validated | None,
+    *,
+    stream_span: float | None = None,
 ) -> float | None:
     """How long the film's video really lasts (s), for the poster's and the contact sheet's seek
     points: the duration the full decode check decoded, and the span of the video stream's own
-    packet timestamps (a bounded read at both of its ends), the shorter of the two; never the
-    container header's word. A header that disagrees is a warning event; None (first frames
-    only, with a warning) when nothing could be measured."""
+    packet timestamps (a bounded read at both of its ends; ``stream_span`` when already measured),
+    the shorter of the two; never the container header's word. A header that disagrees is a
+    warning event; None (first frames only, with a warning) when nothing could be measured."""
     facts = validated.facts.get(film.path) if validated is not None else None
     decoded = facts.decoded_duration if facts is not None else None
-    try:
-        stream = proxies.measured_duration(src, probe, timeout=ctx.settings.ingest.tool_timeout_seconds)
-    except ToolNotFound:
-        raise
-    except ToolError:
-        stream = None
+    stream = stream_span
+    if stream is None:
+        try:
+            stream = proxies.measured_duration(src, probe, timeout=ctx.settings.ingest.tool_timeout_seconds)
+        except ToolNotFound:
+            raise
+        except ToolError:
+            stream = None
     measured = [d for d in (decoded, stream) if d is not None and d > 0]
     span = min(measured) if measured else None
     header = probe.duration

@@ -1,6 +1,9 @@
-"""Step 6, package: re-check the originals' fixity, write the PREMIS record of every event so far,
-and finish the staging bag (BagIt 1.0: manifests, bag-info.txt, tag manifests), validated. Side
-effects: reads the staged originals again; writes premis.xml and the bag's tag files."""
+"""Step 6, package: write the PREMIS record of every event so far, and finish the staging bag
+(BagIt 1.0: manifests, bag-info.txt, tag manifests), validated. A bag built in place holds only
+what preserve wrote: its manifests list the originals, which stay in the ingest folder, with the
+digests of their one read, and it is checked without reading them again (the uploads hash them
+again). In copy mode the staged copies are re-read first, to prove no tool changed them. Side
+effects: copy mode reads the staged originals again; writes premis.xml and the bag's tag files."""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ def package(
     ctx: IngestContext, staged: Staged, described: Described, validated: Validated, masters: Masters
 ) -> Packaged:
     """Write the events so far into the bag, then bagit.txt (1.0), manifests, bag-info.txt and tag
-    manifests, and validate the result (fast: our digests are from the copy)."""
+    manifests, and validate the result (fast: our digests are from the one read of each original;
+    in place, the bag's tag files and manifests are checked against what is on disk and those
+    digests, see `bag.check`)."""
     meta = staged.metadata
     info = {
         "Source-Organization": ctx.settings.archive.organization,
@@ -42,22 +47,28 @@ def package(
         "Contributor-Identifier": meta.contributor_id,  # a pseudonym only: tag files travel everywhere
         "Access-Level": meta.access.level,
     }
-    _recheck_fixity(ctx, staged)
+    if not staged.in_place:
+        _recheck_fixity(ctx, staged)
     document = premis.document(ctx.aip_id, premis_files(staged, described, masters), list(ctx.log.events))
     problems = premis.validate(document)
     if problems:
         raise PreserveError(f"the PREMIS record does not validate against the PREMIS 3.0 schema: {problems[:3]}")
     record = bag.add_payload_bytes(ctx.bag_dir, bag.payload_path(bag.METADATA_DIR, "premis.xml"), document)
     files = (*staged.files, *masters.files, *described.metadata_files, *validated.metadata_files, record)
-    payload_oxum = bag.finalize(ctx.bag_dir, list(files), info)
-    report = bag.validate(ctx.bag_dir, fast=True)
+    elsewhere = {f.path for f in staged.files} if staged.in_place else set()
+    payload_oxum = bag.finalize(ctx.bag_dir, list(files), info, elsewhere=elsewhere)
+    if staged.in_place:
+        report = bag.check(ctx.bag_dir, files, elsewhere=elsewhere)
+    else:
+        report = bag.validate(ctx.bag_dir, fast=True)
     if not report.valid:
         raise PreserveError(f"the bag does not validate: {'; '.join(report.errors[:5])}")
     ctx.log.record(
         EventType.PACKING,
         Outcome.PASS,
         tools.python_agent("bagit"),
-        f"BagIt {report.version} bag, Payload-Oxum {payload_oxum}",
+        f"BagIt {report.version} bag, Payload-Oxum {payload_oxum}"
+        + (f"; built in place around the {len(elsewhere)} original(s) in the ingest folder" if elsewhere else ""),
     )
     return Packaged(files=files, payload_oxum=payload_oxum)
 
