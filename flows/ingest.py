@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -148,15 +149,27 @@ class MediaProgressArtifact:
     """A Prefect progress artifact for the transcode of a submission's films: percent of the film's
     duration, created on the first report that knows the duration, updated at most every
     ``interval`` seconds and when the film's end is reached (`finish` publishes the end of the
-    ingest). ``also`` hears every report (the CLI's bar). A report from a thread with no run
-    context (a tool's reader thread) is published in the context of the run that made this
-    artifact, so it still belongs to that flow run. Failures to publish are ignored (decoration)."""
+    ingest). ``also`` hears every report, on the caller's thread (the CLI's bar).
+
+    Reports come from the thread that reads ffmpeg's stdout, so nothing here may wait for the
+    server: each report is left in a one-slot buffer (the latest wins; the caller never blocks) for
+    a publishing thread of this artifact's own, started at the first report and ended by `finish`.
+    That thread runs in the context of the run that made this artifact, so what it publishes
+    belongs to that flow run. Failures to publish are ignored (decoration)."""
+
+    #: how long `finish` waits for the publishing thread to send its last value (s)
+    FINISH_WAIT_SECONDS = 60.0
 
     def __init__(self, description: str, interval: float = 2.0, also: MediaProgress | None = None) -> None:
         self.description, self.also = description, also
         self._meter = MediaMeter(self._publish, interval)
         self._id: Any = None
         self._run_context = contextvars.copy_context()
+        self._wake = threading.Condition()
+        self._slot: tuple[float, float, float | None] | None = None  # the latest report not yet taken
+        self._closed = False
+        self._complete = False
+        self._publisher: threading.Thread | None = None
 
     def __call__(self, position: float, duration: float, speed: float | None) -> None:
         if self.also is not None:
@@ -164,15 +177,46 @@ class MediaProgressArtifact:
                 self.also(position, duration, speed)
             except Exception:  # noqa: BLE001 - never fail the work for a progress display
                 pass
-        self._meter(position, duration, speed)
+        with self._wake:
+            if self._closed:
+                return
+            self._slot = (position, duration, speed)
+            if self._publisher is None:
+                self._publisher = threading.Thread(
+                    target=self._run_context.copy().run, args=(self._publish_loop,), name="media-progress", daemon=True
+                )
+                self._publisher.start()
+            self._wake.notify()
 
     def finish(self, complete: bool) -> None:
         """The ingest is over: 100 % when it is ``complete`` (stored: every transcode ran to the
-        film's end, which ffmpeg's last report may miss by a frame), else the last report held back."""
-        if complete and self._id is not None:
-            self._in_run(100.0)
-        else:
-            self._meter.flush()
+        film's end, which ffmpeg's last report may miss by a frame), else the last report held back.
+        Later reports are ignored. Waits (at most FINISH_WAIT_SECONDS) for the publishing thread."""
+        with self._wake:
+            if self._closed:
+                return
+            self._closed, self._complete = True, complete
+            publisher = self._publisher
+            self._wake.notify()
+        if publisher is not None:
+            publisher.join(self.FINISH_WAIT_SECONDS)
+
+    def _publish_loop(self) -> None:
+        """The publishing thread: the latest report to the meter (which throttles it), until `finish`."""
+        while True:
+            with self._wake:
+                while self._slot is None and not self._closed:
+                    self._wake.wait()
+                report, self._slot = self._slot, None
+                closing, complete = self._closed, self._complete
+            if report is not None:
+                self._meter(*report)
+            if closing:
+                if not (complete and self._id is not None):
+                    self._meter.flush()  # the last report held back (it may create the artifact)
+                if complete and self._id is not None:
+                    self._in_run(100.0)
+                return
 
     def _publish(self, position: float, duration: float, speed: float | None) -> None:
         pct = percent_of(position, duration)

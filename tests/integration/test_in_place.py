@@ -61,10 +61,12 @@ def stored_versions(settings: Settings, target_name: str, prefix: str = "") -> l
         return sorted(f"{v.key}@{v.version_id}" for v in store.list_versions(prefix))
 
 
-def everything_stored(settings: Settings) -> dict[str, list[str]]:
-    """What the replica targets and every access location hold (all versions), by target."""
+def everything_stored(settings: Settings, aip_id: str) -> dict[str, list[str]]:
+    """What the replica targets and every access location hold of one AIP (all versions), by
+    target. Only under the AIP's prefix: other tests share the access buckets."""
+    assert aip_id
     names = [t.name for t in settings.targets] + [t.name for t in policy.access_locations(settings)]
-    return {name: found for name in names if (found := stored_versions(settings, name))}
+    return {name: found for name in names if (found := stored_versions(settings, name, f"{aip_id}/"))}
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -136,6 +138,15 @@ def test_in_place_ingest_restores_byte_identical_and_never_writes_the_payload_to
     bag.validate()  # every digest of every manifest recomputed from the restored bytes
     restored = result.path / "data" / "objects"
     assert {p.relative_to(restored).as_posix(): _sha256(p) for p in restored.rglob("*") if p.is_file()} == originals
+    # the tools read the files in the ingest folder, but their reports in the bag name no local
+    # path: not the ingest folder, not the submission's folder name
+    technical = sorted((result.path / "data" / "metadata" / "technical").rglob("*"))
+    assert any(p.name == "night.mp4.mediainfo.xml" for p in technical)
+    for report in (p for p in technical if p.is_file()):
+        text = report.read_text(encoding="utf-8")
+        assert str(settings.ingest_dir) not in text and "夜行" not in text, report.name
+    xml = (result.path / "data/metadata/technical/night.mp4.mediainfo.xml").read_text(encoding="utf-8")
+    assert "data/objects/night.mp4" in xml
     done = settings.done_dir / folder.name
     assert {p.relative_to(done).as_posix(): _sha256(p) for p in done.rglob("*") if p.is_file()} == originals
     assert not settings.staging_dir.exists() or list(settings.staging_dir.iterdir()) == []
@@ -191,7 +202,7 @@ def test_a_source_changed_during_the_ingest_is_quarantined_and_nothing_is_stored
     assert _sha256(folder / "film.mp4") == changed["sha256"]  # kept as it was after the change
     assert catalog.list_aips() == [] and catalog.get_aip(changed["aip"]) is None  # nothing recorded
     assert catalog.submission("film.mp4").status == "quarantined"
-    assert everything_stored(settings) == {}  # no object (or old version) of it on any target
+    assert everything_stored(settings, changed["aip"]) == {}  # no object (or old version) of it on any target
     if step == "publish":  # it had been stored and published: the removal is on record
         deletions = [e for e in o.events if e.type is EventType.DELETION and e.outcome is Outcome.PASS]
         assert {e.subject for e in deletions} >= {"seaweed", "local", "access"}
@@ -234,7 +245,7 @@ def test_a_film_refused_in_validate_leaves_nothing_in_storage_and_never_reaches_
         key = f"{ctx.aip_id}/data/objects/damaged.mp4"
         for name in ("seaweed", "local"):
             wait_for(lambda n=name: any(v.startswith(key) for v in stored_versions(settings, n)), f"{key} on {name}")
-        seen.update({t.name: stored_versions(settings, t.name) for t in settings.targets})
+        seen.update({t.name: stored_versions(settings, t.name, f"{ctx.aip_id}/") for t in settings.targets})
 
     o = ingest_submission(settings, catalog, bad, runner=hooked(before={"validate": early_uploads_landed}))
 
@@ -242,7 +253,7 @@ def test_a_film_refused_in_validate_leaves_nothing_in_storage_and_never_reaches_
     report = json.loads((settings.failed_dir / "damaged.mp4" / "report.json").read_text(encoding="utf-8"))
     assert (report["step"], report["code"]) == ("validate", "MediaError")
     assert seen["seaweed"] and seen["local"] and seen["locked"] == []  # uploaded early, but not where locked
-    assert everything_stored(settings) == {}  # removed, every version; the locked bucket never got a byte
+    assert everything_stored(settings, o.aip_id) == {}  # removed, every version; the locked bucket never got a byte
     removed = [e for e in o.events if e.type is EventType.DELETION and e.outcome is Outcome.PASS]
     assert {e.subject for e in removed} == {"seaweed", "local"}
     assert _sha256(settings.failed_dir / "damaged.mp4" / "damaged.mp4") == before
@@ -269,3 +280,63 @@ def test_copy_mode_still_copies_into_staging_and_ingests(s3_settings: Settings, 
     result = restore.restore(settings, catalog, aip.id, tmp_path / "restored")
     assert result.ok and _sha256(result.path / "data" / "objects" / "film.mp4") == sha
     catalog.close()
+
+
+def test_a_worker_whose_claim_was_taken_over_stops_and_touches_nothing_of_the_other_workers(env: Any) -> None:
+    """A worker that stalled past its lease finds, after its step, that another worker took the
+    submission over (same AIP id): it must not quarantine the source, nor remove what is stored
+    under the AIP id (the other worker's uploads), and must stop."""
+    settings, catalog = env
+    film = make_clip(settings.ingest_dir / "film.mp4", duration=1.0)
+    before = _sha256(film)
+    planted: dict[str, str] = {}
+
+    def take_over(ctx: IngestContext) -> None:
+        # the other worker's claim (the holder counted as dead, as after a stalled heartbeat)
+        other = catalog.claim_submission(ctx.name, "other-host:1:x", 3600, holder_is_dead=lambda _w: True)
+        assert other is not None and other.aip_id == ctx.aip_id
+        # ... and what it has already stored under the same AIP id
+        key = f"{ctx.aip_id}/data/objects/film.mp4"
+        for target in settings.targets:
+            with open_store(settings, target) as store:
+                store.put_file(key, film, sha256=before, size=film.stat().st_size)
+        planted["aip"], planted["key"] = ctx.aip_id, key
+
+    o = ingest_submission(settings, catalog, film, runner=hooked(after={"characterise": take_over}))
+
+    assert o.status == "skipped", o.detail
+    assert "another worker" in o.detail
+    assert film.exists() and _sha256(film) == before  # left where it is, for the worker that holds it
+    assert not (settings.failed_dir / "film.mp4").exists()
+    state = catalog.submission("film.mp4")
+    assert state is not None and state.claimed_by == "other-host:1:x" and state.status == "ingesting"
+    for target in settings.targets:  # the other worker's objects are all still there
+        with open_store(settings, target) as store:
+            info = store.head(planted["key"])
+            assert info is not None and info.size == film.stat().st_size, target.name
+    assert catalog.get_aip(planted["aip"]) is None
+
+
+def test_a_publish_that_fails_half_way_leaves_no_access_copy_anywhere(env: Any) -> None:
+    """The proxy is published, then the poster cannot be (its file is gone): the ingest is
+    quarantined, and the proxy already public is removed with the rest, although no list of
+    published copies was ever returned."""
+    settings, catalog = env
+    film = make_clip(settings.ingest_dir / "film.mp4", duration=1.0)
+    seen: dict[str, str] = {}
+
+    def lose_the_poster(ctx: IngestContext) -> None:
+        poster = ctx.work_dir / "access" / "poster.jpg"
+        assert poster.exists()
+        poster.unlink()
+        seen["aip"] = ctx.aip_id
+
+    o = ingest_submission(settings, catalog, film, runner=hooked(before={"publish": lose_the_poster}))
+
+    assert o.status == "quarantined", o.detail
+    report = json.loads((settings.failed_dir / "film.mp4" / "report.json").read_text(encoding="utf-8"))
+    assert report["step"] == "publish"
+    removed = {e.subject for e in o.events if e.type is EventType.DELETION and e.outcome is Outcome.PASS}
+    assert "access" in removed  # the open location held the proxy, and it went
+    assert everything_stored(settings, seen["aip"]) == {}
+    assert catalog.get_aip(seen["aip"]) is None

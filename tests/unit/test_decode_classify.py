@@ -13,6 +13,7 @@ import pytest
 from preserve.characterise.decode import (
     LOG_LEVEL,
     MAX_STORED_ERRORS,
+    StderrClassifier,
     classify_stderr,
     decode_argv,
     is_timestamp_complaint,
@@ -105,6 +106,50 @@ JOINED_AND_DAMAGED = """\
 Error while decoding stream #0:1: Invalid data found when processing input
 [aac @ 0x555b387399c0] channel element 2.6 is not allocated
 Error while decoding stream #0:1: Invalid data found when processing input
+"""
+# an MPEG-TS whose audio PID lost all its packets (its PMT still lists the stream), tagged: the
+# demuxer's two-line warning (ffmpeg tags only its first line), then the filters' and ffmpeg's errors
+NO_AUDIO_PACKETS_TAGGED = """\
+[mpegts @ 0x55cedd27f900] [warning] start time for stream 1 is not set in estimate_timings_from_pts
+[mpegts @ 0x55cedd27f900] [warning] stream 1 : no TS found at start of file, duration not set
+[mpegts @ 0x55cedd27f900] [warning] Could not find codec parameters for stream 1 (Audio: mp3 (mp3float) \
+([3][0][0][0] / 0x0003), 0 channels, fltp): unspecified frame size
+Consider increasing the value for the 'analyzeduration' (0) and 'probesize' (5000000) options
+[abuffer @ 0x55cedd63b0c0] [error] Value inf for parameter 'time_base' out of range [0 - 2.14748e+09]
+    Last message repeated 1 times
+[abuffer @ 0x55cedd63b0c0] [error] Error setting option time_base to value 1/0.
+[graph_1_in_0_1 @ 0x55cedd629e80] [error] Error applying options to the filter.
+[error] Error reinitializing filters!
+[error] Error while filtering: Numerical result out of range
+[warning] Finishing stream 0:1 without any data written to it.
+[abuffer @ 0x55cedd625c00] [error] Value inf for parameter 'time_base' out of range [0 - 2.14748e+09]
+    Last message repeated 1 times
+[abuffer @ 0x55cedd625c00] [error] Error setting option time_base to value 1/0.
+[graph_1_in_0_1 @ 0x55cedd638b40] [error] Error applying options to the filter.
+[error] Error configuring filter graph
+"""
+# the muxers' two-line timestamp warnings as ffmpeg's log prints them, tags on the first line only
+# (format strings of libavformat 59, filled in; no file made here provoked them)
+POORLY_INTERLEAVED_TAGGED = (
+    "[mp4 @ 0x55d1c0a3e400] [warning] Packets poorly interleaved, failed to avoid negative timestamp -1024 in "
+    "stream 1.\nTry -max_interleave_delta 0 as a possible workaround.\n"
+)
+NEGATIVE_PTS_TAGGED = (
+    "[matroska @ 0x55d1c0a3e400] [warning] failed to avoid negative pts -40 in stream 0.\n"
+    "Try -avoid_negative_ts 1 as a possible workaround.\n"
+)
+# an MPEG-2 program stream with 3000 bytes scrambled in the middle, tagged: ffmpeg's own warning
+# that the decoder returned a damaged frame
+MPEG2_CORRUPT_FRAME_TAGGED = """\
+[mpeg2video @ 0x55fd85f44580] [error] skipped MB in I-frame at 8 6
+[mpeg2video @ 0x55fd85f44580] [error] Warning MVs not available
+[warning] file:/tmp/h1x/bad0.5.mpeg2.mpg: corrupt decoded frame in stream 0
+"""
+# the same with an H.264 MP4
+H264_CORRUPT_FRAME_TAGGED = """\
+[h264 @ 0x560920835dc0] [error] out of range intra chroma pred mode
+[h264 @ 0x560920835dc0] [error] error while decoding MB 2 13
+[warning] file:/tmp/h1x/bad0.5.h264.mp4: corrupt decoded frame in stream 0
 """
 # lines that name a timestamp but are the decoder's (or the demuxer's word that data is lost)
 DECODER_LINES_THAT_MENTION_TIMESTAMPS = [
@@ -213,3 +258,82 @@ def test_counts_are_exact_and_kept_lines_capped_per_kind() -> None:
     found = classify_stderr(stderr)
     assert (found.timestamp_warnings, found.decoder_errors) == (70, 65)
     assert len(found.timestamp_lines) == len(found.decoder_lines) == MAX_STORED_ERRORS
+
+
+def test_an_untagged_line_after_a_tagged_one_is_the_rest_of_that_message() -> None:
+    for two_lines in (POORLY_INTERLEAVED_TAGGED, NEGATIVE_PTS_TAGGED):
+        found = classify_stderr(two_lines)
+        assert (found.decoder_errors, found.decoder_lines, found.timestamp_warnings) == (0, [], 1), two_lines
+        assert found.timestamp_lines == two_lines.splitlines()[:1]  # the message's first line, as kept
+        assert report_from(ARGV, 0, two_lines, 2.0, 50).ok
+    # a repeat of a two-line message counts to its kind; complaints between decoder errors keep theirs
+    repeated = classify_stderr(POORLY_INTERLEAVED_TAGGED + "    Last message repeated 2 times\n")
+    assert (repeated.decoder_errors, repeated.timestamp_warnings) == (0, 3)
+    mixed = classify_stderr(SCRAMBLED_H264_TAGGED + NEGATIVE_PTS_TAGGED + POORLY_INTERLEAVED_TAGGED)
+    assert (mixed.decoder_errors, mixed.timestamp_warnings) == (3, 2)
+    # a skipped warning's second line is skipped with it: only the filters' errors count
+    head = "".join(NO_AUDIO_PACKETS_TAGGED.splitlines(keepends=True)[:4])
+    assert classify_stderr(head) == classify_stderr("")
+    found = classify_stderr(NO_AUDIO_PACKETS_TAGGED)
+    assert (found.decoder_errors, found.timestamp_warnings) == (11, 0)
+    assert not any("Consider increasing" in line for line in found.decoder_lines)
+    # a decoder error's second line is part of that one error
+    error = classify_stderr("[h264 @ 0x1] [error] error while decoding MB 1 2\nthe rest of the message\n")
+    assert (error.decoder_errors, error.decoder_lines) == (1, ["[h264 @ 0x1] [error] error while decoding MB 1 2"])
+
+
+def test_an_untagged_line_with_no_tagged_message_before_it_stays_a_decoder_error() -> None:
+    second_line = POORLY_INTERLEAVED_TAGGED.splitlines()[1]
+    assert classify_stderr(second_line).decoder_errors == 1  # nothing before it
+    # after a repeat, ffmpeg's next message starts with its tags: an untagged line is not a continuation
+    after_repeat = classify_stderr(POORLY_INTERLEAVED_TAGGED + "    Last message repeated 1 times\n" + second_line)
+    assert (after_repeat.decoder_errors, after_repeat.timestamp_warnings) == (1, 2)
+    # a line with a library's context prefix starts a message of its own, untagged: a decoder error
+    prefixed = classify_stderr(NEGATIVE_PTS_TAGGED + "[h264 @ 0x1] no frame!\n")
+    assert (prefixed.decoder_errors, prefixed.decoder_lines, prefixed.timestamp_warnings) == (
+        1,
+        ["[h264 @ 0x1] no frame!"],
+        1,
+    )
+
+
+def test_ffmpegs_corrupt_decoded_frame_warning_is_a_decoder_error() -> None:
+    for stderr in (MPEG2_CORRUPT_FRAME_TAGGED, H264_CORRUPT_FRAME_TAGGED):
+        found = classify_stderr(stderr)
+        assert (found.decoder_errors, found.timestamp_warnings) == (3, 0)
+        assert found.decoder_lines[-1] == stderr.splitlines()[-1]
+    alone = "[warning] file:/ingest/film.ts: corrupt decoded frame in stream 1"
+    assert classify_stderr(alone).decoder_errors == 1 and not report_from(ARGV, 0, alone, 2.0, 50).ok
+    # its sibling about the demuxer's packets (a joined TS's continuity counters) stays skipped
+    packet = "[warning] file:/ingest/film.ts: corrupt input packet in stream 0"
+    assert classify_stderr(packet) == classify_stderr("")
+
+
+ALL_STDERR = [
+    JOINED_TS,
+    BACKWARDS_MKV,
+    JOINED_TS_TAGGED,
+    JOINED_TS_FRAMEMD5_TAGGED,
+    SCRAMBLED_H264_TAGGED,
+    SCRAMBLED_H264,
+    SCRAMBLED_MPEG2,
+    JOINED_AND_DAMAGED,
+    NO_AUDIO_PACKETS_TAGGED,
+    POORLY_INTERLEAVED_TAGGED + NEGATIVE_PTS_TAGGED,
+    MPEG2_CORRUPT_FRAME_TAGGED,
+    "\n".join(JOINED_TS_WARNINGS),
+    "\n".join(DECODER_LINES_THAT_MENTION_TIMESTAMPS),
+]
+
+
+@pytest.mark.parametrize("stderr", ALL_STDERR)
+def test_the_streaming_classifier_sorts_line_by_line_as_classify_stderr_does(stderr: str) -> None:
+    whole = classify_stderr(stderr)
+    streamed = StderrClassifier()
+    for line in stderr.encode("utf-8").splitlines(keepends=True):
+        streamed.feed(line)
+    assert streamed.findings() == whole
+    at_once = StderrClassifier()
+    at_once.feed(stderr.encode("utf-8"))
+    assert at_once.findings() == whole
+    assert report_from(ARGV, 0, "", 2.0, 50, findings=whole) == report_from(ARGV, 0, stderr, 2.0, 50)

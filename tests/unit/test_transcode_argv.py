@@ -201,3 +201,14 @@ def test_pass_result_is_clean_only_when_complete_without_decoder_errors() -> Non
     assert transcode.PassResult(bad, md5, copies, 1.0, True, True).complete
     assert not transcode.PassResult(bad, md5, copies, 1.0, True, True).clean
     assert transcode.PassResult(ok, None, None, 1.0).clean  # a decode and nothing else
+
+
+def test_a_long_film_s_pass_gets_a_multiple_of_its_duration_never_less_than_the_flat_timeout() -> None:
+    flat = 6 * 3600.0
+    fifteen_hours = 15 * 3600.0
+    assert transcode.PASS_TIMEOUT_FACTOR == 4.0
+    assert transcode.pass_timeout(flat, fifteen_hours) == 4 * fifteen_hours  # 60 h, where 6 h would stop it
+    assert transcode.pass_timeout(flat, 5400.0) == flat  # 90 min: the flat timeout (4 x 90 min = 6 h)
+    assert transcode.pass_timeout(flat, 7200.0) == 8 * 3600.0  # 2 h: 8 h
+    assert transcode.pass_timeout(flat, 3600.0, fifteen_hours, None) == 4 * fifteen_hours  # the longest known
+    assert transcode.pass_timeout(flat, None, 0.0) == transcode.pass_timeout(flat) == flat  # unknown: flat

@@ -72,11 +72,15 @@ class SubmissionRepository(CatalogEngine):
             s.flush()
             return submission_state(row)
 
-    def renew_lease(self, name: str, worker: str, lease_seconds: float) -> None:
+    def renew_lease(self, name: str, worker: str, lease_seconds: float) -> bool:
+        """Extend ``worker``'s lease on the submission; False when the worker no longer holds it
+        (another worker took it over, or it is no longer claimed): then it must stop."""
         with self._tx() as s:
             row = s.get(SubmissionRow, name)
             if row is not None and row.claimed_by == worker:
                 row.lease_until = utcnow() + dt.timedelta(seconds=lease_seconds)
+                return True
+            return False
 
     def finish_submission(self, name: str) -> None:
         """Forget a submission once its source has left the ingest folder (the AIP and the events

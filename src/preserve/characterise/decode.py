@@ -1,7 +1,7 @@
 """Full decode check: decodes every video and audio stream with ffmpeg (via tools.run) into the null
-muxer, counts the decoder's errors apart from the demuxer's and muxer's timestamp complaints, and
-reports how long the decoded film really is (ffmpeg's progress reports, read as they come),
-whatever its header claims; writes nothing."""
+muxer, counts the decoder's errors apart from the demuxer's and muxer's timestamp complaints (its
+stderr sorted line by line as it comes, in bounded memory), and reports how long the decoded film
+really is (ffmpeg's progress reports, read as they come), whatever its header claims; writes nothing."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ _ERROR_LEVELS = {"panic", "fatal", "error"}
 #: from errors), repeated lines still folded into "Last message repeated N times", and warnings
 #: shown -- for the timestamp complaints ffmpeg itself makes at warning level ("Non-monotonous
 #: DTS ... changing to", "DTS ... out of order") when it fixes timestamps for a real muxer.
-#: Other warnings are not findings (they were never shown at ``-v error``); see classify_stderr.
+#: Other warnings are not findings (they were never shown at ``-v error``); see StderrClassifier.
 LOG_LEVEL = "+level+warning"
 _N = r"-?\d+"  # an int64 timestamp as ffmpeg prints it with %ld
 _TS = r"\S+"  # a timestamp as av_ts2str prints it: a number or NOPTS
@@ -35,7 +35,7 @@ _TS = r"\S+"  # a timestamp as av_ts2str prints it: a number or NOPTS
 #: level tag, so that a file name quoted in a line can never make it one. None of them means a
 #: picture or a sound was lost: the decoder decoded what it was given. Any other error on stderr
 #: -- corrupt frames, concealment, CRC mismatches, missing references, invalid NAL units, and any
-#: error line not listed here -- is a decoder error (see classify_stderr).
+#: error line not listed here -- is a decoder error (see StderrClassifier).
 TIMESTAMP_MESSAGES: tuple[re.Pattern[str], ...] = tuple(
     re.compile(p + r"\s*$")
     for p in (
@@ -54,6 +54,7 @@ TIMESTAMP_MESSAGES: tuple[re.Pattern[str], ...] = tuple(
         rf"Packet with invalid duration {_N} in stream \d+",
         rf"Packet duration: {_N} / dts: {_N} is out of range",
         rf"Packets poorly interleaved, failed to avoid negative timestamp {_TS} in stream \d+\.",
+        rf"failed to avoid negative pts {_TS} in stream \d+\.",
         r"Negative cts, previous timestamps might be wrong\.",
         r"Packets are not in the proper order with respect to DTS",
         r"Forcing DTS/PTS to be unset for a non-trustworthy PES packet for PID \d+ as PCR hasn't been received yet\.",
@@ -81,6 +82,13 @@ TIMESTAMP_MESSAGES: tuple[re.Pattern[str], ...] = tuple(
         rf"Invalid pts \({_N}\) <= last \({_N}\)",
     )
 )
+#: any of TIMESTAMP_MESSAGES, in one expression (one match per line, not one per message)
+_TIMESTAMP_ANY = re.compile("|".join(f"(?:{p.pattern})" for p in TIMESTAMP_MESSAGES))
+#: warnings that are a decoder's finding all the same: ffmpeg's own word that a decoder returned a
+#: frame it marked damaged (fftools/ffmpeg.c, at warning level unless ``-xerror``): "file:/x.mp4:
+#: corrupt decoded frame in stream 0". Its sibling "corrupt input packet" (the demuxer's flag on a
+#: packet, e.g. an MPEG-TS continuity counter jumping where segments were joined) stays skipped.
+DECODER_WARNINGS: tuple[re.Pattern[str], ...] = (re.compile(r".*: corrupt decoded frame in stream \d+\s*$"),)
 #: seconds between two progress reports on stdout (the last one, at the end, is the decoded
 #: duration). They are read as they come and never kept, so a short period costs nothing.
 PROGRESS_PERIOD = 1
@@ -171,49 +179,94 @@ def _message(line: str) -> tuple[str, str]:
 
 def is_timestamp_complaint(line: str) -> bool:
     """Whether one stderr line is a demuxer's/muxer's timestamp complaint (pure)."""
-    return any(p.match(_message(line)[1]) for p in TIMESTAMP_MESSAGES)
+    return _TIMESTAMP_ANY.match(_message(line)[1]) is not None
 
 
 _DECODER, _TIMESTAMP, _IGNORED = "decoder", "timestamp", "ignored"
 
 
-def _kind(line: str) -> str:
-    level, message = _message(line)
-    if any(p.match(message) for p in TIMESTAMP_MESSAGES):
+def _kind(level: str, message: str) -> str:
+    if any(p.match(message) for p in DECODER_WARNINGS):
+        return _DECODER
+    if _TIMESTAMP_ANY.match(message):
         return _TIMESTAMP
     if level and level not in _ERROR_LEVELS:
         return _IGNORED
     return _DECODER
 
 
-def classify_stderr(stderr: str) -> StderrFindings:
-    """ffmpeg's stderr sorted into decoder errors and timestamp complaints (pure). A timestamp
-    complaint is one of TIMESTAMP_MESSAGES at any level; any other line tagged as a warning (or
+class StderrClassifier:
+    """ffmpeg's stderr sorted as it comes, line by line (``feed`` fits ``tools.run(on_stderr_line=...)``),
+    into decoder errors and timestamp complaints; `findings` says what was found so far. Memory
+    stays bounded however much ffmpeg prints: exact counts, and at most MAX_STORED_ERRORS lines
+    kept of each kind. Not thread-safe: one run's stderr, fed from one thread.
+
+    The rules (pure): a timestamp complaint is one of TIMESTAMP_MESSAGES at any level; one of
+    DECODER_WARNINGS is a decoder error at any level; any other message tagged as a warning (or
     below: ``-v LOG_LEVEL``) is not a finding and is skipped, as ``-v error`` never showed it; any
-    other line -- tagged error, fatal or panic, or untagged (``-v error``) -- is a decoder error,
-    unknown ones included. "Last message repeated N times" counts N more of the kind of the line
-    it repeats (a decoder error when it repeats nothing)."""
-    counts = {_DECODER: 0, _TIMESTAMP: 0, _IGNORED: 0}
-    kept: dict[str, list[str]] = {_DECODER: [], _TIMESTAMP: [], _IGNORED: []}
-    last_kind = _DECODER
-    for line in stderr.splitlines():
-        line = line.strip()
+    other message -- tagged error, fatal or panic, or untagged (``-v error``) -- is a decoder
+    error, unknown ones included. "Last message repeated N times" counts N more of the kind of the
+    message it repeats (a decoder error when it repeats nothing). Once a level-tagged line has been
+    read, an untagged line without a context prefix is the next line of that message (ffmpeg puts
+    the tags before a message's first line only: "Packets poorly interleaved ...\nTry
+    -max_interleave_delta 0 ..."): it has the kind of the message it continues and is neither
+    counted nor kept on its own. An untagged line with no tagged line before it stays a decoder
+    error (conservative)."""
+
+    def __init__(self) -> None:
+        self._counts = {_DECODER: 0, _TIMESTAMP: 0, _IGNORED: 0}
+        self._kept: dict[str, list[str]] = {_DECODER: [], _TIMESTAMP: [], _IGNORED: []}
+        #: the kind of the last message (what a repeat counts to)
+        self._last = _DECODER
+        #: the last line read was (part of) a level-tagged message: an untagged line continues it
+        self._in_tagged = False
+        #: non-empty lines read, continuations and repeats included
+        self.lines = 0
+
+    def feed(self, data: bytes) -> None:
+        """One line of ffmpeg's stderr (with or without its newline; several lines at once work too)."""
+        self.feed_text(data.decode("utf-8", errors="replace"))
+
+    def feed_text(self, text: str) -> None:
+        """Lines of ffmpeg's stderr as text."""
+        for raw in text.splitlines():
+            self._line(raw.strip())
+
+    def _line(self, line: str) -> None:
         if not line:
-            continue
+            return
+        self.lines += 1
         m = _REPEATED.match(line)
         if m:
-            counts[last_kind] += int(m.group(1))
-            continue
-        last_kind = _kind(line)
-        counts[last_kind] += 1
-        if last_kind != _IGNORED and len(kept[last_kind]) < MAX_STORED_ERRORS:
-            kept[last_kind].append(line)
-    return StderrFindings(
-        decoder_errors=counts[_DECODER],
-        decoder_lines=kept[_DECODER],
-        timestamp_warnings=counts[_TIMESTAMP],
-        timestamp_lines=kept[_TIMESTAMP],
-    )
+            self._counts[self._last] += int(m.group(1))
+            self._in_tagged = False  # ffmpeg prints the next message's first line, tagged, after it
+            return
+        context = _CONTEXT.match(line)
+        level, message = _message(line)
+        if not level and context is None and self._in_tagged:
+            return  # the next line of the message before it: already counted, with its kind
+        self._in_tagged = bool(level)
+        self._last = kind = _kind(level, message)
+        self._counts[kind] += 1
+        if kind != _IGNORED and len(self._kept[kind]) < MAX_STORED_ERRORS:
+            self._kept[kind].append(line)
+
+    def findings(self) -> StderrFindings:
+        """What was found so far (exact counts; the lines kept)."""
+        return StderrFindings(
+            decoder_errors=self._counts[_DECODER],
+            decoder_lines=list(self._kept[_DECODER]),
+            timestamp_warnings=self._counts[_TIMESTAMP],
+            timestamp_lines=list(self._kept[_TIMESTAMP]),
+        )
+
+
+def classify_stderr(stderr: str) -> StderrFindings:
+    """ffmpeg's stderr sorted into decoder errors and timestamp complaints (pure), by the rules of
+    `StderrClassifier`."""
+    classifier = StderrClassifier()
+    classifier.feed_text(stderr)
+    return classifier.findings()
 
 
 def parse_progress(stdout: str) -> tuple[float | None, int | None]:
@@ -226,12 +279,18 @@ def parse_progress(stdout: str) -> tuple[float | None, int | None]:
 
 
 def report_from(
-    argv: list[str], returncode: int, stderr: str, position: float | None, frames: int | None
+    argv: list[str],
+    returncode: int,
+    stderr: str,
+    position: float | None,
+    frames: int | None,
+    findings: StderrFindings | None = None,
 ) -> DecodeReport:
     """The verdict of one ffmpeg decode run from its exit status, its stderr and its last progress
-    report (``position`` s decoded, video ``frames``). Raises ToolError when ffmpeg was killed by a
-    signal: then the file's state is unknown, not bad. ``ok`` counts the decoder's errors and the
-    exit status only; timestamp complaints are reported apart."""
+    report (``position`` s decoded, video ``frames``). ``findings``: its stderr already sorted as it
+    came (`StderrClassifier`); ``stderr`` is then only the tail quoted in an error. Raises ToolError
+    when ffmpeg was killed by a signal: then the file's state is unknown, not bad. ``ok`` counts the
+    decoder's errors and the exit status only; timestamp complaints are reported apart."""
     if returncode < 0:
         raise ToolError(
             f"ffmpeg was killed by signal {-returncode} during a decode check",
@@ -239,7 +298,7 @@ def report_from(
             returncode=returncode,
             stderr=stderr[-4000:],
         )
-    found = classify_stderr(stderr)
+    found = findings if findings is not None else classify_stderr(stderr)
     count, errors = found.decoder_errors, found.decoder_lines
     if returncode != 0 and count == 0:
         count, errors = 1, [f"ffmpeg exited with status {returncode}"]
@@ -266,9 +325,12 @@ def decode_check(
     """Decode the whole file. Returns a report; raises ToolError only when ffmpeg cannot run,
     times out, or is killed by a signal (then the file's state is unknown, not bad). ffmpeg's
     progress reports are read as they come (never accumulated) and passed to ``progress`` with
-    ``duration`` (the film's expected length, s, if known)."""
+    ``duration`` (the film's expected length, s, if known); its stderr is sorted as it comes
+    (`StderrClassifier`), so memory stays bounded whatever the film makes ffmpeg print."""
     argv = decode_argv(path)
-    reader = ProgressReader(duration, progress)
-    result = tools.run(argv, timeout=timeout, check=False, on_stdout_line=reader.feed)
+    reader, classifier = ProgressReader(duration, progress), StderrClassifier()
+    result = tools.run(argv, timeout=timeout, check=False, on_stdout_line=reader.feed, on_stderr_line=classifier.feed)
     reader.finish()
-    return report_from(argv, result.returncode, result.stderr, reader.position, reader.frames)
+    return report_from(
+        argv, result.returncode, result.stderr, reader.position, reader.frames, findings=classifier.findings()
+    )

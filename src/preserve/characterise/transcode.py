@@ -34,6 +34,12 @@ from preserve.tools.ffprogress import ProgressReader
 
 #: seconds between two progress reports (read as they come, never kept)
 PROGRESS_PERIOD = decode.PROGRESS_PERIOD
+#: a pass may run at least this many times the film's duration (`pass_timeout`): besides decoding
+#: every stream it encodes the access proxy, whose cost grows with the film's length (libx264
+#: veryfast at 720p costs about 1 CPU second per second of 1080p24 here), and the machine's cores
+#: are shared; four times real time leaves room for a slow source codec and a busy machine, where
+#: the flat `ingest.tool_timeout_seconds` (6 h by default) would stop a 15-hour film half-way.
+PASS_TIMEOUT_FACTOR = 4.0
 #: the video is decoded once; its frames go to each access copy through these filter-graph labels
 _PROXY, _POSTER, _SHEET = "proxy", "poster", "sheet"
 
@@ -71,6 +77,14 @@ def seek_duration(stream: float | None, header: float | None) -> float | None:
     if stream is None or stream <= 0:
         return None
     return min(stream, header) if header is not None and header > 0 else stream
+
+
+def pass_timeout(flat: float, *durations: float | None) -> float:
+    """The timeout of one pass over a film (pure): the flat tool timeout, or PASS_TIMEOUT_FACTOR
+    times the longest of its known durations (s: the header's, the stream's span; None or 0 when
+    unknown) when that is longer."""
+    known = [d for d in durations if d is not None and d > 0]
+    return max(flat, PASS_TIMEOUT_FACTOR * max(known)) if known else flat
 
 
 def _select(expression: str) -> str:
@@ -280,7 +294,8 @@ def run_pass(
 ) -> PassResult:
     """Run `pass_argv` with each output written through a temporary name beside it, and ffmpeg's
     progress reports read as they come (passed to ``progress`` with ``duration``, the film's
-    expected length). Returns the run's verdict and the outputs made: none when ffmpeg did not
+    expected length), and its stderr sorted as it comes (`decode.StderrClassifier`: memory stays
+    bounded whatever ffmpeg prints). Returns the run's verdict and the outputs made: none when ffmpeg did not
     exit 0; otherwise each one it wrote, and no access copy at all without a proxy. Raises
     ToolNotFound, and ToolError when ffmpeg times out or is killed by a signal (nothing is kept)."""
     started = time.monotonic()
@@ -299,10 +314,14 @@ def run_pass(
         argv = pass_argv(
             src, probe, framemd5_to=tmp[framemd5_to] if framemd5_to else None, access=staged_access, verdict=verdict
         )
-        reader = ProgressReader(duration, progress)
-        result = tools.run(argv, timeout=timeout, check=False, on_stdout_line=reader.feed)
+        reader, classifier = ProgressReader(duration, progress), decode.StderrClassifier()
+        result = tools.run(
+            argv, timeout=timeout, check=False, on_stdout_line=reader.feed, on_stderr_line=classifier.feed
+        )
         reader.finish()
-        report = decode.report_from(argv, result.returncode, result.stderr, reader.position, reader.frames)
+        report = decode.report_from(
+            argv, result.returncode, result.stderr, reader.position, reader.frames, findings=classifier.findings()
+        )
         if result.returncode == 0:
             keep.update({dst: path.stat().st_size > 0 for dst, path in tmp.items()})
             if access is not None and not keep[access.proxy]:  # without a proxy, no access copy

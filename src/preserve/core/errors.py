@@ -20,7 +20,8 @@ these are for failures, when an operation cannot go on.
     │   ├── FeatureNotHonoured      the server silently ignored checksums / Object Lock
     │   ├── ObjectLocked            an operation was refused because the object is locked
     │   └── ObjectMissing           a key that should exist does not
-    └── CatalogError                the catalog database refused an operation
+    ├── CatalogError                the catalog database refused an operation
+    └── ClaimLost                   another worker took over a submission this one was ingesting
 
 Third-party exceptions (botocore, sqlalchemy, subprocess) are translated at the module boundary
 that calls the third party, so callers only ever catch these.
@@ -191,3 +192,11 @@ class ObjectMissing(StorageError):
 
 class CatalogError(PreserveError):
     advice = "Check the catalog database connection and disk space."
+
+
+class ClaimLost(PreserveError):
+    """This worker's claim on a submission was taken over (its lease ran out while the catalog was
+    unreachable, or the worker stalled): the other worker now owns the submission, its source and
+    whatever is stored under its AIP id, so this one stops and touches none of it."""
+
+    advice = "Nothing to do: the worker that took the submission over finishes it."

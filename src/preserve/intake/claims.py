@@ -41,11 +41,14 @@ class LeaseHeartbeat:
         self._args = (key, worker, lease_seconds)
         self._catalog, self._stop = catalog, threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease {key}", daemon=True)
+        #: set once a renewal found the claim held by another worker (see `ClaimLost`)
+        self.lost = threading.Event()
 
     def _run(self) -> None:
         while not self._stop.wait(max(1.0, self._args[2] / 3)):
             try:
-                self._catalog.renew_lease(*self._args)
+                if not self._catalog.renew_lease(*self._args):
+                    self.lost.set()
             except PreserveError:
                 pass  # the catalog is busy or down: the next beat tries again
 

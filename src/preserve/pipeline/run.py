@@ -25,6 +25,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from preserve import tools
 from preserve.catalog import Catalog, SubmissionState
 from preserve.config import Settings
+from preserve.core.errors import ClaimLost, PreserveError
 from preserve.core.model import Event, EventType, Outcome
 from preserve.core.progress import MediaProgress, Meter, Progress
 from preserve.intake import claims, disposition
@@ -110,24 +111,53 @@ def ingest_submission(
     )
     done = _Progress()
     current = ["start"]  # the step running now, for the quarantine report
+    heartbeat = claims.LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds)
+
+    def hold() -> None:
+        """Renew the lease; ClaimLost when another worker has taken the submission over."""
+        if heartbeat.lost.is_set() or not catalog.renew_lease(key, worker, settings.ingest.lease_seconds):
+            heartbeat.lost.set()
+            raise ClaimLost(f"another worker took over {key} while {worker} was ingesting it (at {current[0]})")
+
+    def still_mine() -> bool:
+        """Whether this worker still holds the submission; False also when the catalog cannot say
+        (then nothing that may be another worker's is touched)."""
+        try:
+            hold()
+        except PreserveError:
+            return False
+        return True
+
+    def taken_over() -> bool:
+        """Whether another worker is known to hold the submission now (not: the catalog is down)."""
+        try:
+            hold()
+        except ClaimLost:
+            return True
+        except PreserveError:
+            return False
+        return False
 
     def run(step: Callable[Concatenate[IngestContext, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         current[0] = step.__name__
         result = runner(step, ctx, *args, **kwargs)
-        catalog.renew_lease(key, worker, settings.ingest.lease_seconds)
+        if step is accession:  # the submission is finished, and its claim with it
+            return result
+        hold()
         if done.staged is not None and done.replicated is None:  # a film changing under us stops it at once
             raise_if_changed(done.staged, f"found after {step.__name__}")
             source_changes(ctx, done.staged, done.early)
         return result
 
     try:
-        with claims.LeaseHeartbeat(catalog, key, worker, settings.ingest.lease_seconds):
+        with heartbeat:
             try:
                 staged = done.staged = run(stage)
                 raise_if_changed(staged, "found after stage")  # before a byte of it is uploaded
                 existing = catalog.find_by_content(staged.content_key)
                 if existing:
                     return _duplicate(ctx, staged, existing)
+                hold()  # nothing is uploaded under an AIP id another worker may now be using
                 done.early = start_early(ctx, staged)
                 done.uploading = done.early is not None
                 described = done.described = run(characterise, staged)
@@ -140,11 +170,16 @@ def ingest_submission(
                 published = done.published = run(publish, staged, derivatives)
                 current[0] = "record"
                 raise_if_changed(staged, "found right before the catalog was to be written")
+                hold()
                 run(record, staged, described, masters, packaged, replicated, published)
             except Exception:
-                # inside the lease: stopping the uploads may wait for those running
-                if done.uploading:
-                    remove_unrecorded(ctx, done.early, done.published.copies if done.published else ())
+                # inside the lease: stopping the uploads may wait for those running. What is stored
+                # under the AIP id is removed only while this worker still holds the submission:
+                # a worker that took it over uses the same AIP id, and its uploads must stay.
+                if done.uploading and still_mine():
+                    remove_unrecorded(ctx, done.early)
+                elif done.early is not None:
+                    done.early.uploads.stop()
                 raise
             except BaseException:  # interrupted: begin no more uploads; the next attempt sweeps the rest
                 if done.early is not None:
@@ -152,6 +187,8 @@ def ingest_submission(
                 raise
             run(accession, staged.submission)
     except Exception as exc:  # noqa: BLE001 - every failure ends in quarantine, never in a lost source
+        if isinstance(exc, ClaimLost) or taken_over():  # the source is another worker's now: hands off
+            return _result(ctx, done, IngestStatus.SKIPPED, "another worker took this submission over; it finishes it")
         submission = done.staged.submission if done.staged else quarantines.rescan(ctx.source)
         folder, detail = quarantines.quarantine(ctx, submission, exc, current[0])
         return _result(ctx, done, IngestStatus.QUARANTINED, detail, quarantine_dir=folder)

@@ -1,7 +1,9 @@
 """ffmpeg's ``-progress`` reports read as they come: key=value lines in blocks, each ended by a
 ``progress=continue`` (or ``progress=end``) line. Pure parsing; side effects: whatever the listener
 does (it is called once per report, and its exceptions are swallowed: progress is decoration and
-must never fail the work)."""
+must never fail the work). The listener runs on the thread that reads ffmpeg's stdout: while it
+runs, ffmpeg's next report waits, and once the pipe is full ffmpeg itself waits, so a listener
+that talks to a server hands the report to a thread of its own (flows' MediaProgressArtifact)."""
 
 from __future__ import annotations
 

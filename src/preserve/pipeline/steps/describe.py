@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 from preserve import tools
 from preserve.characterise import identify
@@ -92,10 +93,11 @@ def characterise(ctx: IngestContext, staged: Staged) -> Described:
         probes[f.path] = probe
         infos[f.path] = info
         tech = (bag.METADATA_DIR, "technical")
+        local = local_root(staged_path, rel)
         for suffix, content in (
-            (".mediainfo.json", json.dumps(info.data, ensure_ascii=False, indent=1).encode()),
-            (".mediainfo.xml", info.xml.encode("utf-8")),
-            (".ffprobe.json", json.dumps(probe.raw, ensure_ascii=False, indent=1).encode()),
+            (".mediainfo.json", as_payload_paths(json.dumps(info.data, ensure_ascii=False, indent=1), local, "json")),
+            (".mediainfo.xml", as_payload_paths(info.xml, local, "xml")),
+            (".ffprobe.json", as_payload_paths(json.dumps(probe.raw, ensure_ascii=False, indent=1), local, "json")),
         ):
             written.append(
                 bag.add_payload_bytes(ctx.bag_dir, bag.payload_path(*tech, *(rel + suffix).split("/")), content)
@@ -138,6 +140,32 @@ def characterise(ctx: IngestContext, staged: Staged) -> Described:
             audio_codec=probe.audio_codec or "",
         )
     return Described(facts=facts, probes=probes, infos=infos, formats=formats, metadata_files=tuple(written))
+
+
+def local_root(read_at: Path, rel: str) -> str:
+    """The local directory that stands for ``data/objects/`` when the file at payload-relative
+    ``rel`` is read at ``read_at``: the submission's folder in the ingest folder (in place) or the
+    staging bag's (copy mode); the file's own folder when its name on disk differs from ``rel``
+    (a name normalised to NFC)."""
+    text = str(read_at)
+    if text.endswith("/" + rel):
+        return text[: -len(rel)]
+    return str(read_at.parent) + "/"
+
+
+def as_payload_paths(report: str, local: str, kind: str) -> bytes:
+    """A tool's report with the local directory it read the file in written as ``data/objects/``
+    (pure): MediaInfo's CompleteName and FolderName and ffprobe's format.filename would otherwise
+    keep the ingest folder's absolute path (with the submission's own folder name) in the bag."""
+    forms = {local, local.removesuffix("/")}
+    if kind == "json":
+        forms |= {json.dumps(f, ensure_ascii=False)[1:-1] for f in list(forms)}
+    else:
+        forms |= {xml_escape(f) for f in list(forms)}
+    for form in sorted(forms, key=len, reverse=True):
+        report = report.replace(form + "/" if not form.endswith("/") else form, "data/objects/")
+        report = report.replace(form, "data/objects")
+    return report.encode("utf-8")
 
 
 def identify_format(

@@ -17,7 +17,7 @@ from preserve.packaging import bag, premis
 from preserve.pipeline.context import IngestContext
 from preserve.pipeline.steps.describe import Described
 from preserve.pipeline.steps.normalise import Masters
-from preserve.pipeline.steps.receive import Staged
+from preserve.pipeline.steps.receive import Staged, raise_if_changed
 from preserve.pipeline.steps.validate import Validated
 
 
@@ -47,7 +47,9 @@ def package(
         "Contributor-Identifier": meta.contributor_id,  # a pseudonym only: tag files travel everywhere
         "Access-Level": meta.access.level,
     }
-    if not staged.in_place:
+    if staged.in_place:
+        _fingerprints_unchanged(ctx, staged)
+    else:
         _recheck_fixity(ctx, staged)
     document = premis.document(ctx.aip_id, premis_files(staged, described, masters), list(ctx.log.events))
     problems = premis.validate(document)
@@ -85,6 +87,21 @@ def premis_files(staged: Staged, described: Described, masters: Masters) -> list
             )
         )
     return out
+
+
+def _fingerprints_unchanged(ctx: IngestContext, staged: Staged) -> None:
+    """In place, the bag's own record says what stands for the re-read of copy mode: every original
+    is as it was at its first read by its file-system fingerprint (checked after every step), and
+    its bytes are hashed again by each upload, which refuses any mismatch (the later fixity event
+    in the catalog records that outcome)."""
+    raise_if_changed(staged, "found before packing")
+    ctx.log.record(
+        EventType.FIXITY_CHECK,
+        Outcome.PASS,
+        tools.preserve_agent(),
+        f"all {len(staged.files)} original(s) unchanged in the ingest folder since their first read (size, "
+        "modification time, inode, device); each upload hashes their bytes again and refuses a mismatch",
+    )
 
 
 def _recheck_fixity(ctx: IngestContext, staged: Staged) -> None:

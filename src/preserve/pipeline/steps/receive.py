@@ -29,20 +29,19 @@ from preserve.pipeline.context import IngestContext
 @dataclass(frozen=True)
 class Fingerprint:
     """What the file system says of a file without reading it: a write, an append, a truncation or
-    a replacement changes at least one of these. The change time is set by the kernel on every
-    write and cannot be put back by a program, so even a same-size overwrite that restores the
-    mtime shows (and the upload's own hashing checks every byte again anyway). Reading never
-    changes any of them."""
+    a replacement changes at least one of these (a same-size overwrite that restores the mtime does
+    not: the upload's own hashing is there for that). The change time is left out on purpose: a
+    chmod, chown or extended attribute set on the ingest share changes it without touching a byte,
+    and must not quarantine a good film. Reading changes none of them."""
 
     size: int
     mtime_ns: int
-    ctime_ns: int
     inode: int
     device: int
 
     @classmethod
     def of(cls, st: os.stat_result) -> Fingerprint:
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
 
     @classmethod
     def now(cls, path: Path) -> Fingerprint | None:
@@ -81,7 +80,10 @@ class Staged:
 
     def changed(self) -> list[str]:
         """The payload paths whose source file no longer has the fingerprint it had when read
-        (written to, cut, replaced or gone). Only a bag built in place reads its sources again."""
+        (written to, cut, replaced or gone). Only a bag built in place reads its sources again:
+        in copy mode nothing after the copy depends on them, and this is always empty."""
+        if not self.in_place:
+            return []
         return [p for p, fp in self.fingerprints.items() if Fingerprint.now(self.where[p]) != fp]
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from preserve import tools
 from preserve.access import policy
-from preserve.catalog import AccessCopy, ReplicaRecord
+from preserve.catalog import ReplicaRecord
 from preserve.config import TargetSettings
 from preserve.core.errors import ObjectLocked, StorageError, VerificationError
 from preserve.core.model import EventType, Outcome, ReplicaStatus, utcnow
@@ -283,11 +282,11 @@ def sweep_unrecorded(ctx: IngestContext, store: ObjectStore, target: str) -> Non
     )
 
 
-def remove_unrecorded(ctx: IngestContext, early: EarlyUploads | None, access: Sequence[AccessCopy] = ()) -> None:
+def remove_unrecorded(ctx: IngestContext, early: EarlyUploads | None) -> None:
     """After a failure that ends in quarantine: stop the early uploads (those not begun are not
     begun, the running ones are waited for), then remove every version of every object this
-    attempt may have stored under the AIP's prefix on every target, and the access copies it
-    stored, so a refused film does not stay in storage. Only while the AIP is not recorded (a
+    attempt may have stored under the AIP's prefix on every target and every access location
+    (access copies), so a refused film does not stay in storage. Only while the AIP is not recorded (a
     catalog that cannot say leaves everything for the next attempt's sweep). Each target's
     removal is an event; Object Lock keeps what it keeps, and the event says so. Never raises."""
     if early is not None:
@@ -300,7 +299,10 @@ def remove_unrecorded(ctx: IngestContext, early: EarlyUploads | None, access: Se
         return
     prefix = f"{ctx.aip_id}/"
     me = tools.preserve_agent()
-    for target in ctx.settings.targets:
+    # the replicas, and every access location: a `publish` that failed half-way leaves copies no
+    # list names (an open proxy of a film the catalog does not know would stay public)
+    places = [*ctx.settings.targets, *policy.access_locations(ctx.settings)]
+    for target in places:
         try:
             with open_store(ctx.settings, target) as store:
                 keys = sorted({v.key for v in store.list_versions(prefix)})
@@ -327,28 +329,8 @@ def remove_unrecorded(ctx: IngestContext, early: EarlyUploads | None, access: Se
             Outcome.WARNING if left else Outcome.PASS,
             me,
             f"removed every version of {len(keys) - len(left)} object(s) under {prefix} stored by this attempt, "
-            "which was quarantined: nothing of it stays in storage"
+            "which was quarantined"
             + (f"; {len(left)} are under Object Lock and stay until their retention ends" if left else ""),
             subject=target.name,
             keys=keys[:50],
-        )
-    for copy in access:
-        try:
-            with open_store(ctx.settings, policy.target(ctx.settings, copy.target)) as store:
-                store.delete(copy.key)
-        except StorageError as exc:
-            ctx.log.record(
-                EventType.DELETION,
-                Outcome.WARNING,
-                me,
-                f"could not remove the access copy {copy.key} ({exc}); the next attempt removes it",
-                subject=copy.target,
-            )
-            continue
-        ctx.log.record(
-            EventType.DELETION,
-            Outcome.PASS,
-            me,
-            f"removed the access copy {copy.key} (every version): the ingest was quarantined",
-            subject=copy.target,
         )

@@ -179,7 +179,8 @@ def _one_pass(
             framemd5_to=dest,
             access=access,
             verdict=verdict,
-            timeout=ctx.settings.ingest.tool_timeout_seconds,
+            # it also encodes the proxy: at least a multiple of the film's length (a 15-hour film)
+            timeout=transcode.pass_timeout(ctx.settings.ingest.tool_timeout_seconds, probe.duration, duration),
             progress=ctx.media_progress,
             duration=duration,
         )
