@@ -75,13 +75,16 @@ def validate(ctx: IngestContext, staged: Staged, described: Described) -> Valida
     made: PassCopies | None = None
     for f in described.media(staged.files):
         staged_path, probe = staged.path_of(f.path), described.probes[f.path]
+        # a decode or framemd5 run on its own (the fallbacks) gets the budget of the one run: a
+        # multiple of the film's length, so a 15-hour film is not stopped by the flat limit
+        budget = transcode.pass_timeout(timeout, probe.duration)
         wants_framemd5 = settings.validation.framemd5 and bool(probe.video_streams or probe.audio_streams)
         access, stream_span = None, None
         if film is not None and f.path == film.path and staged.metadata.access.level != "dark":
             access, stream_span = _access_request(ctx, staged_path, probe)
         one = _one_pass(ctx, f, staged_path, probe, wants_framemd5, access)
         if settings.ingest.decode_check:
-            _decode_verdict(ctx, f, staged_path, one, facts, undecodable)
+            _decode_verdict(ctx, f, staged_path, one, facts, undecodable, budget)
         if settings.validation.mediaconch and mediaconch.applies_to(probe):
             try:
                 conch = mediaconch.check_implementation(staged_path, timeout=timeout)
@@ -107,7 +110,7 @@ def validate(ctx: IngestContext, staged: Staged, described: Described) -> Valida
                     ctx, f, one.framemd5, _same_decode(ctx, one, "the framemd5")
                 )
             else:
-                manifest = _write_framemd5(ctx, f, staged_path, probe, timeout)
+                manifest = _write_framemd5(ctx, f, staged_path, probe, budget)
             if manifest is not None:
                 written.append(manifest)
         if one is not None and one.copies is not None:
@@ -206,6 +209,7 @@ def _decode_verdict(
     one: transcode.PassResult | None,
     facts: dict[str, MediaFacts],
     undecodable: list[tuple[str, str]],
+    timeout: float,
 ) -> None:
     """The decode check's verdict, as an event and in ``facts``: the pass's own when it was clean
     (or when it did nothing but decode), otherwise that of the decode check run on its own."""
@@ -218,7 +222,7 @@ def _decode_verdict(
         try:
             report = decode.decode_check(
                 src,
-                timeout=ctx.settings.ingest.tool_timeout_seconds,
+                timeout=timeout,
                 progress=ctx.media_progress,
                 duration=facts[f.path].duration,
             )
