@@ -12,9 +12,12 @@ from preserve.catalog.records import (
     AlertRecord,
     FileView,
     NewAip,
+    NewVersion,
+    RebuiltAip,
     ReplicaRecord,
     StoredObject,
     SubmissionState,
+    VersionRecord,
 )
 from preserve.catalog.repository import Catalog
 
@@ -26,8 +29,11 @@ __all__ = [
     "Catalog",
     "FileView",
     "NewAip",
+    "NewVersion",
+    "RebuiltAip",
     "ReplicaRecord",
     "StoredObject",
     "SubmissionState",
+    "VersionRecord",
     "content_key",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import func, or_, select
@@ -14,8 +15,25 @@ from sqlalchemy.orm import Session
 from preserve.catalog.access_changes import withheld
 from preserve.catalog.engine import aware
 from preserve.catalog.events import EventLog, event_from_row, event_row
-from preserve.catalog.models import AccessRow, AipRow, EventRow, FileRow, ObjectRow, ReplicaRow, SubmissionRow
-from preserve.catalog.records import AccessCopy, AipView, FileView, NewAip, ReplicaRecord, StoredObject
+from preserve.catalog.models import (
+    AccessRow,
+    AipRow,
+    AipVersionRow,
+    EventRow,
+    FileRow,
+    ObjectRow,
+    ReplicaRow,
+    SubmissionRow,
+)
+from preserve.catalog.records import (
+    AccessCopy,
+    AipView,
+    FileView,
+    NewAip,
+    ReplicaRecord,
+    StoredObject,
+    VersionRecord,
+)
 from preserve.core.errors import CatalogError
 from preserve.core.model import (
     AccessLevel,
@@ -82,6 +100,16 @@ class AipRepository(EventLog):
                     row.objects.append(_object_row(o, r.target))
             for a in aip.access:
                 row.access.append(_access_row(a))
+            keys = sorted({o.key for r in aip.replicas for o in r.objects})
+            row.versions.append(
+                AipVersionRow(
+                    number=1,
+                    created_at=now,
+                    reason="ingest",
+                    operator="",
+                    members={member_of(aip.id, k): k for k in keys},
+                )
+            )
             s.add(row)
             s.add_all(event_row(e, aip.id, aip.submission_name) for e in aip.events)
             sub = s.get(SubmissionRow, aip.submission_name, with_for_update=True)
@@ -328,14 +356,35 @@ def _aip_view(row: AipRow, events: list[Event]) -> AipView:
         access_level=AccessLevel(row.access_level),
         submission_name=row.submission_name,
         payload_oxum=row.payload_oxum,
-        files=tuple(
-            FileView(f.path, f.size, f.sha256, f.sha512, f.role, f.format_name, f.format_registry_key)
-            for f in row.files
-        ),
+        files=tuple(file_view(f) for f in row.files),
         replicas=tuple(
             ReplicaRecord(r.target, r.uri, ReplicaStatus(r.status), aware(r.verified_at), tuple(objs.get(r.target, ())))
             for r in row.replicas
         ),
         access=tuple(AccessCopy(a.kind, a.target, a.key, a.uri, a.size, a.sha256) for a in row.access),
         events=tuple(events),
+        versions=tuple(version_record(v) for v in row.versions),
     )
+
+
+def file_view(f: FileRow) -> FileView:
+    return FileView(
+        f.path, f.size, f.sha256, f.sha512, f.role, f.format_name, f.format_registry_key, f.original_name_hex
+    )
+
+
+def version_record(v: AipVersionRow) -> VersionRecord:
+    return VersionRecord(
+        number=v.number,
+        created=aware(v.created_at) or utcnow(),
+        reason=v.reason,
+        operator=v.operator,
+        members=dict(v.members or {}),
+    )
+
+
+def member_of(aip_id: str, key: str) -> str:
+    """The bag member an object key names: `preserve.storage.base.member_path`, which the catalog
+    (below storage) cannot import; the two are tested against each other."""
+    rel = key.removeprefix(f"{aip_id}/")
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), rel)

@@ -37,6 +37,9 @@ class AipRow(Base):
         back_populates="aip", cascade="all, delete-orphan", order_by="(ObjectRow.target, ObjectRow.key)"
     )
     access: Mapped[list[AccessRow]] = relationship(back_populates="aip", cascade="all, delete-orphan")
+    versions: Mapped[list[AipVersionRow]] = relationship(
+        back_populates="aip", cascade="all, delete-orphan", order_by="AipVersionRow.number"
+    )
 
 
 class FileRow(Base):
@@ -245,3 +248,65 @@ class DeaccessionObjectRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     checked_at: Mapped[dt.datetime | None]  # last time an audit looked for it
+
+
+class AipVersionRow(Base):
+    """One version of an AIP: version 1 is the bag as ingested; each `preserve amend` adds one.
+    ``members`` maps every bag member path of that version to the object key holding it (the same
+    key on every target); sizes and digests are in `objects`. Rows are only ever added."""
+
+    __tablename__ = "aip_versions"
+    __table_args__ = (UniqueConstraint("aip_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    operator: Mapped[str] = mapped_column(Text, default="")
+    members: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    aip: Mapped[AipRow] = relationship(back_populates="versions")
+
+
+class JournalRecordRow(Base):
+    """One object the journal wrote beside an AIP on one target: an event record (``kind``
+    "events") or a version inventory ("version", with its number). Rows are only ever added."""
+
+    __tablename__ = "journal_records"
+    __table_args__ = (Index("ix_journal_records_aip_target", "aip_id", "target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aip_id: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))  # events | version
+    version: Mapped[int | None] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer, default=0)
+    written_at: Mapped[dt.datetime]
+
+
+class EventExportRow(Base):
+    """That an event is in an event record on a target (what is still to be written is every event
+    of a stored AIP without a row here for that target)."""
+
+    __tablename__ = "event_exports"
+    __table_args__ = (UniqueConstraint("event_id", "target"), Index("ix_event_exports_target", "target", "event_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(String(128))
+    record_id: Mapped[int] = mapped_column(ForeignKey("journal_records.id", ondelete="CASCADE"), index=True)
+
+
+class RebuildRow(Base):
+    """A `preserve catalog rebuild`: from which replica, when it began and ended, and its report.
+    An unfinished one (``finished_at`` NULL) is resumed by the next run."""
+
+    __tablename__ = "rebuilds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -4,7 +4,7 @@ AIPs, submission states, alerts): frozen dataclasses, so ORM rows never leave th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,21 @@ class FileView:
     role: str
     format_name: str = ""
     format_registry_key: str = ""
+    #: the original file name's bytes (hex) when they were not valid UTF-8; "" otherwise
+    original_name_hex: str = ""
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version of an AIP: 1 is the bag as ingested, each `preserve amend` adds the next.
+    ``members`` maps every bag member path of the version to the object key that holds it (the
+    same key on every target); sizes and SHA-256s are the objects'."""
+
+    number: int
+    created: dt.datetime
+    reason: str  # "ingest" for version 1
+    operator: str  # "" for version 1
+    members: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,10 +83,17 @@ class AipView:
     replicas: tuple[ReplicaRecord, ...]
     access: tuple[AccessCopy, ...]
     events: tuple[Event, ...]
+    #: oldest first; every stored AIP has at least version 1
+    versions: tuple[VersionRecord, ...] = ()
 
     @property
     def size(self) -> int:
         return sum(f.size for f in self.files)
+
+    @property
+    def version(self) -> int:
+        """The newest version's number (1 for an AIP never amended)."""
+        return max((v.number for v in self.versions), default=1)
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,34 @@ class NewAip:
     formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (format name, puid)
     #: identity of the submitted content (see content_key); "" derives it from all files
     content_key: str = ""
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What `preserve amend` records, in one transaction: the version (its number the current one
+    + 1), the payload files it added or changed, its new objects on every target, its events and
+    the AIP's new title (None: unchanged)."""
+
+    aip_id: str
+    version: VersionRecord
+    files: Sequence[FileView]
+    objects: Sequence[StoredObject]
+    events: Sequence[Event]
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class RebuiltAip:
+    """What `preserve catalog rebuild` imports for one AIP, in one transaction: its state as the
+    newest event record carried it (`Catalog.aip_state`, or `snapshot.default_state`), the current
+    version's files, every version, every object on every target as the inventory pass found it,
+    and its events (deduplicated, oldest first)."""
+
+    state: Mapping[str, Any]
+    files: Sequence[FileView]
+    versions: Sequence[VersionRecord]
+    objects: Sequence[StoredObject]
+    events: Sequence[Event]
 
 
 @dataclass(frozen=True)

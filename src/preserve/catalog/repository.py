@@ -1,5 +1,6 @@
 """The catalog interface, `Catalog`: one object over the per-aggregate repositories (submissions,
-AIPs with their replicas, objects, access copies and events, alerts, access changes, deaccessions) and the status summary. It
+AIPs with their replicas, objects, access copies and events, alerts, access changes, deaccessions,
+versions, the journal's bookkeeping, state snapshots and rebuilt AIPs) and the status summary. It
 takes and returns plain values (`preserve.catalog.records`); ORM rows never leave the catalog
 package. Side effects: database reads and writes."""
 
@@ -12,12 +13,24 @@ from preserve.catalog.access_changes import AccessChangeRepository
 from preserve.catalog.aips import AipRepository
 from preserve.catalog.alerts import AlertRepository
 from preserve.catalog.deaccessions import DeaccessionRepository
+from preserve.catalog.journal import JournalRepository
+from preserve.catalog.snapshot import SnapshotRepository
 from preserve.catalog.submissions import SubmissionRepository
+from preserve.catalog.versions import VersionRepository
 from preserve.catalog.views import CatalogStatus, summarize
 from preserve.core.model import AipStatus, utcnow
 
 
-class Catalog(SubmissionRepository, AipRepository, AlertRepository, AccessChangeRepository, DeaccessionRepository):
+class Catalog(
+    SubmissionRepository,
+    AipRepository,
+    AlertRepository,
+    AccessChangeRepository,
+    DeaccessionRepository,
+    VersionRepository,
+    JournalRepository,
+    SnapshotRepository,
+):
     """Repository over the catalog database (SQLite by default, PostgreSQL at scale); a context
     manager that closes the database at the end of its ``with`` block."""
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from preserve import __version__
-from preserve.cli.commands import aips, deaccession, ingest, lifecycle, operate, storage
+from preserve.cli.commands import aips, amend, backup, catalog, deaccession, ingest, lifecycle, operate, storage
 from preserve.cli.invocation import EXIT_ERROR, EXIT_FINDING, EXIT_OK
 
 __all__ = ["EXIT_ERROR", "EXIT_FINDING", "EXIT_OK", "build_parser", "main"]
@@ -82,6 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("aip_id")
     sp.add_argument("dest")
     sp.add_argument("--replica", default=None, help="only this replica (default: in order of preference)")
+    sp.add_argument(
+        "--version", type=int, default=None, metavar="N", help="this version of the AIP (default: the latest)"
+    )
+    sp = add(
+        "amend",
+        amend.cmd_amend,
+        "write a new version of an AIP with a corrected sidecar (metadata.yaml); the payload is not uploaded again",
+    )
+    sp.add_argument("aip_id", metavar="AIP_ID")
+    sp.add_argument("--sidecar", required=True, metavar="FILE", help="the corrected metadata sidecar (YAML)")
+    sp.add_argument("--reason", required=True, help="why (recorded with the new version and the operator)")
+    cat = sub.add_parser("catalog", help="rebuild the catalog from storage, or back it up", description="the catalog")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    sp = cat_sub.add_parser("rebuild", help="build the catalog from one replica alone, into an empty database")
+    sp.set_defaults(func=catalog.cmd_rebuild)
+    sp.add_argument("--from", dest="source", required=True, metavar="TARGET", help="the replica (target name) to read")
+    sp.add_argument("--merge", action="store_true", help="add to a catalog that is not empty (AIPs it lacks only)")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    sp = cat_sub.add_parser("backup", help="a consistent online copy of the catalog (SQLite) into DEST")
+    sp.set_defaults(func=backup.cmd_backup)
+    sp.add_argument("dest", metavar="DEST", help="a directory (a timestamped file is written there) or a file name")
     sp = add(
         "replicate",
         storage.cmd_replicate,

@@ -46,6 +46,11 @@ def aip_json(view: AipView, tombstone: Deaccession | None = None) -> dict[str, A
         ],
         "access": [{"kind": a.kind, "uri": a.uri, "size": a.size, "sha256": a.sha256} for a in view.access],
         "events": [event_json(e) for e in view.events],
+        "version": view.version,
+        "versions": [
+            {"number": v.number, "date": v.created.isoformat(), "reason": v.reason, "operator": v.operator}
+            for v in view.versions
+        ],
     }
     if tombstone is not None:
         data["tombstone"] = tombstone_json(tombstone)

@@ -1,0 +1,200 @@
+"""The catalog seam of issue 14: versions recorded with the AIP and by amend, the journal's
+bookkeeping (what is still to be written on which target), the state snapshot and the import of a
+rebuilt AIP, on SQLite and on a real PostgreSQL."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from preserve.catalog import (
+    AccessCopy,
+    Catalog,
+    FileView,
+    NewAip,
+    NewVersion,
+    RebuiltAip,
+    ReplicaRecord,
+    StoredObject,
+    VersionRecord,
+)
+from preserve.catalog.aips import member_of
+from preserve.catalog.snapshot import default_state
+from preserve.core.errors import CatalogError
+from preserve.core.model import Agent, Digests, Event, EventType, Outcome, PayloadFile, ReplicaStatus, Role, utcnow
+from preserve.report.views import aip_json
+from preserve.storage.base import member_path, object_key
+
+AIP = "0c5d3a2e-1111-4a4a-8b8b-123456789abc"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_server").new_database()
+    c = Catalog(url)
+    yield c
+    c.close()
+
+
+def _new_aip(targets: tuple[str, ...] = ("s3", "local")) -> NewAip:
+    film = PayloadFile("data/objects/电影 100%.mov", Digests(10, {"sha256": "a" * 64, "sha512": "b" * 128}), Role.VIDEO)
+    side = PayloadFile(
+        "data/objects/metadata.yaml", Digests(5, {"sha256": "c" * 64, "sha512": "d" * 128}), Role.SIDECAR
+    )
+    now = utcnow()
+    members = {"bagit.txt": ("e" * 64, 55), film.path: ("a" * 64, 10), side.path: ("c" * 64, 5)}
+    replicas = [
+        ReplicaRecord(
+            t,
+            f"{t}://x/{AIP}/",
+            ReplicaStatus.VERIFIED,
+            now,
+            tuple(StoredObject(t, object_key(AIP, m), size, sha, now) for m, (sha, size) in members.items()),
+        )
+        for t in targets
+    ]
+    return NewAip(
+        id=AIP,
+        title="片名",
+        submission_name="sub",
+        access_level="restricted",
+        payload_oxum="15.2",
+        files=[film, side],
+        replicas=replicas,
+        access=[AccessCopy("proxy", "access", f"restricted/{AIP}/proxy.mp4", "s3://a/p", 5, "f" * 64)],
+        events=[Event(EventType.INGESTION, Outcome.PASS, Agent("preserve", "0.1"), "stored")],
+    )
+
+
+def test_member_of_is_the_inverse_of_object_key() -> None:
+    for member in ("data/objects/a%20b.mov", "data/objects/line\nbreak.mov", "bagit.txt", "data/objects/片.mov"):
+        key = object_key(AIP, member)
+        assert member_of(AIP, key) == member_path(AIP, key) == member
+
+
+def test_version_one_is_recorded_with_the_aip(catalog: Catalog) -> None:
+    catalog.record_aip(_new_aip())
+    view = catalog.get_aip(AIP)
+    assert view is not None and view.version == 1
+    (v1,) = view.versions
+    assert v1.reason == "ingest" and v1.members["data/objects/电影 100%.mov"] == object_key(
+        AIP, "data/objects/电影 100%.mov"
+    )
+    assert set(v1.members) == {"bagit.txt", "data/objects/电影 100%.mov", "data/objects/metadata.yaml"}
+    data = aip_json(view)
+    assert data["version"] == 1 and data["versions"][0]["reason"] == "ingest"
+
+
+def _v2(number: int = 2) -> NewVersion:
+    now = utcnow()
+    members = {
+        "bagit.txt": object_key(AIP, "bagit.txt"),
+        "data/objects/电影 100%.mov": object_key(AIP, "data/objects/电影 100%.mov"),
+        "data/objects/metadata.yaml": f"{AIP}/versions/v{number}/data/objects/metadata.yaml",
+    }
+    return NewVersion(
+        aip_id=AIP,
+        version=VersionRecord(number, now, "year was wrong", "ana", members),
+        files=[FileView("data/objects/metadata.yaml", 7, "9" * 64, "8" * 128, "sidecar")],
+        objects=[
+            StoredObject(t, f"{AIP}/versions/v{number}/data/objects/metadata.yaml", 7, "9" * 64, now)
+            for t in ("s3", "local")
+        ],
+        events=[Event(EventType.METADATA_MODIFICATION, Outcome.PASS, Agent("ana", kind="person"), "amended")],
+        title="新片名",
+    )
+
+
+def test_add_version_records_files_objects_title_and_refuses_a_gap(catalog: Catalog) -> None:
+    catalog.record_aip(_new_aip())
+    with pytest.raises(CatalogError, match="version 1"):
+        catalog.add_version(_v2(3))
+    catalog.add_version(_v2())
+    view = catalog.get_aip(AIP)
+    assert view is not None and view.version == 2 and view.title == "新片名"
+    side = next(f for f in view.files if f.path == "data/objects/metadata.yaml")
+    assert (side.size, side.sha256) == (7, "9" * 64)
+    keys = {o.key for r in view.replicas for o in r.objects}
+    assert f"{AIP}/versions/v2/data/objects/metadata.yaml" in keys and object_key(AIP, "bagit.txt") in keys
+    assert all(r.status is ReplicaStatus.VERIFIED for r in view.replicas)
+    with pytest.raises(CatalogError):
+        catalog.add_version(_v2())  # the same number twice
+    assert [v.number for v in catalog.versions(AIP)] == [1, 2]
+
+
+def test_journal_pending_until_written_per_target(catalog: Catalog) -> None:
+    catalog.record_aip(_new_aip())
+    assert catalog.journal_targets(AIP) == ["local", "s3"]
+    assert catalog.journal_aips_pending() == [AIP]
+    pending = catalog.journal_pending(AIP, "s3")
+    assert [e.type for _, e in pending] == [EventType.INGESTION]
+    assert [v.number for v in catalog.journal_versions_pending(AIP, "s3")] == [1]
+    catalog.journal_written(AIP, "s3", f"{AIP}/versions/v1.json", version=1)
+    catalog.journal_written(AIP, "s3", f"{AIP}/events/x.premis.xml", event_ids=[i for i, _ in pending])
+    assert catalog.journal_pending(AIP, "s3") == [] and catalog.journal_versions_pending(AIP, "s3") == []
+    assert catalog.journal_aips_pending() == [AIP]  # "local" still has everything to come
+    assert len(catalog.journal_pending(AIP, "local")) == 1
+    catalog.journal_written(AIP, "local", f"{AIP}/versions/v1.json", version=1)
+    catalog.journal_written(AIP, "local", f"{AIP}/events/y.premis.xml", event_ids=[pending[0][0]])
+    assert catalog.journal_aips_pending() == []
+    catalog.add_events(AIP, [Event(EventType.FIXITY_CHECK, Outcome.PASS, Agent("preserve"), "audit")])
+    assert catalog.journal_aips_pending() == [AIP]
+    assert [e.detail for _, e in catalog.journal_pending(AIP, "local")] == ["audit"]
+    assert len(catalog.journal_records(AIP)) == 4
+    with pytest.raises(CatalogError):
+        catalog.journal_written(AIP, "s3", "k")  # neither events nor a version
+
+
+def test_state_round_trips_through_import(catalog: Catalog, tmp_path: Path) -> None:
+    catalog.record_aip(_new_aip())
+    catalog.add_version(_v2())
+    change = catalog.begin_access_change(
+        AIP,
+        from_level="restricted",
+        to_level="embargoed",
+        until=dt.date(2031, 1, 2),
+        reason="festival",
+        operator=Agent("ana", kind="person"),
+    )
+    assert change is not None
+    before = catalog.get_aip(AIP)
+    state = catalog.aip_state(AIP)
+    assert state["aip"]["title"] == "新片名" and [v["number"] for v in state["versions"]] == [1, 2]
+    assert state["access_changes"][0]["until"] == "2031-01-02"
+    other = Catalog(f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    try:
+        assert other.is_empty()
+        objects = [o for r in before.replicas for o in r.objects]
+        other.import_aip(RebuiltAip(state, before.files, before.versions, objects, before.events))
+        assert not other.is_empty()
+        after = other.get_aip(AIP)
+        assert aip_json(after) == aip_json(before)
+        assert other.access_changes(AIP)[0].until == dt.date(2031, 1, 2)
+        assert other.submission("sub").status == "stored"
+        with pytest.raises(CatalogError, match="already"):
+            other.import_aip(RebuiltAip(state, before.files, before.versions, objects, before.events))
+    finally:
+        other.close()
+
+
+def test_import_with_unchecked_objects_is_pending_not_verified(catalog: Catalog) -> None:
+    state = default_state(
+        AIP, title="t", submission_name="s", created=utcnow(), access_level="dark", payload_oxum="1.1"
+    )
+    objs = [
+        StoredObject("s3", f"{AIP}/bagit.txt", 1, "a" * 64, None, status=ReplicaStatus.PENDING),
+        StoredObject("local", f"{AIP}/bagit.txt", 1, "a" * 64, utcnow()),
+        StoredObject("local", f"{AIP}/data/x", 1, "b" * 64, None, status=ReplicaStatus.MISSING),
+    ]
+    v1 = VersionRecord(1, utcnow(), "ingest", "", {"bagit.txt": f"{AIP}/bagit.txt", "data/x": f"{AIP}/data/x"})
+    catalog.import_aip(
+        RebuiltAip(state, [FileView("data/x", 1, "b" * 64, "c" * 128, "video")], [v1], objs, []), uris={"s3": "s3://b/"}
+    )
+    view = catalog.get_aip(AIP)
+    reps = {r.target: r for r in view.replicas}
+    assert reps["s3"].status is ReplicaStatus.PENDING and reps["s3"].verified_at is None and reps["s3"].uri == "s3://b/"
+    assert reps["local"].status is ReplicaStatus.PENDING  # one verified, one missing: not verified
+    assert view.access_level.value == "dark"
