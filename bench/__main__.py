@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import data as datasets
+from bench.catalog_rows import amends, rebuilds
 from bench.environment import HAS_STAGING_SETTING, BenchArchive
 from bench.report import RESULTS_JSON, Row, machine, markdown, table, write_json
 from bench.rows import (
@@ -38,8 +39,13 @@ SECTIONS: list[tuple[Callable[[Context], None], tuple[str, ...]]] = [
     (media, ("B5", "peer")),
     (long_films, ("B10",)),
     (prefect_overhead, ("B8",)),
+    (rebuilds, ("B11", "B12")),  # issue 14: the catalog rebuilt from a replica, and amend
+    (amends, ("B13",)),
 ]
-ROW_ORDER = ("B1", "B1c", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B7b", "B8", "B10", "disk")
+ROW_ORDER = (
+    *("B1", "B1c", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B7b", "B8", "B10", "disk"),
+    *("B11", "B12", "B13"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:

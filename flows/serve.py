@@ -9,7 +9,9 @@ says otherwise) and the served deployments:
                      (parameters: aip_id, reason, operator)
 
 plus a housekeeping thread (alert sweep, reconciling runs left Running by dead workers, finishing
-withdrawals and access changes left pending, removing withdrawn films' runs from the dashboard).
+withdrawals and access changes left pending, removing withdrawn films' runs from the dashboard,
+writing the journal records beside the AIPs that an operation could not write, and the scheduled
+catalog backup into [catalog] backup_dir with its pruning).
 Ctrl-C (or SIGTERM) stops the served deployments first and the server last: the other way round,
 serve hangs on shutdown (FACTS.md). The server runs in its own session, so the terminal's Ctrl-C
 reaches only this process, which then stops it (start, health check and stop through
@@ -27,10 +29,12 @@ import threading
 from typing import Any
 
 from preserve.catalog import Catalog
+from preserve.catalog import backup as catalog_backup
 from preserve.config import Settings
 from preserve.core import redact
+from preserve.core.units import human_bytes
 from preserve.dev import daemon
-from preserve.operations import alerts
+from preserve.operations import alerts, journal
 
 log = logging.getLogger("preserve.serve")
 
@@ -138,10 +142,41 @@ def deployments(settings: Settings, config: str, only: set[str] | None = None) -
     return out
 
 
+def journal_catch_up(settings: Settings, catalog: Catalog) -> list[tuple[int, str]]:
+    """Write the journal (event records, version inventories) beside every AIP that has some still
+    pending on a target (an operation's own flush failed, or a target was down): (log level, line)
+    pairs. A target that fails is in the report, not raised; the next round tries it again."""
+    report = journal.flush(settings, catalog)
+    out = [(logging.WARNING, line) for line in report.lines()]
+    if report.records or any(w.inventories for w in report.entries):
+        inventories = sum(len(w.inventories) for w in report.entries)
+        line = f"journal: {report.records} event record(s) with {report.events} event(s), {inventories} inventories"
+        out.insert(0, (logging.INFO, f"{line} written in {report.seconds:.1f} s"))
+    return out
+
+
+def scheduled_backup(settings: Settings, now: dt.datetime | None = None) -> list[str]:
+    """The catalog backup every [catalog] backup_every_hours into [catalog] backup_dir (nothing when
+    it is not set), then the oldest beyond backup_keep removed. When the last one was made is read
+    from the newest backup's name, so a restart does not back up again at once. Raises on failure."""
+    directory = settings.catalog_backup_dir
+    if directory is None:
+        return []
+    c = settings.catalog
+    result, removed = catalog_backup.scheduled(
+        settings.catalog_url, directory, every_hours=c.backup_every_hours, keep=c.backup_keep, now=now
+    )
+    if result is None:
+        return []
+    lines = [f"catalog backed up to {result.path} ({human_bytes(result.bytes)}, {result.seconds:.1f} s, integrity ok)"]
+    return lines + [f"old catalog backup removed: {p.name}" for p in removed]
+
+
 def housekeeping(settings: Settings, stop: threading.Event, first_delay: float = 5.0) -> None:
     """Every [serve] housekeeping_minutes: finish withdrawals and access changes left pending (and
     clean withdrawn films' runs off the dashboard), send the alerts the catalog calls for (and retry
-    undelivered ones), and set ingest runs of dead workers to Crashed."""
+    undelivered ones), set ingest runs of dead workers to Crashed, write the journal records still
+    pending, and back the catalog up when that is due. Each part fails on its own: logged, redacted."""
     from flows.reconcile import reconcile_ingest_runs
     from flows.withdraw import housekeeping as access_housekeeping
 
@@ -161,6 +196,17 @@ def housekeeping(settings: Settings, stop: threading.Event, first_delay: float =
                 catalog.close()
         except Exception as exc:  # noqa: BLE001 - housekeeping must not stop serving
             log.error("housekeeping failed: %s", redact.describe(exc))
+        try:  # on its own: a Prefect server that does not answer must not hold the journal up
+            with Catalog(settings.catalog_url) as catalog:
+                for level, line in journal_catch_up(settings, catalog):
+                    log.log(level, "%s", line)
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not stop serving
+            log.error("journal catch-up failed: %s", redact.describe(exc))
+        try:  # last: the backup then holds what this round recorded
+            for line in scheduled_backup(settings):
+                log.info("%s", line)
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not stop serving
+            log.error("catalog backup failed: %s", redact.describe(exc))
         if stop.wait(settings.serve.housekeeping_minutes * 60):
             return
 

@@ -96,7 +96,7 @@ def backups(directory: Path) -> list[Path]:
     """The backups made by preserve in ``directory`` (regular files named `NAME_RE`), newest first."""
     try:
         entries = list(Path(directory).iterdir())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     found = [(at, p) for p in entries if (at := made_at(p)) is not None and p.is_file() and not p.is_symlink()]
     return [p for _, p in sorted(found, reverse=True)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, or_, select
 
 from preserve.catalog.aips import version_record
 from preserve.catalog.engine import CatalogEngine
@@ -38,10 +38,16 @@ class JournalRepository(CatalogEngine):
             return sorted({*reps, *gone})
 
     def journal_pending(self, aip_id: str, target: str) -> list[tuple[int, Event]]:
-        """The AIP's events (ids and values) not yet in a record on ``target``, oldest first."""
+        """The AIP's events (ids and values) not yet in a record on ``target``, oldest first; with
+        them, the events of its submission that belong to no AIP (`get_aip` shows them as the
+        AIP's: an earlier quarantine of the same submission, say)."""
         with self._session() as s:
+            name = s.scalar(select(AipRow.submission_name).where(AipRow.id == aip_id))
             done = exists().where(EventExportRow.event_id == EventRow.id, EventExportRow.target == target)
-            q = select(EventRow).where(EventRow.aip_id == aip_id, ~done).order_by(EventRow.at, EventRow.id)
+            mine = EventRow.aip_id == aip_id
+            if name:
+                mine = or_(mine, (EventRow.submission == name) & EventRow.aip_id.is_(None))
+            q = select(EventRow).where(mine, ~done).order_by(EventRow.at, EventRow.id)
             return [(r.id, event_from_row(r)) for r in s.scalars(q)]
 
     def journal_versions_pending(self, aip_id: str, target: str) -> list[VersionRecord]:

@@ -66,6 +66,7 @@ class VersionRepository(CatalogEngine):
             for path, row in by_path.items():
                 if path not in members:  # a payload file this version no longer has
                     aip.files.remove(row)
+            aip.payload_oxum = f"{sum(f.size for f in aip.files)}.{len(aip.files)}"
             existing = {(o.target, o.key) for o in aip.objects}
             for o in v.objects:
                 if (o.target, o.key) in existing:

@@ -250,6 +250,23 @@ class ServeSettings(_Model):
     housekeeping_minutes: float = 10.0
 
 
+class CatalogSettings(_Model):
+    """The catalog's own safekeeping: the scheduled online backup that `preserve serve` makes
+    (`preserve catalog backup DEST` makes one by hand). SQLite catalogs only; a PostgreSQL
+    catalog is backed up with pg_dump (the command says exactly what to run)."""
+
+    #: where the scheduled backups go ("" = no scheduled backup); relative to the config file
+    backup_dir: Path | None = None
+    backup_every_hours: float = Field(default=24.0, gt=0)
+    #: the newest this many scheduled backups are kept (older ones made by preserve are removed)
+    backup_keep: int = Field(default=14, ge=1)
+
+    @field_validator("backup_dir", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class Settings(_Model):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -259,6 +276,7 @@ class Settings(_Model):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     targets: list[TargetSettings] = Field(default_factory=list)
     access_target: TargetSettings | None = None
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
@@ -333,6 +351,11 @@ class Settings(_Model):
     @property
     def services_dir(self) -> Path:
         return self.resolve(self.services.data_dir) if self.services.data_dir else self.var_dir / "services"
+
+    @property
+    def catalog_backup_dir(self) -> Path | None:
+        """Where `preserve serve` puts the scheduled catalog backups; None: no scheduled backup."""
+        return self.resolve(self.catalog.backup_dir) if self.catalog.backup_dir else None
 
     @property
     def catalog_url(self) -> str:

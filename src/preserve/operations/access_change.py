@@ -6,7 +6,8 @@ preserved original when none is left, as after a withdrawal), every version of t
 every other access location and verified gone, and only then does the catalog record the new level
 and the copies' new place, with an `access decision` event naming the operator and the reason. A
 change to dark is a withdrawal (`preserve.operations.withdraw`). A change killed half-way stays
-pending and is finished by the next run or by housekeeping (`finish_pending`).
+pending and is finished by the next run or by housekeeping (`finish_pending`). The decision's
+events are then written beside the AIP on its replicas (`operations.journal`).
 Side effects: object store reads, writes and deletes; downloads of an original and ffmpeg runs
 under var/access-work/<AIP id>/ (removed afterwards); catalog writes; an alert (webhook, e-mail)
 when the copies cannot be placed."""
@@ -34,7 +35,7 @@ from preserve.core.fs import private_dir
 from preserve.core.model import AccessLevel, Agent, AipStatus, Event, EventType, Outcome, utcnow
 from preserve.fixity.digest import digest_file
 from preserve.intake import sidecar
-from preserve.operations import alerts
+from preserve.operations import alerts, journal
 from preserve.operations import withdraw as withdrawals
 from preserve.operations.embargo import embargo_until
 from preserve.storage import ObjectStore, open_store, store_agent
@@ -153,7 +154,9 @@ def set_access(
     change, resumed = catalog.begin_access_change(
         aip.id, from_level=aip.access_level, to_level=level, until=until, reason=reason.strip(), operator=operator
     )
-    return carry_out(settings, catalog, aip, change, resumed=resumed, previous_until=current_until)
+    report = carry_out(settings, catalog, aip, change, resumed=resumed, previous_until=current_until)
+    journal.flush(settings, catalog, [aip.id])  # what was recorded (done, or an attempt), beside the AIP
+    return report
 
 
 def carry_out(
@@ -269,6 +272,8 @@ def finish_pending(settings: Settings, catalog: Catalog) -> list[tuple[AccessCha
             out.append((change, f"failed: {redact.describe(exc)}"))
             continue
         out.append((change, "done" if ok else "not complete: " + "; ".join(lines[:5])))
+    if pending:
+        journal.flush(settings, catalog, [c.aip_id for c in pending])
     return out
 
 

@@ -4,7 +4,9 @@ objects, and repair of damaged copies from a replica that verifies now; for deac
 the deletions whose date has come, and a look for what should be gone (`deaccession`). Findings
 are values; only an unusable configuration raises. Side effects: reads from storage, writes
 repaired objects, deletes objects of deaccessioned AIPs, records check results and events in the
-catalog."""
+catalog, and writes them beside each AIP audited (one event record per AIP and replica per run,
+`operations.journal`). The journal's own keys (event records, version inventories) are not catalog
+objects: they are never reported unexpected."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from pathlib import Path
 
 from preserve import tools
 from preserve.catalog import AipView, Catalog, StoredObject
+from preserve.catalog.deaccessions import CARRIED_OUT
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, ObjectMissing, StorageError, StorageUnavailable
 from preserve.core.model import Agent, AipStatus, Event, EventType, Outcome, ReplicaStatus, utcnow
 from preserve.fixity.digest import MultiHasher
-from preserve.operations import deaccession
+from preserve.operations import deaccession, journal
 from preserve.operations.deaccession import DeletionFinding
-from preserve.storage import open_store
+from preserve.operations.journal import JournalReport
+from preserve.storage import layout, open_store
 from preserve.storage.base import ObjectStore, member_path
 
 GB = 1000**3
@@ -82,6 +86,9 @@ class AuditReport:
     interval_days: int = 90
     #: objects of deaccessioned AIPs: deleted now that their date came, or still there (see deaccession)
     deaccession: list[DeletionFinding] = field(default_factory=list)
+    #: the event records this run's events were written to, beside each AIP on each replica (one
+    #: per AIP and target, whatever the number of objects checked); a failure is retried later
+    journal: JournalReport = field(default_factory=JournalReport)
 
     @property
     def bytes_read(self) -> int:
@@ -123,6 +130,11 @@ class AuditReport:
             ("unexpected objects", str(len(self.unexpected))),
             ("bag problems", str(len(self.bag_problems))),
             ("operational errors", str(len(self.errors))),
+            (
+                "event records written",
+                f"{self.journal.records} ({self.journal.events} events)"
+                + (f", {len(self.journal.failed)} not written (retried)" if self.journal.failed else ""),
+            ),
             ("AIPs at risk", ", ".join(self.at_risk) or "none"),
             (
                 "deaccessioned objects",
@@ -239,18 +251,25 @@ def bag_check(store: ObjectStore, aip: AipView, objects: Sequence[StoredObject])
     """The replica's tag files agree with the catalog: Payload-Oxum, payload manifest and tag
     manifest digests. Returns problems (empty when the bag-level record holds)."""
     problems: list[str] = []
-    by_rel = {member_path(aip.id, o.key): o for o in objects}
+    held = {o.key: o for o in objects}
+    # the current version's members (version 1: the bag as ingested, under its own keys)
+    members = dict(aip.versions[-1].members) if aip.versions else {member_path(aip.id, k): k for k in held}
+    by_rel = {m: held[k] for m, k in members.items() if k in held}
+
+    def key(member: str) -> str:
+        return members.get(member, f"{aip.id}/{member}")
+
     try:
-        info = _read_small(store, f"{aip.id}/bag-info.txt").decode("utf-8", errors="replace")
+        info = _read_small(store, key("bag-info.txt")).decode("utf-8", errors="replace")
         m = re.search(r"^Payload-Oxum:\s*(\S+)", info, re.MULTILINE)
         if not m or m.group(1) != aip.payload_oxum:
             problems.append(f"{aip.id}: Payload-Oxum {m.group(1) if m else 'absent'} != catalog {aip.payload_oxum}")
-        manifest = _manifest(_read_small(store, f"{aip.id}/manifest-sha256.txt").decode("utf-8"))
+        manifest = _manifest(_read_small(store, key("manifest-sha256.txt")).decode("utf-8"))
         catalog_files = {f.path: f.sha256 for f in aip.files}
         if manifest != catalog_files:
             diff = sorted(set(manifest.items()) ^ set(catalog_files.items()))[:3]
             problems.append(f"{aip.id}: manifest-sha256.txt differs from the catalog: {diff}")
-        tagmanifest = _manifest(_read_small(store, f"{aip.id}/tagmanifest-sha256.txt").decode("utf-8"))
+        tagmanifest = _manifest(_read_small(store, key("tagmanifest-sha256.txt")).decode("utf-8"))
         for rel, digest in tagmanifest.items():
             obj = by_rel.get(rel)
             if obj is None or obj.sha256 != digest:
@@ -413,6 +432,10 @@ def run_audit(
     finally:
         for s in stores.values():
             s.close()
+    # this run's events, beside each AIP audited (and each deaccessioned one looked at) on each replica
+    audited = {o.aip_id for o in objects} | {f.aip_id for f in report.deaccession}
+    audited |= {d.aip_id for d in catalog.deaccessions(states=CARRIED_OUT) if scope.aip_id in (None, d.aip_id)}
+    report.journal = journal.flush(settings, catalog, sorted(audited))
     cold = {t.name for t in settings.targets if t.cold}
     remaining = [o for o in catalog.objects(aip_id=scope.aip_id) if o.target not in cold]
     late = overdue(remaining, now(), interval)
@@ -473,7 +496,8 @@ def _audit_target(
     for aip_id, objs in aips.items():
         expected = {o.key for o in objs}
         for info in store.list(f"{aip_id}/"):
-            if info.key not in expected:
+            # event records and version inventories are the journal's, not catalog objects
+            if info.key not in expected and not layout.is_journal_key(aip_id, info.key):
                 report.unexpected.append((target.name, info.key))
                 catalog.add_events(
                     aip_id,
@@ -575,4 +599,5 @@ def format_report(report: AuditReport) -> str:
     lines += [f"BAG {p}" for p in report.bag_problems]
     lines += deaccession.format_findings([f for f in report.deaccession if f.problem != "failed"])
     lines += [f"ERROR {e}" for e in report.errors]
+    lines += [f"JOURNAL {line}" for line in report.journal.lines()]
     return "\n".join(lines)

@@ -7,8 +7,13 @@ scheduled for the moment its retention ends and carried out then by the schedule
 (`audit_deaccessioned`), which also reports any object still there after its date, or found again
 after it was deleted. A tombstone stays in the catalog (reason, people, dates, file digests, what
 was deleted where and when), with a `deletion` event for every object. An object is recorded as
-deleted only once a listing of its versions shows none. Side effects: object deletions and
-listings on the replicas; catalog writes; whatever `withdraw` does (access copies, an alert).
+deleted only once a listing of its versions shows none. Beside the AIP on each replica, its
+journal (`operations.journal`) is treated so: the version inventories are deleted with the rest
+(they name the files and the title), the event records are never deleted, nor looked for as
+leftovers (they carry the decision and the tombstone, so a catalog rebuilt from a replica still
+knows the AIP was deaccessioned, by whom and why); each step ends by writing its events there.
+Side effects: object deletions and listings on the replicas; catalog writes; event records
+written beside the AIP; whatever `withdraw` does (access copies, an alert).
 
 Encrypted replicas (the issue "Encrypted replicas") do not exist yet. When they do, the seam is
 `DeletionMethod.KEY_DESTROYED`: a replica whose objects are encrypted with a key of their own is
@@ -36,8 +41,9 @@ from preserve.config import Settings, TargetSettings
 from preserve.core import model
 from preserve.core.errors import ConfigError, StorageError
 from preserve.core.model import Agent, Event, EventType, Outcome
+from preserve.operations import journal
 from preserve.operations import withdraw as withdrawal
-from preserve.storage import ObjectStore, open_store, store_agent
+from preserve.storage import ObjectStore, layout, open_store, store_agent
 from preserve.storage.base import Purge, member_path
 
 
@@ -127,10 +133,13 @@ def _decision(aip_id: str, outcome: Outcome, operator: Agent, detail: str, step:
     )
 
 
-def request(catalog: Catalog, aip_id: str, *, reason: str, operator: Agent) -> Deaccession:
+def request(
+    catalog: Catalog, aip_id: str, *, reason: str, operator: Agent, settings: Settings | None = None
+) -> Deaccession:
     """Record one person's request to deaccession an AIP; nothing is deleted until a second person
     approves it. ConfigError for an empty reason, an unknown or already deaccessioned AIP, or an
-    AIP that already has an open request."""
+    AIP that already has an open request. With ``settings``, the request is written beside the
+    AIP on its replicas at once (else by the next flush: housekeeping)."""
     if not reason.strip():
         raise ConfigError("a deaccession needs a reason (--reason TEXT): it stays in the AIP's tombstone")
     aip = catalog.get_aip(aip_id)
@@ -146,9 +155,12 @@ def request(catalog: Catalog, aip_id: str, *, reason: str, operator: Agent) -> D
         "requested",
         request_id,
     )
-    return catalog.request_deaccession(
+    made = catalog.request_deaccession(
         request_id, aip.id, reason=reason.strip(), requested_by=operator.name, events=[event]
     )
+    if settings is not None:
+        journal.flush(settings, catalog, [aip.id])
+    return made
 
 
 def _find(catalog: Catalog, request_id: str) -> Deaccession:
@@ -160,9 +172,12 @@ def _find(catalog: Catalog, request_id: str) -> Deaccession:
     return found
 
 
-def cancel(catalog: Catalog, request_id: str, *, operator: Agent, reason: str = "") -> Deaccession:
+def cancel(
+    catalog: Catalog, request_id: str, *, operator: Agent, reason: str = "", settings: Settings | None = None
+) -> Deaccession:
     """Cancel a request that is still waiting for approval (nothing was deleted). ConfigError for an
-    unknown id, or a request already cancelled, approved or completed."""
+    unknown id, or a request already cancelled, approved or completed. With ``settings``, the
+    cancellation is written beside the AIP on its replicas at once (else by housekeeping)."""
     found = _find(catalog, request_id)
     why = f"; reason: {reason.strip()}" if reason.strip() else ""
     event = _decision(
@@ -173,7 +188,10 @@ def cancel(catalog: Catalog, request_id: str, *, operator: Agent, reason: str = 
         "cancelled",
         found.id,
     )
-    return catalog.cancel_deaccession(found.id, cancelled_by=operator.name, events=[event])
+    cancelled = catalog.cancel_deaccession(found.id, cancelled_by=operator.name, events=[event])
+    if settings is not None:
+        journal.flush(settings, catalog, [found.aip_id])
+    return cancelled
 
 
 def approve(
@@ -212,6 +230,7 @@ def approve(
                     )
                 ],
             )
+            journal.flush(settings, catalog, [found.aip_id])
             raise ConfigError(
                 f"refused: {operator.name} requested deaccession {found.id}, so {operator.name} cannot approve it; "
                 "a second person must",
@@ -270,6 +289,7 @@ def carry_out(
             f"scheduled audit or `preserve deaccession approve {deaccession.id}` carries out the deletions"
         )
         final = catalog.deaccession(deaccession.id) or deaccession
+        journal.flush(settings, catalog, [deaccession.aip_id])
         return DeaccessionReport(final, False, (waiting, *problems), (), resumed)
     errors = _discover(settings, catalog, deaccession)
     current = catalog.deaccession(deaccession.id) or deaccession
@@ -282,12 +302,15 @@ def carry_out(
     outcomes = delete_objects(settings, catalog, current, to_do, now=now, operator=operator)
     _complete(catalog, current, now())
     final = catalog.deaccession(deaccession.id) or current
+    # the decision, the deletions and the tombstone, beside the AIP on every replica that held it
+    journal.flush(settings, catalog, [deaccession.aip_id])
     return DeaccessionReport(final, withdrawn, problems + tuple(errors), tuple(outcomes), resumed)
 
 
 def _discover(settings: Settings, catalog: Catalog, deaccession: Deaccession) -> list[str]:
     """Record objects under the AIP's prefix on each replica that the catalog never had (a crashed
-    upload's leftovers, a copy made by hand): they are the AIP's too. Returns what could not be
+    upload's leftovers, a copy made by hand, the journal's version inventories): they are the AIP's
+    too, and are deleted with it. Its event records are not: they stay. Returns what could not be
     looked at (a target unreachable: its recorded objects still fail visibly)."""
     known = {(o.target, o.key) for o in deaccession.objects}
     found: list[tuple[str, str, int]] = []
@@ -296,6 +319,8 @@ def _discover(settings: Settings, catalog: Catalog, deaccession: Deaccession) ->
         try:
             with open_store(settings, t) as store:
                 for v in store.list_versions(f"{deaccession.aip_id}/"):
+                    if _kept(deaccession.aip_id, v.key):
+                        continue
                     if (t.name, v.key) not in known and not v.delete_marker:
                         known.add((t.name, v.key))
                         found.append((t.name, v.key, v.size))
@@ -303,6 +328,12 @@ def _discover(settings: Settings, catalog: Catalog, deaccession: Deaccession) ->
             errors.append(f"{t.name}: not searched for other objects of the AIP: {exc}")
     catalog.add_deletions(deaccession.id, found, state=DeletionState.PENDING)
     return errors
+
+
+def _kept(aip_id: str, key: str) -> bool:
+    """An event record of the journal: it outlives the AIP (its tombstone and the decision are in
+    it), so deaccession never deletes it. Version inventories are not kept."""
+    return layout.classify(aip_id, key) == "event-record"
 
 
 def delete_objects(
@@ -609,6 +640,14 @@ def audit_deaccessioned(
         for out in delete_objects(settings, catalog, d, objs, now=now, stores=stores):
             problem = {DeletionState.DELETED: "", DeletionState.SCHEDULED: "overdue"}.get(out.state, "failed")
             findings.append(DeletionFinding(d.aip_id, out.target, out.key, problem, out.detail))
+        # the journal's version inventories, if the carry-out stopped before it could find them: deleted
+        # now, or scheduled like any object under retention (not overdue: their date was never due)
+        inventories = _inventories(catalog, d, {n: s for n, s in stores.items() if n in names})
+        handled |= {(o.target, o.key) for o in inventories}
+        for out in delete_objects(settings, catalog, d, inventories, now=now, stores=stores):
+            if out.state is not DeletionState.SCHEDULED:
+                problem = "" if out.state is DeletionState.DELETED else "failed"
+                findings.append(DeletionFinding(d.aip_id, out.target, out.key, problem, out.detail))
         _complete(catalog, d, now())
     for d in catalog.deaccessions(states=(DeaccessionState.APPROVED, DeaccessionState.COMPLETED)):
         if aip_id not in (None, d.aip_id):
@@ -617,6 +656,30 @@ def audit_deaccessioned(
             if t.name in stores:
                 findings += _look_for_leftovers(catalog, d, t, stores[t.name], now, handled)
     return findings
+
+
+def _inventories(catalog: Catalog, d: Deaccession, stores: Mapping[str, ObjectStore]) -> list[ObjectDeletion]:
+    """The journal's version inventories of the AIP that the deaccession has no deletion record of
+    (written beside the AIP before the approval; the carry-out finds them when it lists the
+    replicas, but it may have stopped before, waiting for the withdrawal): recorded now, to be
+    deleted with the rest (they name the files and the title). Returns them."""
+    known = {(o.target, o.key) for o in d.objects}
+    found: list[tuple[str, str, int]] = []
+    for target, kind, key, _ in catalog.journal_records(d.aip_id):
+        if kind != "version" or (target, key) in known or target not in stores:
+            continue
+        try:
+            info = stores[target].head(key)
+        except StorageError:  # not looked at now: the next audit, or a listing, finds it
+            continue
+        if info is not None:
+            known.add((target, key))
+            found.append((target, key, info.size))
+    if not found:
+        return []
+    catalog.add_deletions(d.id, found, state=DeletionState.PENDING)
+    new = {(t, k) for t, k, _ in found}
+    return [o for o in (catalog.deaccession(d.id) or d).objects if (o.target, o.key) in new]
 
 
 def _look_for_leftovers(
@@ -629,12 +692,16 @@ def _look_for_leftovers(
 ) -> list[DeletionFinding]:
     """List every version under the AIP's prefix on one replica and compare with its deletion
     records: a deleted key listed again, or a key never recorded, has reappeared (left in place for
-    a person, recorded, reported at every audit until it is gone). ``handled``: (target, key) this
-    audit has just tried to delete, already reported."""
+    a person, recorded, reported at every audit until it is gone); a version inventory of the
+    journal not found before is recorded to be deleted with the rest while the deaccession is being
+    carried out. The event records are meant to stay, and are not looked at. ``handled``: (target, key) this audit has just tried to delete,
+    already reported."""
     try:
         listed: dict[str, int] = {}
         sizes: dict[str, int] = {}
         for v in store.list_versions(f"{d.aip_id}/"):
+            if _kept(d.aip_id, v.key):
+                continue
             listed[v.key] = listed.get(v.key, 0) + (0 if v.delete_marker else 1)
             sizes.setdefault(v.key, v.size)
     except StorageError as exc:
@@ -642,8 +709,19 @@ def _look_for_leftovers(
     at = now()
     records = {o.key: o for o in d.objects if o.target == target.name}
     new = [(target.name, key, sizes[key]) for key, n in listed.items() if key not in records and n]
+    # a version inventory of the journal, written before the approval and not found yet (the
+    # carry-out stopped before it listed the replicas): the AIP's, deleted with the rest
+    inventories = [
+        x
+        for x in new
+        if d.state is DeaccessionState.APPROVED and layout.classify(d.aip_id, x[1]) == "version-inventory"
+    ]
+    new = [x for x in new if x not in inventories]
+    if inventories:
+        catalog.add_deletions(d.id, inventories, state=DeletionState.PENDING)
     if new:
         catalog.add_deletions(d.id, new, state=DeletionState.REAPPEARED)
+    if new or inventories:
         d = catalog.deaccession(d.id) or d
         records = {o.key: o for o in d.objects if o.target == target.name}
     findings = []

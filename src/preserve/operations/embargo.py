@@ -2,8 +2,9 @@
 private embargo location; once the embargo date has come they are copied to the public access
 location (verified against their recorded SHA-256), the catalog records the new location and the
 access level "open", and the held copies are removed. The date is passed in (`today`), never read
-from a clock here, so the scheduled job and tests decide what "now" is. Side effects: object
-store reads, writes and deletes; catalog writes; a scratch directory."""
+from a clock here, so the scheduled job and tests decide what "now" is. `release_due` then writes
+the releases (and failures) beside each AIP on its replicas (`operations.journal`). Side effects:
+object store reads, writes and deletes; catalog writes; event records; a scratch directory."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from preserve.config import Settings, TargetSettings
 from preserve.core import redact
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
 from preserve.core.model import AccessLevel, Event, EventType, Outcome
+from preserve.operations import journal
 from preserve.storage import open_store
 
 
@@ -183,4 +185,7 @@ def release_due(settings: Settings, catalog: Catalog, *, today: dt.date) -> list
                 ],
             )
             out.append(Release(aip_id, None, "failed", redact.describe(exc)))
+    recorded = [r.aip_id for r in out if r.status != "not due"]  # "not due" records nothing
+    if recorded:
+        journal.flush(settings, catalog, recorded)
     return out

@@ -1,21 +1,24 @@
-"""Getting a film back: download an AIP's bag from a replica, check every object against the
-catalog's SHA-256 as it arrives, validate the bag, and fall back to the next replica on any
-mismatch. Also fetches access copies. Side effects: downloads into the destination, records a
+"""Getting a film back: download one version of an AIP's bag (the latest by default: exactly the
+members the catalog records for it, each from the object that holds it) from a replica, check every
+object against the catalog's SHA-256 as it arrives, validate the bag, and fall back to the next
+replica on any mismatch. Also fetches access copies. Side effects: downloads into the destination, records a
 dissemination event."""
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from preserve import tools
 from preserve.access import policy
-from preserve.catalog import AipView, Catalog
+from preserve.catalog import AipView, Catalog, ReplicaRecord, StoredObject
+from preserve.catalog.records import VersionRecord
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
 from preserve.core.model import AipStatus, Event, EventType, Outcome
 from preserve.core.progress import Meter, Progress
+from preserve.operations import journal
 from preserve.packaging import bag
 from preserve.storage import open_store
 from preserve.storage.base import member_path
@@ -28,6 +31,7 @@ class RestoreResult:
     replica: str
     report: bag.BagReport
     attempts: tuple[str, ...] = field(default_factory=tuple)  # "target: why it was not used"
+    version: int = 1
 
     @property
     def ok(self) -> bool:
@@ -47,6 +51,43 @@ def _ordered_replicas(settings: Settings, aip: AipView, only: str | None) -> lis
     return [n for n in ordered if n in configured]
 
 
+def _version(aip: AipView, number: int | None) -> VersionRecord | None:
+    """The version to restore: ``number``, or the latest (None for an AIP the catalog records no
+    version of: its replica's objects are the bag). ConfigError for a version it does not have."""
+    if not aip.versions:
+        if number not in (None, 1):
+            raise ConfigError(f"AIP {aip.id} has no version {number}; it has only version 1 (as ingested)")
+        return None
+    if number is None:
+        return aip.versions[-1]
+    found = next((v for v in aip.versions if v.number == number), None)
+    if found is None:
+        listed = ", ".join(str(v.number) for v in aip.versions)
+        raise ConfigError(
+            f"AIP {aip.id} has no version {number}; its versions are {listed}",
+            advice=f"`preserve show {aip.id}` lists them with their dates and reasons.",
+        )
+    return found
+
+
+def _members(aip: AipView, rep: ReplicaRecord, version: VersionRecord | None) -> list[tuple[str, StoredObject]]:
+    """(bag member path, the object holding it on this replica) for every member of the version.
+    StorageError when the replica does not record one of them (the next replica may)."""
+    if version is None:
+        return [(member_path(aip.id, o.key), o) for o in rep.objects]
+    unsafe = [m for m in version.members if m.startswith("/") or ".." in PurePosixPath(m).parts or not m.strip("/")]
+    if unsafe:  # never written outside the destination, whatever the record says
+        raise ConfigError(f"version {version.number} of {aip.id} names members outside the bag: {unsafe[:3]}")
+    held = {o.key: o for o in rep.objects}
+    missing = sorted(m for m, key in version.members.items() if key not in held)
+    if missing:
+        raise StorageError(
+            f"the replica holds no recorded object for {len(missing)} member(s) of version {version.number} "
+            f"({', '.join(missing[:3])})"
+        )
+    return [(m, held[key]) for m, key in sorted(version.members.items())]
+
+
 def restore(
     settings: Settings,
     catalog: Catalog,
@@ -55,9 +96,12 @@ def restore(
     *,
     replica: str | None = None,
     progress: Progress | None = None,
+    version: int | None = None,
 ) -> RestoreResult:
-    """Restore into ``dest/<aip_id>``. Raises PreserveError when no replica yields a valid bag.
-    ``progress(done, total)`` hears about bytes downloaded."""
+    """Restore version ``version`` (the latest by default) into ``dest/<aip_id>``: exactly the
+    members of that version, each at its member path from the object that holds it. Raises
+    ConfigError for a version the AIP does not have, PreserveError when no replica yields a valid
+    bag. ``progress(done, total)`` hears about bytes downloaded."""
     aip = catalog.get_aip(aip_id)
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")
@@ -70,6 +114,8 @@ def restore(
             advice=f"`preserve show {aip.id}` shows its tombstone: the reason, who decided, the digests of its files "
             "and what was deleted where and when.",
         )
+    chosen = _version(aip, version)
+    number = chosen.number if chosen is not None else 1
     meter = Meter(progress, interval=0.2)
     out = Path(dest) / aip.id
     attempts: list[str] = []
@@ -78,11 +124,11 @@ def restore(
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        meter.expect(meter.done + sum(o.size for o in rep.objects))
         try:
+            members = _members(aip, rep, chosen)
+            meter.expect(meter.done + sum(o.size for _, o in members))
             with open_store(settings, settings.target(name)) as store:
-                for obj in rep.objects:
-                    rel = member_path(aip.id, obj.key)
+                for rel, obj in members:
                     target_path = out / rel
                     target_path.parent.mkdir(parents=True, exist_ok=True)
                     got = store.get_file(obj.key, target_path)
@@ -128,12 +174,16 @@ def restore(
                     EventType.RESTORE,
                     Outcome.PASS,
                     tools.python_agent("bagit"),
-                    f"restored from {name} to {out}{fell_back}; every object matched the catalog's SHA-256; bag valid",
+                    f"version {number} restored from {name} to {out}{fell_back}; every object matched the "
+                    "catalog's SHA-256; bag valid",
                     subject=name,
+                    extra={"version": number},
                 )
             ],
         )
-        return RestoreResult(aip.id, out, name, report, tuple(attempts))
+        journal.flush_quietly(settings, catalog, [aip.id])  # the dissemination, beside the AIP on its replicas
+        return RestoreResult(aip.id, out, name, report, tuple(attempts), number)
+    journal.flush_quietly(settings, catalog, [aip.id])
     raise PreserveError(
         f"no replica of {aip.id} gave a valid bag: " + " | ".join(attempts or ["no replicas"]),
         advice="Run `preserve audit --aip ID` to see the state of each replica.",

@@ -6,8 +6,9 @@ nothing remains, and the local access copies under the var directory are removed
 the catalog record the level "dark", with an `access decision` event naming the operator, the
 reason and the old level; an alert says it is done, or what is still there. A withdrawal killed
 half-way stays pending and is finished by the next run or by `preserve serve`'s housekeeping.
-Side effects: object store listings and deletes; local directory removal; catalog writes; an
-alert (webhook, e-mail)."""
+Its events are then written beside the AIP on its replicas (`operations.journal`).
+Side effects: object store listings and deletes; local directory removal; catalog writes; event
+records on the replicas; an alert (webhook, e-mail)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from preserve.catalog.access_changes import DONE
 from preserve.config import Settings
 from preserve.core.errors import CatalogError, ConfigError, PreserveError
 from preserve.core.model import AccessLevel, Agent, Event, EventType, Outcome
-from preserve.operations import alerts
+from preserve.operations import alerts, journal
 from preserve.storage import open_store, store_agent
 
 #: where preserve itself keeps local access copies of an AIP, under the var directory:
@@ -104,7 +105,9 @@ def withdraw(settings: Settings, catalog: Catalog, aip_id: str, *, reason: str, 
         operator=operator,
         supersede=True,
     )
-    return carry_out(settings, catalog, aip, change, resumed=resumed)
+    report = carry_out(settings, catalog, aip, change, resumed=resumed)
+    journal.flush(settings, catalog, [aip.id])
+    return report
 
 
 def carry_out(

@@ -6,14 +6,17 @@ schema files.
 
 The same builder serves the bag (data/metadata/premis.xml, written before packing, so it holds the
 events up to then) and `preserve premis AIP_ID` (from the catalog, with every later event:
-packing, replication, ingestion, accession, fixity checks of audits)."""
+packing, replication, ingestion, accession, fixity checks of audits); its event and agent elements
+also serve the event records written beside stored AIPs (`preserve.packaging.eventlog`)."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,7 +87,9 @@ class PremisFile:
 
 def event_id(aip_id: str, e: Event, occurrence: int = 0) -> str:
     key = f"{aip_id}|{e.type.value}|{e.at.isoformat()}|{e.subject}|{e.detail}|{occurrence}"
-    return str(uuid.uuid5(_EVENT_NS, key))
+    # uuid.uuid5, but a lone surrogate (a name that was not UTF-8) is hashed rather than raising
+    digest = hashlib.sha1(_EVENT_NS.bytes + key.encode("utf-8", "surrogatepass"), usedforsecurity=False).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
 def agent_id(a: Agent) -> str:
@@ -102,13 +107,28 @@ def _identifier(parent: etree._Element, tag: str, kind: str, value: str) -> etre
     """objectIdentifier, linkingAgentIdentifier, ...: <tag><tagType/><tagValue/></tag>."""
     e = _el(parent, tag)
     _el(e, f"{tag}Type", kind)
-    _el(e, f"{tag}Value", value)
+    _el(e, f"{tag}Value", _clean(value))
     return e
 
 
 def _clean(text: str) -> str:
-    """XML 1.0 cannot hold most control characters; tool output sometimes has them."""
-    return "".join(c if c in "\t\n\r" or ord(c) >= 0x20 else f"\\x{ord(c):02x}" for c in text)
+    """XML 1.0 cannot hold most control characters; tool output sometimes has them. Lone
+    surrogates and U+FFFE/U+FFFF (which lxml refuses too) become ``\\uXXXX``."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x20 else f"\\u{ord(m[0]):04x}", text)
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def event_ids(aip_id: str, events: Sequence[Event]) -> list[str]:
+    """The identifier of each event, in order: `event_id`, with an occurrence number for repeats."""
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for e in events:
+        base = event_id(aip_id, e)
+        seen[base] = seen.get(base, -1) + 1
+        ids.append(event_id(aip_id, e, seen[base]) if seen[base] else base)
+    return ids
 
 
 def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) -> bytes:
@@ -119,12 +139,7 @@ def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) 
     root = etree.Element(f"{{{NS}}}premis", nsmap={None: NS, "xsi": XSI}, version="3.0")
     root.set(f"{{{XSI}}}schemaLocation", f"{NS} {SCHEMA_LOCATION}")
     paths = {f.path for f in files}
-    ids: list[tuple[Event, str]] = []
-    seen: dict[str, int] = {}
-    for e in events:
-        base = event_id(aip_id, e)
-        seen[base] = seen.get(base, -1) + 1
-        ids.append((e, event_id(aip_id, e, seen[base]) if seen[base] else base))
+    ids = list(zip(events, event_ids(aip_id, events), strict=True))
     normalization_of = {
         str(e.extra.get("master")): eid for e, eid in ids if e.type is EventType.NORMALIZATION and e.extra.get("master")
     }
@@ -170,50 +185,81 @@ def document(aip_id: str, files: Sequence[PremisFile], events: Sequence[Event]) 
 
     agents: dict[str, Agent] = {}
     for e, eid in ids:
-        ev = _el(root, "event")
-        _identifier(ev, "eventIdentifier", "UUID", eid)
-        loc = e.type.value in LOC_EVENT_TYPES
-        _el(
-            ev,
-            "eventType",
-            e.type.value,
-            authority="eventType" if loc else "",
-            authorityURI=EVENT_TYPE_AUTHORITY if loc else "",
-        )
-        _el(ev, "eventDateTime", e.at.isoformat())
-        if e.detail:
-            _el(_el(ev, "eventDetailInformation"), "eventDetail", _clean(e.detail))
-        out = _el(ev, "eventOutcomeInformation")
-        _el(out, "eventOutcome", e.outcome.value)
-        if e.extra:
-            note = json.dumps(e.extra, ensure_ascii=False, sort_keys=True, default=str)
-            _el(_el(out, "eventOutcomeDetail"), "eventOutcomeDetailNote", _clean(note))
-        agents.setdefault(agent_id(e.agent), e.agent)
-        link = _identifier(ev, "linkingAgentIdentifier", "preserve agent", agent_id(e.agent))
-        _el(link, "linkingAgentRole", "executing program" if e.agent.kind == "software" else "implementer")
-        for name in dict.fromkeys(str(n) for n in e.extra.get("authorized_by", ())):  # a deaccession's two people
-            person = Agent(name, kind="person")
-            agents.setdefault(agent_id(person), person)
-            link = _identifier(ev, "linkingAgentIdentifier", "preserve agent", agent_id(person))
-            _el(link, "linkingAgentRole", "authorizer")
-        for path, role in _objects_of(e, paths):
-            obj = _identifier(ev, "linkingObjectIdentifier", "local", path)
-            _el(obj, "linkingObjectRole", role)
-        if not any(True for _ in _objects_of(e, paths)):
-            obj = _identifier(ev, "linkingObjectIdentifier", "UUID", aip_id)
-            _el(obj, "linkingObjectRole", "source")
-
-    for name, a in sorted(agents.items()):
-        ag = _el(root, "agent")
-        _identifier(ag, "agentIdentifier", "preserve agent", name)
-        _el(ag, "agentName", _clean(a.name))
-        _el(ag, "agentType", a.kind)
-        if a.version:
-            _el(ag, "agentVersion", _clean(a.version))
+        event_element(root, aip_id, e, eid, paths=paths, agents=agents)
+    for a in sorted_agents(agents):
+        agent_element(root, a)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _objects_of(e: Event, paths: set[str]) -> Iterable[tuple[str, str]]:
+def event_element(
+    parent: etree._Element,
+    aip_id: str,
+    e: Event,
+    eid: str,
+    *,
+    paths: Set[str],
+    agents: dict[str, Agent],
+    extension: etree._Element | None = None,
+) -> etree._Element:
+    """Append one <event> (identifier ``eid``) to ``parent``, linked to the file objects of
+    ``paths`` it is about (else to the AIP); adds the agents it links to ``agents`` (by
+    `agent_id`). ``extension``, if given, goes in eventDetailInformation/eventDetailExtension."""
+    ev = _el(parent, "event")
+    _identifier(ev, "eventIdentifier", "UUID", eid)
+    loc = e.type.value in LOC_EVENT_TYPES
+    _el(
+        ev,
+        "eventType",
+        e.type.value,
+        authority="eventType" if loc else "",
+        authorityURI=EVENT_TYPE_AUTHORITY if loc else "",
+    )
+    _el(ev, "eventDateTime", e.at.isoformat())
+    if e.detail or extension is not None:
+        info = _el(ev, "eventDetailInformation")
+        if e.detail:
+            _el(info, "eventDetail", _clean(e.detail))
+        if extension is not None:
+            _el(info, "eventDetailExtension").append(extension)
+    out = _el(ev, "eventOutcomeInformation")
+    _el(out, "eventOutcome", e.outcome.value)
+    if e.extra:
+        note = json.dumps(e.extra, ensure_ascii=False, sort_keys=True, default=str)
+        _el(_el(out, "eventOutcomeDetail"), "eventOutcomeDetailNote", _clean(note))
+    agents.setdefault(agent_id(e.agent), e.agent)
+    link = _identifier(ev, "linkingAgentIdentifier", "preserve agent", agent_id(e.agent))
+    _el(link, "linkingAgentRole", "executing program" if e.agent.kind == "software" else "implementer")
+    for name in dict.fromkeys(str(n) for n in e.extra.get("authorized_by", ())):  # a deaccession's two people
+        person = Agent(name, kind="person")
+        agents.setdefault(agent_id(person), person)
+        link = _identifier(ev, "linkingAgentIdentifier", "preserve agent", agent_id(person))
+        _el(link, "linkingAgentRole", "authorizer")
+    for path, role in _objects_of(e, paths):
+        obj = _identifier(ev, "linkingObjectIdentifier", "local", path)
+        _el(obj, "linkingObjectRole", role)
+    if not any(True for _ in _objects_of(e, paths)):
+        obj = _identifier(ev, "linkingObjectIdentifier", "UUID", aip_id)
+        _el(obj, "linkingObjectRole", "source")
+    return ev
+
+
+def sorted_agents(agents: dict[str, Agent]) -> list[Agent]:
+    """The agents collected by `event_element`, in the order a document lists them."""
+    return [a for _, a in sorted(agents.items())]
+
+
+def agent_element(parent: etree._Element, a: Agent) -> etree._Element:
+    """Append one <agent> (identified by `agent_id`) to ``parent``."""
+    ag = _el(parent, "agent")
+    _identifier(ag, "agentIdentifier", "preserve agent", agent_id(a))
+    _el(ag, "agentName", _clean(a.name))
+    _el(ag, "agentType", a.kind)
+    if a.version:
+        _el(ag, "agentVersion", _clean(a.version))
+    return ag
+
+
+def _objects_of(e: Event, paths: Set[str]) -> Iterable[tuple[str, str]]:
     """The file objects an event is about: its subject (source) and a master it produced (outcome)."""
     if e.subject in paths:
         yield e.subject, "source"

@@ -11,8 +11,10 @@ the duplicate check the originals start uploading in the background (`replicate.
 the end: after every step, and right before the catalog is written, their fingerprints are compared
 with those of their first read, and a change is SourceChanged. Any failure ends in quarantine with
 the source intact, after the background uploads are stopped and whatever this attempt stored is
-removed; content already stored is recorded as a duplicate. Side effects: a claim on the
-submission in the catalog, and those of the steps."""
+removed; content already stored is recorded as a duplicate. Once the AIP is recorded and
+accessioned, its events and version 1's inventory are written beside it on every replica
+(`operations.journal`; a failure there is logged and left to housekeeping, never an ingest
+failure). Side effects: a claim on the submission in the catalog, and those of the steps."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from preserve.core.model import Event, EventType, Outcome
 from preserve.core.progress import MediaProgress, Meter, Progress
 from preserve.intake import claims, disposition
 from preserve.intake import submission as submissions
+from preserve.operations import journal
 from preserve.pipeline import quarantine as quarantines
 from preserve.pipeline.context import IngestContext
 from preserve.pipeline.result import AccessSummary, FileSummary, IngestResult, IngestStatus, ReplicaSummary
@@ -192,6 +195,7 @@ def ingest_submission(
         submission = done.staged.submission if done.staged else quarantines.rescan(ctx.source)
         folder, detail = quarantines.quarantine(ctx, submission, exc, current[0])
         return _result(ctx, done, IngestStatus.QUARANTINED, detail, quarantine_dir=folder)
+    journal.flush_quietly(settings, catalog, [ctx.aip_id])  # the ingest's events, beside the AIP on each replica
     return _result(ctx, done, IngestStatus.STORED, f"{len(replicated.replicas)} replica(s) verified")
 
 
@@ -205,6 +209,7 @@ def _not_claimed(
     if state is not None and orphaned and state.status == "stored":
         ctx = IngestContext(settings, catalog, source, state.aip_id, worker)
         accession(ctx, submissions.scan(source))
+        journal.flush_quietly(settings, catalog, [state.aip_id])
         return IngestResult(key, IngestStatus.STORED, state.aip_id, "completed an interrupted accession")
     if state is not None and orphaned and state.status == "duplicate":
         disposition.move_to_done(source, submissions.companions_of(source))

@@ -286,7 +286,10 @@ def backfill(
     file under var/replicate-work while hashed, compared with the catalog's SHA-256, then uploaded with
     checksums and verified), and the new replica is recorded with its events. A target whose
     replica of the AIP is already verified is left alone; one whose replica is damaged or missing
-    is copied again in full. One object is on local disk at a time.
+    is copied again in full. One object is on local disk at a time. Only the catalog's objects are
+    copied, not the journal beside the AIP (event records, version inventories): the storage layer
+    cannot write it; `preserve.operations.journal.backfill` runs this, then writes the whole journal
+    to the new replica (and housekeeping's flush catches up on whatever it could not).
 
     Raises ConfigError for an unknown AIP or target; a failed copy is a result, not an error."""
     names = [t.name for t in settings.targets]

@@ -34,6 +34,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     print(table(["path", "size", "sha256"], [(f.path, human_bytes(f.size), f.sha256) for f in aip.files]))
     print()
+    if aip.versions:
+        print(
+            table(
+                ["version", "date", "reason", "operator", "members"],
+                [
+                    (
+                        str(v.number) + (" (current)" if v.number == aip.version else ""),
+                        v.created.strftime("%Y-%m-%d %H:%M:%S"),
+                        v.reason,
+                        v.operator or "-",
+                        str(len(v.members)),
+                    )
+                    for v in aip.versions
+                ],
+            )
+        )
+        print()
     if tombstone is not None:
         from preserve.cli.commands.deaccession import print_tombstone
 

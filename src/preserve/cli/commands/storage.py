@@ -19,12 +19,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     with open_catalog(settings) as catalog, progress_bar(f"restore {args.aip_id[:8]}") as progress:
         result = restore.restore(
-            settings, catalog, args.aip_id, Path(args.dest), replica=args.replica, progress=progress
+            settings,
+            catalog,
+            args.aip_id,
+            Path(args.dest),
+            replica=args.replica,
+            progress=progress,
+            version=getattr(args, "version", None),
         )
     for a in result.attempts:
         print(f"skipped {a}")
     print(
-        f"{result.aip_id}  restored from {result.replica} to {result.path}  bag "
+        f"{result.aip_id}  version {result.version} restored from {result.replica} to {result.path}  bag "
         f"{'valid' if result.ok else 'INVALID'} (BagIt {result.report.version})"
     )
     return EXIT_OK if result.ok else EXIT_FINDING
