@@ -1,6 +1,6 @@
 """The `replicate` flow: back-fill targets that lack a verified replica of an AIP (a target added
 later), one task per target (tagged `replicate` and the target's name), each calling
-preserve.storage.replication.backfill, then one table artifact `replicate-summary`. No caching: a copy
+preserve.operations.journal.backfill (the back-fill, then the journal of every AIP copied), then one table artifact `replicate-summary`. No caching: a copy
 is only as good as the verification done in this run."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from prefect.states import Completed, Failed, State
 from preserve import config as settings_mod
 from preserve.catalog import Catalog
 from preserve.core.fs import private_umask
-from preserve.storage import replication
+from preserve.operations import journal
 
 
 @task(name="backfill-target", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=30)
@@ -33,7 +33,7 @@ def backfill_target(config: str | None, target: str, aip: str | None) -> list[di
                 "bytes": r.bytes,
                 "detail": r.detail,
             }
-            for r in replication.backfill(settings, catalog, aip_id=aip, target=target)
+            for r in journal.backfill(settings, catalog, aip_id=aip, target=target)
         ]
     finally:
         catalog.close()

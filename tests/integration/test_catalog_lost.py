@@ -161,6 +161,7 @@ def test_the_catalog_comes_back_from_each_replica(
     assert saved["deaccessioned"]["status"] == "deaccessioned" and saved["withdrawn"]["access_level"] == "dark"
     code, out, _ = run("status", "--json")
     saved_status = json.loads(out)
+    assert saved_status["journal_pending"] == 0
     catalog.close()
 
     rebuilt_urls: dict[str, str] = {}

@@ -27,6 +27,7 @@ from preserve.config import Settings
 from preserve.core.model import Agent, AipStatus, EventType, Outcome
 from preserve.operations import access_change, audit, deaccession
 from preserve.pipeline import ingest_submission
+from preserve.storage import layout, open_store
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings, raw_s3, write_config
 
@@ -35,12 +36,19 @@ ALICE, BOB = Agent("alice", kind="person"), Agent("bob", kind="person")
 
 def _versions(settings: Settings, target: str, aip_id: str) -> list[dict[str, Any]]:
     """Every version and delete marker under the AIP's prefix on an S3 target, read behind
-    preserve's back."""
+    preserve's back, but for the journal's event records: deaccession keeps them (they carry the
+    tombstone; `_records` counts them)."""
     client, bucket, prefix = raw_s3(settings, target)
     found: list[dict[str, Any]] = []
     for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=f"{prefix}{aip_id}/"):
         found += page.get("Versions", []) + page.get("DeleteMarkers", [])
-    return found
+    return [v for v in found if layout.classify(aip_id, v["Key"].removeprefix(prefix)) != "event-record"]
+
+
+def _records(settings: Settings, target: str, aip_id: str) -> list[str]:
+    """The journal's event records beside the AIP on a target (they outlive a deaccession)."""
+    with open_store(settings, settings.target(target)) as store:
+        return [o.key for o in store.list(f"{aip_id}/") if layout.classify(aip_id, o.key) == "event-record"]
 
 
 def _access_versions(settings: Settings, aip_id: str) -> list[str]:
@@ -53,8 +61,11 @@ def _access_versions(settings: Settings, aip_id: str) -> list[str]:
 
 
 def _local_files(settings: Settings, aip_id: str) -> list[Path]:
-    root = settings.target_path(settings.target("local")) / aip_id
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    """Every file under the AIP's prefix on the filesystem replica, but for the journal's event records."""
+    base = settings.target_path(settings.target("local"))
+    root = base / aip_id
+    files = [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return [p for p in files if layout.classify(aip_id, p.relative_to(base).as_posix()) != "event-record"]
 
 
 def _document(settings: Settings, name: str, size: int = 40_000) -> Path:
@@ -100,7 +111,7 @@ def test_two_people_deaccession_a_published_film_everywhere(
     client.put_object(Bucket=bucket, Key=f"{prefix}{aip_id}/bagit.txt", Body=b"BagIt-Version: 1.0\n")
     client.delete_object(Bucket=bucket, Key=f"{prefix}{aip_id}/bag-info.txt")
     client.put_object(Bucket=bucket, Key=f"{prefix}{aip_id}/leftover.part", Body=b"half an upload")
-    recorded = len(catalog.objects(aip_id, "seaweed"))
+    recorded = len(catalog.objects(aip_id, "seaweed")) + 1  # and version 1's inventory, beside the bag
     assert len(_versions(settings, "seaweed", aip_id)) == recorded + 3 and _local_files(settings, aip_id)
 
     def run(*argv: str) -> tuple[int, str, str]:
@@ -220,7 +231,8 @@ def test_a_cancelled_request_cannot_be_approved_and_list_shows_it(
     assert [(x["request"], x["state"], x["requested_by"]) for x in listed] == [(request_id, "cancelled", "dana")]
     with Catalog(settings.catalog_url) as catalog:  # nothing lost
         assert catalog.get_aip(aip_id).status is AipStatus.STORED
-        assert len(_versions(settings, "seaweed", aip_id)) == len(catalog.objects(aip_id, "seaweed"))
+        # (and version 1's inventory, beside the bag)
+        assert len(_versions(settings, "seaweed", aip_id)) == len(catalog.objects(aip_id, "seaweed")) + 1
     assert cli.main(["--config", config, "restore", aip_id, str(tmp_path / "back")]) == 0
 
 
@@ -246,6 +258,10 @@ def test_governance_lock_bypassed_only_where_allowed(
     catalog = Catalog(settings.catalog_url)
     aip_id = _ingest(settings, catalog, _document(settings, "letters.pdf"))
     kept_until = {o.key: o.lock_until for o in catalog.objects(aip_id, "gov-kept")}
+    with open_store(settings, settings.target("gov-kept")) as store:  # version 1's inventory is locked too
+        inventory = store.head(layout.version_inventory_key(aip_id, 1))
+        assert inventory is not None
+        kept_until[inventory.key] = inventory.lock_until
     assert all(u and u > dt.datetime.now(dt.UTC) + dt.timedelta(hours=23) for u in kept_until.values())
     attention_before = catalog.status().needs_attention
     d = deaccession.request(catalog, aip_id, reason="rights withdrawn", operator=ALICE)
@@ -435,6 +451,7 @@ def test_access_location_down_the_deaccession_waits_for_the_withdrawal(
         update={"access_target": settings.access_target.model_copy(update={"endpoint": "http://127.0.0.1:9"})}
     )
     before = {a: (len(_versions(settings, "seaweed", a)), len(_local_files(settings, a))) for a in (first, second)}
+    recorded = {a: len(catalog.objects(a)) for a in (first, second)}  # the inventories are found later
     assert all(n_s3 and n_local for n_s3, n_local in before.values())
     d1 = deaccession.request(catalog, first, reason="r", operator=ALICE)
     d2 = deaccession.request(catalog, second, reason="r", operator=ALICE)
@@ -467,7 +484,7 @@ def test_access_location_down_the_deaccession_waits_for_the_withdrawal(
     assert cli.main(["--config", str(write_config(settings, tmp_path / "preserve.toml")), "status"]) == 1
     shown = capsys.readouterr().out
     assert "deaccessions in progress" in shown and d1.id in shown and d2.id in shown
-    assert shown.count("not yet withdrawn") == 2 and f"{before[first][0] + before[first][1]} to delete" in shown
+    assert shown.count("not yet withdrawn") == 2 and f"{recorded[first]} to delete" in shown
     # the audit while the location is still down deletes nothing either, and says why
     waiting = audit.run_audit(down, catalog, audit.AuditScope())
     assert waiting.exit_code == 2 and any("not verified withdrawn" in e for e in waiting.errors)

@@ -8,9 +8,11 @@ added later (`preserve replicate`) gets the whole journal."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,11 @@ from preserve.catalog import Catalog
 from preserve.catalog.deaccessions import DeaccessionState
 from preserve.config import Settings
 from preserve.core.model import Agent, AipStatus, Event, EventType, Outcome
-from preserve.operations import audit, deaccession, journal
+from preserve.operations import access_change, amend, audit, deaccession, embargo, journal, restore, withdraw
 from preserve.packaging import eventlog, inventory
 from preserve.pipeline import ingest_submission
 from preserve.storage import layout, open_store
+from tests.mediafactory import make_clip
 from tests.support import isolated_settings
 
 ALICE, BOB = Agent("alice", kind="person"), Agent("bob", kind="person")
@@ -141,6 +144,53 @@ def test_an_audit_adds_one_record_per_replica_with_all_its_fixity_events_and_sta
     assert all(len(_records(settings, t, aip_id)) == 3 for t in ("seaweed", "local"))
 
 
+def test_every_operation_after_ingest_writes_its_events_beside_the_aip(s3_settings: Settings, tmp_path: Path) -> None:
+    """Embargo release, a change of access, a withdrawal, a restore, a deaccession request and its
+    cancellation: each ends with one new record on every replica, holding exactly what it recorded."""
+    settings = isolated_settings(s3_settings, tmp_path, proxy={"preset": "ultrafast"}, access={"contact_sheet": False})
+    until = dt.date.today() + dt.timedelta(days=30)
+    folder = settings.ingest_dir / "held"
+    folder.mkdir()
+    make_clip(folder / "film.mp4", duration=1.0)
+    (folder / "metadata.yaml").write_text(f"access:\n  level: embargoed\n  until: {until}\n", encoding="utf-8")
+    with Catalog(settings.catalog_url) as catalog:
+        outcome = ingest_submission(settings, catalog, folder)
+        assert outcome.status == "stored", outcome.detail
+        aip_id = outcome.aip_id
+
+        def step(what: str, run: Callable[[], object]) -> None:
+            before = len(catalog.events(aip_id))
+            counts = {t: len(_records(settings, t, aip_id)) for t in ("seaweed", "local")}
+            run()
+            new = catalog.events(aip_id)[before:]
+            assert new, what
+            for t in ("seaweed", "local"):
+                records = _records(settings, t, aip_id)
+                assert len(records) == counts[t] + 1, (what, t)
+                assert _same_events(records[-1].events, new), (what, t)
+            assert catalog.journal_aips_pending() == [], what
+
+        step("embargo release", lambda: embargo.release_due(settings, catalog, today=until))
+        assert catalog.get_aip(aip_id).access_level == "open"
+        step(
+            "access change",
+            lambda: access_change.set_access(settings, catalog, aip_id, "restricted", reason="asked", operator=ALICE),
+        )
+        step("withdrawal", lambda: withdraw.withdraw(settings, catalog, aip_id, reason="risk", operator=ALICE))
+        step("restore", lambda: restore.restore(settings, catalog, aip_id, tmp_path / "back"))
+        made: list[str] = []
+        step(
+            "deaccession request",
+            lambda: made.append(
+                deaccession.request(catalog, aip_id, reason="asked", operator=ALICE, settings=settings).id
+            ),
+        )
+        step("cancellation", lambda: deaccession.cancel(catalog, made[0], operator=BOB, settings=settings))
+        last = _records(settings, "local", aip_id)[-1].state
+        assert last is not None and last["aip"]["access_level"] == "dark"
+        assert [x["state"] for x in last["deaccessions"]] == ["cancelled"]
+
+
 def test_a_replica_that_is_down_gets_everything_at_the_next_flush_and_nothing_twice(archive, tmp_path: Path) -> None:
     settings, catalog = archive
     aip_id = _ingest(settings, catalog)
@@ -226,6 +276,49 @@ def test_a_replica_added_later_gets_the_whole_journal(s3_settings: Settings, tmp
         assert catalog.journal_aips_pending() == []
         clean = audit.run_audit(wider, catalog, audit.AuditScope(full=True))
         assert clean.exit_code == 0 and clean.unexpected == [], audit.format_report(clean)
+
+
+def test_a_replica_added_after_amends_gets_every_version_inventory(s3_settings: Settings, tmp_path: Path) -> None:
+    """The catalog keeps the payload files of the current version only: an older version's
+    inventory is copied from a replica that has it, or (none has: here it was removed behind
+    preserve's back) made again from the catalog and that version's manifest, to the same bytes."""
+    seaweed = {
+        "name": "seaweed",
+        "kind": "s3",
+        "embedded": True,
+        "bucket": "preserve-aips",
+        "prefix": f"am-{time.time_ns()}",
+    }
+    later = {"name": "later", "kind": "filesystem", "path": str(tmp_path / "later")}
+    settings = isolated_settings(s3_settings, tmp_path, replication={"min_verified_replicas": 1}, targets=[seaweed])
+    wider = isolated_settings(s3_settings, tmp_path, replication={"min_verified_replicas": 1}, targets=[seaweed, later])
+    folder = settings.ingest_dir / "letters"
+    folder.mkdir()
+    (folder / "letters.pdf").write_bytes(os.urandom(50_000))
+    (folder / "metadata.yaml").write_text("title: Letters\nyear: 1990\n", encoding="utf-8")
+    with Catalog(settings.catalog_url) as catalog:
+        outcome = ingest_submission(settings, catalog, folder)
+        assert outcome.status == "stored", outcome.detail
+        aip_id = outcome.aip_id
+        for year in (1991, 1992):  # the title stays, so version 1's inventory made again is the same
+            sidecar = tmp_path / f"metadata-{year}.yaml"
+            sidecar.write_text(f"title: Letters\nyear: {year}\n", encoding="utf-8")
+            amend.amend(settings, catalog, aip_id, sidecar, reason=f"the year is {year}", operator=ALICE)
+        there = _journal(settings, "seaweed", aip_id)["version-inventory"]
+        keys = [layout.version_inventory_key(aip_id, n) for n in (1, 2, 3)]
+        assert sorted(there) == keys
+        with open_store(settings, settings.target("seaweed")) as store:
+            store.delete(keys[0])  # no replica has version 1's inventory any more
+
+        results = journal.backfill(wider, catalog, target="later")
+        assert [r.status for r in results] == ["copied"]
+        here = _journal(wider, "later", aip_id)["version-inventory"]
+        assert here == there  # v1 made again, v2 copied, v3 built: the same bytes
+        assert [inventory.parse(here[k], aip_id=aip_id).number for k in keys] == [1, 2, 3]
+        v1 = inventory.parse(here[keys[0]], aip_id=aip_id)
+        sidecar_v1 = next(f for f in v1.files if f.path.endswith("metadata.yaml"))
+        assert sidecar_v1.sha256 != next(f for f in catalog.get_aip(aip_id).files if f.path == sidecar_v1.path).sha256
+        assert _same_events(_records(wider, "later", aip_id)[0].events, catalog.events(aip_id))
 
 
 def test_measure_the_flush_of_a_1000_event_audit(archive, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,7 +128,7 @@ def test_add_version_records_files_objects_title_and_refuses_a_gap(catalog: Cata
 def test_journal_pending_until_written_per_target(catalog: Catalog) -> None:
     catalog.record_aip(_new_aip())
     assert catalog.journal_targets(AIP) == ["local", "s3"]
-    assert catalog.journal_aips_pending() == [AIP]
+    assert catalog.journal_aips_pending() == [AIP] and catalog.status().journal_pending == 1
     pending = catalog.journal_pending(AIP, "s3")
     assert [e.type for _, e in pending] == [EventType.INGESTION]
     assert [v.number for v in catalog.journal_versions_pending(AIP, "s3")] == [1]
@@ -139,7 +139,7 @@ def test_journal_pending_until_written_per_target(catalog: Catalog) -> None:
     assert len(catalog.journal_pending(AIP, "local")) == 1
     catalog.journal_written(AIP, "local", f"{AIP}/versions/v1.json", version=1)
     catalog.journal_written(AIP, "local", f"{AIP}/events/y.premis.xml", event_ids=[pending[0][0]])
-    assert catalog.journal_aips_pending() == []
+    assert catalog.journal_aips_pending() == [] and catalog.status().journal_pending == 0
     catalog.add_events(AIP, [Event(EventType.FIXITY_CHECK, Outcome.PASS, Agent("preserve"), "audit")])
     assert catalog.journal_aips_pending() == [AIP]
     assert [e.detail for _, e in catalog.journal_pending(AIP, "local")] == ["audit"]

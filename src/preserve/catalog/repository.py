@@ -6,6 +6,7 @@ package. Side effects: database reads and writes."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
@@ -51,4 +52,5 @@ class Catalog(
     ) -> CatalogStatus:
         """Everything `preserve status` shows, from aggregate queries."""
         with self._session() as s:
-            return summarize(s, now or utcnow(), audit_interval_days, min_verified_replicas)
+            st = summarize(s, now or utcnow(), audit_interval_days, min_verified_replicas)
+        return dataclasses.replace(st, journal_pending=len(self.journal_aips_pending()))

@@ -140,6 +140,9 @@ class CatalogStatus:
     access_changes: tuple[AccessChangeInProgress, ...] = ()
     #: deaccessions requested or approved and not completed, oldest request first
     deaccessions: tuple[DeaccessionInProgress, ...] = ()
+    #: AIPs with events or a version inventory not yet written beside them on every replica
+    #: (the journal: `preserve serve`'s housekeeping writes them; a rebuild would miss them)
+    journal_pending: int = 0
 
     @property
     def needs_attention(self) -> bool:

@@ -164,6 +164,11 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
         else "",
     )
     head.add_row(
+        "journal not yet on every replica",
+        (warn if st.journal_pending else ok) + str(st.journal_pending),
+        "AIPs whose latest events are only in the catalog; `preserve serve` writes them" if st.journal_pending else "",
+    )
+    head.add_row(
         "alerts not delivered",
         (warn if st.undelivered_alerts else ok) + str(st.undelivered_alerts),
         "no webhook or SMTP configured" if alerts_off else "",

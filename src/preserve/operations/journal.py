@@ -10,7 +10,9 @@ of every operation that records events about a stored AIP (ingest, audit and rep
 and withdrawals, embargo release, each deaccession step, restore, back-fill: `backfill` here), and
 by `preserve serve`'s housekeeping, which writes whatever an earlier call could not. A target that
 fails is reported and tried again by the next flush: a flush never raises a StorageError, and
-nothing it does is recorded as an event (that would make the journal grow without end).
+nothing it does is recorded as an event (that would make the journal grow without end). Two
+flushes at once may both write an event (the second's bookkeeping is then refused and reported):
+a record is never overwritten, and a rebuild drops an event it reads twice.
 
 Keys (`preserve.storage.layout`): ``<aip>/events/<UTC time>-<token>.premis.xml`` (a new key for
 every record, never overwritten, never deleted by preserve: deaccession keeps them, they carry

@@ -57,7 +57,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     who = operator(args)
     settings = load_settings(args)
     with open_catalog(settings) as catalog:
-        d = deaccession.request(catalog, args.aip_id, reason=args.reason, operator=who)
+        d = deaccession.request(catalog, args.aip_id, reason=args.reason, operator=who, settings=settings)
     print(d.id)
     print(
         f"deaccession of AIP {d.aip_id} requested by {who.name}; nothing is deleted until another person runs "
@@ -156,7 +156,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     who = operator(args)
     settings = load_settings(args)
     with open_catalog(settings) as catalog:
-        d = deaccession.cancel(catalog, args.request_id, operator=who, reason=args.reason)
+        d = deaccession.cancel(catalog, args.request_id, operator=who, reason=args.reason, settings=settings)
     print(f"deaccession request {d.id} of AIP {d.aip_id} cancelled by {who.name}; nothing was deleted")
     return EXIT_OK
 

@@ -38,11 +38,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_replicate(args: argparse.Namespace) -> int:
     """Back-fill replicas (a target added later). Exit 0 all present or copied, 1 a copy failed."""
-    from preserve.storage import replication
+    from preserve.operations import journal
 
     settings = load_settings(args)
     with open_catalog(settings) as catalog:
-        results = replication.backfill(
+        results = journal.backfill(
             settings,
             catalog,
             aip_id=args.aip,
