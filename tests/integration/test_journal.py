@@ -144,6 +144,25 @@ def test_an_audit_adds_one_record_per_replica_with_all_its_fixity_events_and_sta
     assert all(len(_records(settings, t, aip_id)) == 3 for t in ("seaweed", "local"))
 
 
+def test_a_huge_audit_is_split_into_records_of_at_most_the_limit(archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_EVENTS_PER_RECORD events, a flush writes several records (each whole and valid),
+    never one object of hundreds of megabytes; together they hold every event once."""
+    settings, catalog = archive
+    aip_id = _ingest(settings, catalog)
+    monkeypatch.setattr(journal, "MAX_EVENTS_PER_RECORD", 3)
+    agent = Agent("preserve", "test")
+    extra = [Event(EventType.FIXITY_CHECK, Outcome.PASS, agent, f"check {i}", subject=f"local:{i}") for i in range(7)]
+    catalog.add_events(aip_id, extra)
+    report = journal.flush(settings, catalog, [aip_id])
+    assert report.ok and report.records == 2 * 3 and report.events == 2 * 7
+    for t in ("seaweed", "local"):
+        records = _records(settings, t, aip_id)
+        assert len(records) == 1 + 3, t  # the ingest's, then 3 + 3 + 1
+        assert [len(r.events) for r in records[1:]] == [3, 3, 1]
+        assert _same_events([e for r in records[1:] for e in r.events], catalog.events(aip_id)[-7:])
+        assert not catalog.journal_pending(aip_id, t)
+
+
 def test_every_operation_after_ingest_writes_its_events_beside_the_aip(s3_settings: Settings, tmp_path: Path) -> None:
     """Embargo release, a change of access, a withdrawal, a restore, a deaccession request and its
     cancellation: each ends with one new record on every replica, holding exactly what it recorded."""

@@ -198,3 +198,66 @@ def test_import_with_unchecked_objects_is_pending_not_verified(catalog: Catalog)
     assert reps["s3"].status is ReplicaStatus.PENDING and reps["s3"].verified_at is None and reps["s3"].uri == "s3://b/"
     assert reps["local"].status is ReplicaStatus.PENDING  # one verified, one missing: not verified
     assert view.access_level.value == "dark"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_migration_0005_gives_every_stored_aip_its_version_1(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A catalog at 0004 keeps its rows; each AIP gains version 1 whose members are its objects'
+    keys (decoded back to bag paths), and its whole journal is pending."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from preserve.catalog import schema
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_server").new_database()
+    engine = sa.create_engine(url)
+    film_key = object_key(AIP, "data/objects/a%b\nc.mov")
+    with engine.begin() as conn:
+        command.upgrade(schema._config(conn), "0004_deaccession")
+        conn.execute(
+            sa.text(
+                "INSERT INTO aips (id, title, submission_name, created_at, status, access_level, payload_oxum, "
+                "content_key) VALUES (:id, 't', 's', '2026-01-01 00:00:00', 'stored', 'open', '1.1', 'k')"
+            ),
+            {"id": AIP},
+        )
+        for target in ("s3", "local"):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO replicas (aip_id, target, uri, status, verified_at) "
+                    "VALUES (:id, :t, 'u', 'verified', '2026-01-01 00:00:00')"
+                ),
+                {"id": AIP, "t": target},
+            )
+            for key in (film_key, f"{AIP}/bagit.txt"):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO objects (aip_id, target, key, size, sha256, status, last_verified_at, "
+                        "version_id, lock_mode) VALUES (:id, :t, :k, 1, :h, 'verified', '2026-01-01 00:00:00', '', '')"
+                    ),
+                    {"id": AIP, "t": target, "k": key, "h": "a" * 64},
+                )
+        conn.execute(
+            sa.text(
+                "INSERT INTO events (aip_id, submission, type, outcome, at, agent_name, agent_version, agent_kind, "
+                "subject, detail, extra) VALUES (:id, 's', 'ingestion', 'pass', '2026-01-01 00:00:00', 'preserve', "
+                "'0.1', 'software', '', 'stored', '{}')"
+            ),
+            {"id": AIP},
+        )
+    engine.dispose()
+    upgraded = Catalog(url)
+    try:
+        (v1,) = upgraded.versions(AIP)
+        assert v1.number == 1 and v1.reason == "ingest"
+        assert v1.members == {"data/objects/a%b\nc.mov": film_key, "bagit.txt": f"{AIP}/bagit.txt"}
+        assert upgraded.journal_aips_pending() == [AIP]
+        assert len(upgraded.journal_pending(AIP, "s3")) == 1
+        assert [v.number for v in upgraded.journal_versions_pending(AIP, "local")] == [1]
+    finally:
+        upgraded.close()

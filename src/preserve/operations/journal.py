@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 WORK_DIR = "journal-work"
 #: more AIPs than this in one flush: first ask the catalog which have anything pending at all
 MANY = 8
+#: events in one record at most: 10,000 fixity checks make a record of about 20 MB (measured), so
+#: an audit of 200,000 objects writes 20 records, not one object of 400 MB
+MAX_EVENTS_PER_RECORD = 10_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Written:
     events: int = 0
     inventories: tuple[str, ...] = ()
     error: str = ""
+    #: how many event records (more than one only past MAX_EVENTS_PER_RECORD events); ``record`` is the last
+    records: int = 1
 
     @property
     def ok(self) -> bool:
@@ -92,7 +97,7 @@ class JournalReport:
 
     @property
     def records(self) -> int:
-        return sum(bool(w.record) for w in self.entries)
+        return sum(w.records for w in self.entries if w.record)
 
     @property
     def events(self) -> int:
@@ -208,21 +213,32 @@ def _write(
             written.append(key)
         if not events:
             return Written(aip.id, t.name, inventories=tuple(written))
-        now = utcnow()
-        key = layout.event_record_key(aip.id, now, secrets.token_hex(4))
-        data = eventlog.build(aip.id, [e for _, e in events], dict(state), written_at=now)
-        _put(store, key, data, work, replace=False)
     except (StorageError, PackagingError) as exc:
         if not written:
             raise
         return Written(aip.id, t.name, inventories=tuple(written), error=redact.describe(exc))
-    try:
-        catalog.journal_written(aip.id, t.name, key, event_ids=[i for i, _ in events], at=now)
-    except CatalogError as exc:  # e.g. a concurrent flush recorded some of these events first
-        # the record is on storage (a rebuild drops an event it reads twice); the next flush
-        # writes whatever is still unrecorded
-        return Written(aip.id, t.name, key, len(events), tuple(written), redact.describe(exc))
-    return Written(aip.id, t.name, key, len(events), tuple(written))
+    keys: list[str] = []
+    done = 0
+    for start in range(0, len(events), MAX_EVENTS_PER_RECORD):  # a huge audit: a few records, not one huge one
+        chunk = events[start : start + MAX_EVENTS_PER_RECORD]
+        now = utcnow()
+        key = layout.event_record_key(aip.id, now, secrets.token_hex(4))
+        try:
+            data = eventlog.build(aip.id, [e for _, e in chunk], dict(state), written_at=now)
+            _put(store, key, data, work, replace=False)
+        except (StorageError, PackagingError) as exc:
+            if not written and not keys:
+                raise
+            return Written(aip.id, t.name, keys[-1] if keys else "", done, tuple(written), redact.describe(exc))
+        try:
+            catalog.journal_written(aip.id, t.name, key, event_ids=[i for i, _ in chunk], at=now)
+        except CatalogError as exc:  # e.g. a concurrent flush recorded some of these events first
+            # the record is on storage (a rebuild drops an event it reads twice); the next flush
+            # writes whatever is still unrecorded
+            return Written(aip.id, t.name, key, done + len(chunk), tuple(written), redact.describe(exc))
+        keys.append(key)
+        done += len(chunk)
+    return Written(aip.id, t.name, keys[-1], done, tuple(written), records=len(keys))
 
 
 def _put(store: ObjectStore, key: str, data: bytes, work: Path, *, replace: bool) -> None:
