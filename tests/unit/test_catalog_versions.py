@@ -261,3 +261,37 @@ def test_migration_0005_gives_every_stored_aip_its_version_1(
         assert [v.number for v in upgraded.journal_versions_pending(AIP, "local")] == [1]
     finally:
         upgraded.close()
+
+
+def test_every_column_that_travels_to_the_replicas_is_one_someone_chose(catalog: Catalog) -> None:
+    """`aip_state` writes catalog columns by name into every event record, on every replica (and
+    under Object Lock, for years). A column added to these tables fails this test until someone
+    has decided it may travel (add it here) or made snapshot.py skip it."""
+    catalog.record_aip(_new_aip())
+    catalog.begin_access_change(
+        AIP, from_level="restricted", to_level="dark", until=None, reason="r", operator=Agent("ana", kind="person")
+    )
+    state = catalog.aip_state(AIP)
+    assert set(state) == {"format", "aip", "replicas", "access", "access_changes", "deaccessions", "versions"}
+    assert set(state["aip"]) == {
+        *("id", "title", "submission_name", "created_at", "status", "access_level"),
+        *("payload_oxum", "content_key", "state_seq"),
+    }
+    assert set(state["replicas"][0]) == {"target", "uri", "status", "verified_at"}
+    assert set(state["access"][0]) == {"kind", "target", "key", "uri", "size", "sha256"}
+    assert set(state["access_changes"][0]) == {
+        *("from_level", "to_level", "until", "reason", "operator", "state", "requested_at", "completed_at"),
+        *("attempts", "last_error", "detail", "dashboard_cleaned_at"),
+    }
+    from preserve.catalog.models import DeaccessionObjectRow, DeaccessionRow
+
+    assert {c.key for c in DeaccessionRow.__table__.columns} == {
+        *("id", "aip_id", "state", "reason", "requested_by", "requested_at", "approved_by", "approved_at"),
+        *("cancelled_by", "cancelled_at", "withdrawn_at", "completed_at", "files"),
+    }
+    assert {c.key for c in DeaccessionObjectRow.__table__.columns} == {
+        *("id", "deaccession_id", "aip_id", "target", "key", "size", "sha256", "version_id", "lock_mode"),
+        *("lock_until", "state", "due_at", "deleted_at", "versions_deleted", "method", "detail", "attempts"),
+        "checked_at",
+    }
+    assert state["aip"]["state_seq"] == 1 and catalog.aip_state(AIP)["aip"]["state_seq"] == 2  # numbered

@@ -26,6 +26,9 @@ class AipRow(Base):
     payload_oxum: Mapped[str] = mapped_column(String(64), default="")
     #: sha256 over the sorted (path, sha256) payload list: how a re-submission is recognised
     content_key: Mapped[str] = mapped_column(String(64), index=True, default="")
+    #: how many times the AIP's state was read for an event record: each record carries its number,
+    #: so a rebuild takes the newest state even when records were written out of order
+    state_seq: Mapped[int] = mapped_column(Integer, default=0)
 
     files: Mapped[list[FileRow]] = relationship(
         back_populates="aip", cascade="all, delete-orphan", order_by="FileRow.path"

@@ -105,11 +105,24 @@ class SnapshotRepository(CatalogEngine):
     """An AIP's state out (for event records) and a rebuilt AIP in."""
 
     def aip_state(self, aip_id: str) -> dict[str, Any]:
-        with self._session() as s:
-            row = s.get(AipRow, aip_id)
+        """The state, numbered: each call takes the AIP's next ``state_seq`` in the same
+        transaction that reads the state (the row locked), so of two event records the one with
+        the higher number carries the newer state, whichever was written last (a flush racing an
+        operation writes them out of order); a rebuild takes that one, and the rebuilt catalog
+        goes on counting from it."""
+        with self._tx() as s:
+            row = s.get(AipRow, aip_id, with_for_update=True)
             if row is None:
                 raise CatalogError(f"no AIP {aip_id}")
+            row.state_seq = (row.state_seq or 0) + 1
+            s.flush()
             return _state(s, row)
+
+    def aip_head(self, aip_id: str) -> dict[str, Any]:
+        """The AIP's own row as `aip_state` dumps it (no number is taken); {} when unknown."""
+        with self._session() as s:
+            row = s.get(AipRow, aip_id)
+            return _dump(row, frozenset()) if row is not None else {}
 
     def is_empty(self) -> bool:
         """No AIPs, submissions or events: a database a rebuild may fill."""
@@ -200,6 +213,21 @@ class SnapshotRepository(CatalogEngine):
             s.add(row)
             s.flush()
             return row.id
+
+    def rebuild_note(self, rebuild_id: int, findings: Mapping[str, Any]) -> None:
+        """Keep what the rebuild found about one AIP it imported, so a resumed run reports it too."""
+        with self._tx() as s:
+            row = s.get(RebuildRow, rebuild_id, with_for_update=True)
+            if row is None:
+                raise CatalogError(f"no rebuild {rebuild_id}")
+            report = dict(row.report or {})
+            report["notes"] = [*report.get("notes", []), dict(findings)]
+            row.report = report
+
+    def rebuild_notes(self, rebuild_id: int) -> list[dict[str, Any]]:
+        with self._session() as s:
+            row = s.get(RebuildRow, rebuild_id)
+            return list((row.report or {}).get("notes", [])) if row is not None else []
 
     def rebuild_running(self) -> tuple[int, str] | None:
         """The unfinished rebuild (id, source), if one was interrupted: the next run resumes it."""

@@ -7,7 +7,7 @@ again: its digests come from the catalog, checked against the current manifests.
 recorded in one transaction once every replica holds it, verified; then the access copies follow a
 changed access level (`access_change.set_access`; never undoing a withdrawal) and the journal is
 flushed. Side effects: downloads of the current tag files and sidecar, and the new members, under
-var/amend-work/<AIP id>/ (private, removed afterwards); uploads to every replica's target (removed
+var/amend-work/<AIP id>.<random>/ (private, removed afterwards); uploads to every replica's target (removed
 again when one fails); catalog writes; whatever `set_access` and `journal.flush` do."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import logging
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,11 +159,9 @@ def amend(
     number = current.number + 1
     targets = _replica_targets(settings, aip)
     now = utcnow()
-    scratch = settings.var_dir / WORK_DIR / aip.id
-    if scratch.exists():
-        shutil.rmtree(scratch)
+    # a folder of this amend's own: two amends of one AIP at once must not share (or delete) it
+    scratch = Path(tempfile.mkdtemp(prefix=f"{aip.id}.", dir=private_dir(settings.var_dir / WORK_DIR)))
     try:
-        private_dir(scratch)
         fetched, source = _download_current(settings, aip, current, member if old_file else None, scratch / "current")
         _check_manifests(aip, fetched)
         old_meta = _old_sidecar(fetched.get(member), member, settings, rules)

@@ -149,7 +149,11 @@ def flush(settings: Settings, catalog: Catalog, aip_ids: Sequence[str] | None = 
             if todo is None:
                 continue
             work = private_dir(settings.var_dir / WORK_DIR)
-            state = catalog.aip_state(aip_id)  # read once, for every target of the AIP
+            try:
+                state = catalog.aip_state(aip_id)  # read (and numbered) once, for every target of the AIP
+            except CatalogError as exc:  # e.g. SQLite busy: this AIP waits for the next flush
+                entries += [Written(aip_id, t.name, error=redact.describe(exc)) for t, _, _ in todo.targets]
+                continue
             for t, versions, events in todo.targets:
                 if t.name in down:
                     entries.append(Written(aip_id, t.name, error=down[t.name]))
@@ -159,7 +163,7 @@ def flush(settings: Settings, catalog: Catalog, aip_ids: Sequence[str] | None = 
                 except StorageUnavailable as exc:
                     entry = Written(aip_id, t.name, error=redact.describe(exc))
                     down[t.name] = f"not tried: unreachable earlier in this flush ({entry.error})"
-                except (StorageError, PackagingError) as exc:
+                except (StorageError, PackagingError, CatalogError) as exc:
                     entry = Written(aip_id, t.name, error=redact.describe(exc))
                 entries.append(entry)
                 if not entry.ok:
@@ -208,7 +212,9 @@ def _write(
     try:
         for v in versions:
             key = layout.version_inventory_key(aip.id, v.number)
-            _put(store, key, _inventory(catalog, aip, v, state, store, store_of), work, replace=True)
+            data = _inventory(catalog, aip, v, state, store, store_of)
+            if not _same_inventory_there(store, key, data, aip.id):
+                _put(store, key, data, work, replace=True)
             catalog.journal_written(aip.id, t.name, key, version=v.number)
             written.append(key)
         if not events:
@@ -239,6 +245,26 @@ def _write(
         keys.append(key)
         done += len(chunk)
     return Written(aip.id, t.name, keys[-1], done, tuple(written), records=len(keys))
+
+
+def _same_inventory_there(store: ObjectStore, key: str, data: bytes, aip_id: str) -> bool:
+    """True when ``key`` already holds an inventory of the same version with the same members (a
+    flush that stopped before recording it, or a replica that had it): it is kept, whatever else
+    differs (its title is that version's). An object there that is not such an inventory is
+    never overwritten: StorageError, so the flush reports it for a person."""
+    if store.head(key) is None:
+        return False
+    try:
+        there = inventory.parse(_read_small(store, key), aip_id=aip_id)
+    except PackagingError as exc:
+        raise StorageError(f"{key} exists and is not a readable inventory ({exc}); it is never overwritten") from exc
+    mine = inventory.parse(data, aip_id=aip_id)
+    if there.number != mine.number or dict(there.members) != dict(mine.members):
+        raise StorageError(
+            f"{key} exists and lists other members than the catalog's version {mine.number}; it is never "
+            "overwritten (a replica that disagrees: compare it with the others, see `preserve catalog rebuild`)"
+        )
+    return True
 
 
 def _put(store: ObjectStore, key: str, data: bytes, work: Path, *, replace: bool) -> None:

@@ -55,7 +55,7 @@ class Disagreement:
 
     aip_id: str
     target: str
-    what: str  # object | version | events | replica
+    what: str  # object | version | events | replica | state | catalog
     detail: str
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,25 @@ class _Findings:
         for f in dataclasses.fields(self):
             getattr(self, f.name).extend(getattr(other, f.name))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fallbacks": [dataclasses.asdict(x) for x in self.fallbacks],
+            "damaged": [dataclasses.asdict(x) for x in self.damaged],
+            "damage": [dataclasses.asdict(x) for x in self.damage],
+            "disagreements": [dataclasses.asdict(x) for x in self.disagreements],
+            "unexpected": [list(x) for x in self.unexpected],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> _Findings:
+        return cls(
+            fallbacks=[Fallback(**x) for x in data.get("fallbacks") or ()],
+            damaged=[DamagedRecord(**x) for x in data.get("damaged") or ()],
+            damage=[ObjectFinding(**x) for x in data.get("damage") or ()],
+            disagreements=[Disagreement(**x) for x in data.get("disagreements") or ()],
+            unexpected=[(str(t), str(k)) for t, k in data.get("unexpected") or ()],
+        )
+
 
 @dataclass
 class _Built:
@@ -84,6 +104,50 @@ class _Built:
     journals: dict[str, Journal] = field(default_factory=dict)
     counts: dict[str, collections.Counter[str]] = field(default_factory=dict)
     found: _Findings = field(default_factory=_Findings)
+
+
+def state_rank(rec: eventlog.EventRecord) -> tuple[int, dt.datetime]:
+    """How new a record's state is: its number (`Catalog.aip_state` numbers every state it reads,
+    in the same transaction), then when it was written. Two flushes racing an operation write
+    records out of order; this orders them."""
+    head = (rec.state or {}).get("aip") or {}
+    try:
+        seq = int(head.get("state_seq", -1))
+    except (TypeError, ValueError):
+        seq = -1
+    return seq, utc(rec.written_at)
+
+
+def newest_state(journals: Sequence[tuple[str, Journal]]) -> tuple[str, eventlog.EventRecord] | None:
+    """The record with the newest state over these targets' journals (the first target wins ties)."""
+    best: tuple[str, eventlog.EventRecord] | None = None
+    for name, j in journals:
+        for _, rec in j.records:
+            if rec.state is not None and (best is None or state_rank(rec) > state_rank(best[1])):
+                best = (name, rec)
+    return best
+
+
+def _newer_on_storage(
+    catalog: Catalog, aip_id: str, source: str, store: ObjectStore, listed: Mapping[str, ObjectInfo]
+) -> list[Disagreement]:
+    """A merge skips an AIP the catalog has; say so when the source's newest record knows more of it
+    than the catalog does (a catalog restored from a backup older than what happened since)."""
+    j = read_journal(store, source, aip_id, listed)
+    best = newest_state([(source, j)])
+    have = int(catalog.aip_head(aip_id).get("state_seq", 0))
+    if best is None or state_rank(best[1])[0] <= have:
+        return []
+    return [
+        Disagreement(
+            aip_id,
+            source,
+            "catalog",
+            f"the newest record on {source} holds state number {state_rank(best[1])[0]}, the catalog only "
+            f"{have}: the catalog's copy is older (its access level and history may be out of date); not "
+            "merged. Rebuild into an empty database to take storage's",
+        )
+    ]
 
 
 def _build(
@@ -101,9 +165,34 @@ def _build(
     found = out.found
     out.journals[source] = journal
     found.damaged += journal.damaged
-    with_state = [rec for _, rec in journal.records if rec.state is not None]
-    state: dict[str, Any] | None = dict(with_state[-1].state or {}) if with_state else None
-    state_at = utc(with_state[-1].written_at) if with_state else None
+    # the other replicas' journals, read first: the newest state may be there (a damaged or
+    # missing record on the source must not bring back an older access level)
+    others: dict[str, tuple[set[str], Journal]] = {}
+    for name in stores:
+        if name != source and name in reachable:
+            held_there = {i.key for i in stores[name].list(f"{aip_id}/")}
+            others[name] = (held_there, read_journal(stores[name], name, aip_id, held_there))
+    mine = newest_state([(source, journal)])
+    best = newest_state([(source, journal), *((n, j) for n, (_, j) in others.items())])
+    # the source's own unless another replica holds a state with a higher number (the same state,
+    # written to each replica by one flush, has one number everywhere)
+    chosen = best if best is not None and (mine is None or state_rank(best[1])[0] > state_rank(mine[1])[0]) else mine
+    state: dict[str, Any] | None = None
+    state_at: dt.datetime | None = None
+    if chosen is not None:
+        where, rec = chosen
+        state, state_at = dict(rec.state or {}), utc(rec.written_at)
+        if where != source:
+            found.disagreements.append(
+                Disagreement(
+                    aip_id,
+                    where,
+                    "state",
+                    f"the newest record of the AIP's state (number {state_rank(rec)[0]}) is here, not on {source} "
+                    f"(newest there: {state_rank(mine[1])[0] if mine else 'none'}): taken from here, so an older "
+                    "access level is never brought back",
+                )
+            )
     has_bag = object_key(aip_id, "bagit.txt") in listed
     if state is None and not journal.inventories and not has_bag:
         return out
@@ -129,7 +218,10 @@ def _build(
         or max((utc(e.at) for d in documents for e in d), default=None)
         or utcnow()
     )
+    reported = len(found.fallbacks)
     versions, bags = versions_of(aip_id, journal, state, listed, created, src, found.fallbacks)
+    if deaccessioned:  # its bag and inventories were deleted with it, on purpose: nothing to report
+        del found.fallbacks[reported:]
     current = versions[-1]
     files = (
         files_of(aip_id, current, journal, bags[current.number], listed, events, found.fallbacks)
@@ -196,8 +288,7 @@ def _build(
         if name == source:
             held: set[str] = set(listed)
         elif store is not None:
-            held = {i.key for i in store.list(f"{aip_id}/")}
-            other = read_journal(store, name, aip_id, held)
+            held, other = others[name]
             out.journals[name] = other
             found.damaged += other.damaged
             found.disagreements += compare_journals(aip_id, source, name, journal, other)
@@ -322,6 +413,9 @@ def rebuild(
     not_preserve: list[NotPreserve] = []
     errors: list[str] = []
     found = _Findings()
+    if resumed:  # what the interrupted run found about the AIPs it imported is reported again
+        for earlier in catalog.rebuild_notes(rebuild_id):
+            found.add(_Findings.from_dict(earlier))
     replicas: collections.Counter[str] = collections.Counter()
     counts: dict[str, collections.Counter[str]] = {n: collections.Counter() for n in names}
     with contextlib.ExitStack() as stack:
@@ -355,6 +449,8 @@ def rebuild(
         for done, aip_id in enumerate(aips, start=1):
             if catalog.has_aip(aip_id):
                 skipped.append(aip_id)
+                if not resumed:  # a merge: is the catalog's copy of this AIP as new as storage's?
+                    found.disagreements += _newer_on_storage(catalog, aip_id, source, stores[source], groups[aip_id])
             else:
                 try:
                     built = _build(aip_id, source, stores, reachable, groups[aip_id], rebuild_id)
@@ -369,6 +465,8 @@ def rebuild(
                     except CatalogError as exc:  # imported; its journal is then written again in full
                         errors.append(f"{aip_id}: what its replicas' journals hold was not recorded: {exc}")
                 found.add(built.found)
+                if built.rebuilt is not None and any(dataclasses.astuple(built.found)):
+                    catalog.rebuild_note(rebuild_id, built.found.to_dict())  # kept for a resumed run's report
                 if built.rebuilt is not None:
                     imported.append(aip_id)
                     for name, c in built.counts.items():

@@ -1,4 +1,4 @@
-"""AIP versions (version 1 recorded for every AIP already stored, from its objects), the journal of
+"""The order of an AIP's states (``aips.state_seq``); AIP versions (version 1 recorded for every AIP already stored, from its objects), the journal of
 what was written beside each AIP on each target (event records, version inventories), and
 rebuilds of the catalog from storage.
 
@@ -24,6 +24,8 @@ def _member(aip_id: str, key: str) -> str:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("aips") as batch:
+        batch.add_column(sa.Column("state_seq", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "aip_versions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -105,6 +107,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("aips") as batch:
+        batch.drop_column("state_seq")
     op.drop_table("rebuilds")
     op.drop_index(op.f("ix_event_exports_record_id"), table_name="event_exports")
     op.drop_index("ix_event_exports_target", table_name="event_exports")
