@@ -133,7 +133,8 @@ def copy_aip(
     files.append(
         bag.add_payload_bytes(bag_dir, "data/metadata/premis.xml", premis.document(new_id, originals_premis, events))
     )
-    info = _bag_info(_payload_source(settings, t, "bag-info.txt").read_text(encoding="utf-8"))
+    info = bag.parse_bag_info(_payload_source(settings, t, "bag-info.txt").read_text(encoding="utf-8"))
+    info.pop("Payload-Oxum", None)  # finalize writes the copy's own
     info["External-Identifier"] = new_id
     oxum = bag.finalize(bag_dir, files, info)
     now = utcnow()
@@ -166,13 +167,6 @@ def copy_aip(
     return new_id
 
 
-def _bag_info(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not line.startswith((" ", "\t")) and key != "Payload-Oxum":
-            out[key.strip()] = value.strip()
-    return out
 
 
 # -- measuring a rebuild -----------------------------------------------------------------------------

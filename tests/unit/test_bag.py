@@ -67,3 +67,35 @@ def test_payload_path_refuses_traversal_and_long_names() -> None:
     with pytest.raises(UnsafeSubmission):
         bag.payload_path("objects", "流" * 86)  # 258 bytes
     assert bag.payload_path("objects", "流" * 85).endswith("流")  # 255 bytes is fine
+
+
+def test_parse_manifest_reads_what_finalize_writes_and_what_others_write() -> None:
+    """One parser for every manifest preserve reads (audit, amend, journal, rebuild): lines end at
+    LF only (a name may hold U+2028, which str.splitlines splits on), CR LF endings, tabs or
+    several spaces between digest and path, upper-case digests, percent-encoded CR/LF, a path's
+    trailing space kept."""
+    text = (
+        f"{'A' * 64}  data/objects/line%0Abreak.mov\r\n"
+        f"{'b' * 64}\tdata/objects/para\u2028graph.mov\n"
+        f"{'c' * 64}    data/objects/ends with space \n"
+        "\n"
+    )
+    assert bag.parse_manifest(text) == {
+        "data/objects/line\nbreak.mov": "a" * 64,
+        "data/objects/para\u2028graph.mov": "b" * 64,
+        "data/objects/ends with space ": "c" * 64,
+    }
+
+
+def test_parse_manifest_round_trips_a_finalized_bag(tmp_path) -> None:
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+    d = tmp_path / "bag"
+    f = bag.add_payload_file(d, bag.payload_path("objects", "a\u2028b.txt"), src)
+    bag.finalize(d, [f], {"Title": "t"})
+    assert bag.parse_manifest((d / "manifest-sha256.txt").read_text(encoding="utf-8")) == {f.path: f.digests.sha256}
+
+
+def test_parse_bag_info_takes_the_first_value_and_joins_continuations() -> None:
+    text = "Title: River\r\n  Town\nContact-Name: a\nContact-Name: b\n  more of b\nPayload-Oxum: 10.2\n"
+    assert bag.parse_bag_info(text) == {"Title": "River Town", "Contact-Name": "a", "Payload-Oxum": "10.2"}

@@ -59,7 +59,7 @@ from preserve.operations import access_change, journal
 from preserve.operations.embargo import embargo_until
 from preserve.packaging import bag, premis
 from preserve.storage import ObjectInfo, ObjectStore, layout, open_store
-from preserve.storage.base import member_path
+from preserve.storage.base import member_path, sha256_of
 from preserve.storage.replication import TargetOutcome, Upload, upload_all
 
 log = logging.getLogger(__name__)
@@ -431,17 +431,6 @@ def _download_current(
     )
 
 
-def _manifest(text: str) -> dict[str, str]:
-    """path -> digest of a payload manifest (paths decoded as `bag._encode_path` encodes them)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        digest, _, path = line.partition(" ")
-        out[path.lstrip(" ").replace("%0A", "\n").replace("%0D", "\r")] = digest.lower()
-    return out
-
-
 def _check_manifests(aip: AipView, fetched: Mapping[str, bytes]) -> None:
     """The catalog's payload digests, which the new manifests are written from (no film is read
     again), must be exactly what the current manifests say. PreserveError otherwise."""
@@ -450,7 +439,7 @@ def _check_manifests(aip: AipView, fetched: Mapping[str, bytes]) -> None:
         raw = fetched.get(f"manifest-{alg}.txt")
         if raw is None:
             raise PreserveError(f"the current version of {aip.id} has no manifest-{alg}.txt")
-        listed = _manifest(raw.decode("utf-8"))
+        listed = bag.parse_manifest(raw.decode("utf-8"))
         if listed != catalog_digests[alg]:
             differ = sorted(set(listed.items()) ^ set(catalog_digests[alg].items()))
             raise PreserveError(
@@ -479,18 +468,6 @@ def _changed_fields(old: sidecar.Sidecar | None, new: sidecar.Sidecar) -> tuple[
 
 
 # -- the new members -------------------------------------------------------------------------------
-def _bag_info(raw: bytes | None) -> dict[str, str]:
-    """The labels of a bag-info.txt (the first value of each; continuation lines joined)."""
-    out: dict[str, str] = {}
-    last = ""
-    for line in (raw or b"").decode("utf-8").splitlines():
-        if line[:1] in (" ", "\t") and last:
-            out[last] += " " + line.strip()
-        elif ":" in line:
-            label, _, value = line.partition(":")
-            last = label.strip()
-            out.setdefault(last, value.strip())
-    return out
 
 
 def _build(
@@ -527,7 +504,7 @@ def _build(
         path = work / m
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    old = _bag_info(fetched.get("bag-info.txt"))
+    old = bag.parse_bag_info((fetched.get("bag-info.txt") or b"").decode("utf-8"))
     info = {
         "Source-Organization": old.get("Source-Organization") or settings.archive.organization,
         "External-Identifier": old.get("External-Identifier") or aip.id,
@@ -670,10 +647,7 @@ def _existing(store: ObjectStore, uploads: Sequence[Upload]) -> tuple[list[Objec
             continue
         digest = info.sha256
         if digest is None and info.size == u.size:
-            h = hashlib.sha256()
-            for chunk in store.read_chunks(u.key):
-                h.update(chunk)
-            digest = h.hexdigest()
+            digest = sha256_of(store, u.key)
         if info.size == u.size and digest == u.sha256:
             same.append(info)
         else:

@@ -27,10 +27,13 @@ from preserve.fixity.digest import MultiHasher
 from preserve.operations import deaccession, journal
 from preserve.operations.deaccession import DeletionFinding
 from preserve.operations.journal import JournalReport
+from preserve.packaging import bag
 from preserve.storage import layout, open_store
-from preserve.storage.base import ObjectStore, member_path
+from preserve.storage.base import ObjectStore, member_path, read_small
 
 GB = 1000**3
+#: the largest tag file (bag-info, manifest) the bag-level check reads into memory
+TAG_FILE_LIMIT = 64 << 20
 TAG_FILES = (
     "bagit.txt",
     "bag-info.txt",
@@ -229,22 +232,6 @@ def fixity_check(store: ObjectStore, obj: StoredObject) -> ObjectCheck:
 
 
 # -- bag-level checks -------------------------------------------------------------------------------
-def _read_small(store: ObjectStore, key: str, limit: int = 64 << 20) -> bytes:
-    out = bytearray()
-    for chunk in store.read_chunks(key):
-        out += chunk
-        if len(out) > limit:
-            raise StorageError(f"{key} is larger than a tag file can be")
-    return bytes(out)
-
-
-def _manifest(text: str) -> dict[str, str]:
-    entries = {}
-    for line in text.splitlines():
-        if line.strip():
-            digest, _, path = line.partition(" ")
-            entries[path.strip().replace("%0A", "\n").replace("%0D", "\r")] = digest.strip()
-    return entries
 
 
 def bag_check(store: ObjectStore, aip: AipView, objects: Sequence[StoredObject]) -> list[str]:
@@ -260,16 +247,18 @@ def bag_check(store: ObjectStore, aip: AipView, objects: Sequence[StoredObject])
         return members.get(member, f"{aip.id}/{member}")
 
     try:
-        info = _read_small(store, key("bag-info.txt")).decode("utf-8", errors="replace")
+        info = read_small(store, key("bag-info.txt"), TAG_FILE_LIMIT).decode("utf-8", errors="replace")
         m = re.search(r"^Payload-Oxum:\s*(\S+)", info, re.MULTILINE)
         if not m or m.group(1) != aip.payload_oxum:
             problems.append(f"{aip.id}: Payload-Oxum {m.group(1) if m else 'absent'} != catalog {aip.payload_oxum}")
-        manifest = _manifest(_read_small(store, key("manifest-sha256.txt")).decode("utf-8"))
+        manifest = bag.parse_manifest(read_small(store, key("manifest-sha256.txt"), TAG_FILE_LIMIT).decode("utf-8"))
         catalog_files = {f.path: f.sha256 for f in aip.files}
         if manifest != catalog_files:
             diff = sorted(set(manifest.items()) ^ set(catalog_files.items()))[:3]
             problems.append(f"{aip.id}: manifest-sha256.txt differs from the catalog: {diff}")
-        tagmanifest = _manifest(_read_small(store, key("tagmanifest-sha256.txt")).decode("utf-8"))
+        tagmanifest = bag.parse_manifest(
+            read_small(store, key("tagmanifest-sha256.txt"), TAG_FILE_LIMIT).decode("utf-8")
+        )
         for rel, digest in tagmanifest.items():
             obj = by_rel.get(rel)
             if obj is None or obj.sha256 != digest:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import re
 import secrets
 import tempfile
 import time
@@ -43,8 +42,9 @@ from preserve.core import redact
 from preserve.core.errors import CatalogError, PackagingError, StorageError, StorageUnavailable
 from preserve.core.fs import private_dir
 from preserve.core.model import AipStatus, Event, Role, utcnow
-from preserve.packaging import eventlog, inventory
+from preserve.packaging import bag, eventlog, inventory
 from preserve.storage import ObjectStore, layout, open_store, replication
+from preserve.storage.base import read_small, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def _same_inventory_there(store: ObjectStore, key: str, data: bytes, aip_id: str
     if store.head(key) is None:
         return False
     try:
-        there = inventory.parse(_read_small(store, key), aip_id=aip_id)
+        there = inventory.parse(read_small(store, key, inventory.MAX_BYTES), aip_id=aip_id)
     except PackagingError as exc:
         raise StorageError(f"{key} exists and is not a readable inventory ({exc}); it is never overwritten") from exc
     mine = inventory.parse(data, aip_id=aip_id)
@@ -274,7 +274,7 @@ def _put(store: ObjectStore, key: str, data: bytes, work: Path, *, replace: bool
     sha256 = hashlib.sha256(data).hexdigest()
     if replace:
         have = store.head(key)
-        if have is not None and have.size == len(data) and _sha256_of(store, key) == sha256:
+        if have is not None and have.size == len(data) and sha256_of(store, key) == sha256:
             return
     with tempfile.NamedTemporaryFile(dir=work, prefix=".journal-", delete=False) as f:
         tmp = Path(f.name)
@@ -283,22 +283,6 @@ def _put(store: ObjectStore, key: str, data: bytes, work: Path, *, replace: bool
         store.put_file(key, tmp, sha256=sha256, size=len(data))
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _sha256_of(store: ObjectStore, key: str) -> str:
-    h = hashlib.sha256()
-    for chunk in store.read_chunks(key):
-        h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_small(store: ObjectStore, key: str) -> bytes:
-    out = bytearray()
-    for chunk in store.read_chunks(key):
-        out += chunk
-        if len(out) > inventory.MAX_BYTES:
-            raise PackagingError(f"{key} is larger than an inventory or a tag file can be")
-    return bytes(out)
 
 
 def _inventory(
@@ -323,7 +307,7 @@ def _inventory(
             if source is None or source is store:
                 continue
             try:
-                data = _read_small(source, key)
+                data = read_small(source, key, inventory.MAX_BYTES)
                 found = inventory.parse(data, aip_id=aip.id)
             except (StorageError, PackagingError) as exc:
                 log.warning("journal: inventory %s on %s not copied: %s", key, other, redact.describe(exc))
@@ -373,7 +357,7 @@ def _files_of(
             manifest = members.get("manifest-sha512.txt")
             if manifest is None:
                 raise PackagingError(f"version {v.number} of {aip.id} has no manifest-sha512.txt")
-            sha512 = _manifest(_read_small(store, manifest.key).decode("utf-8"))
+            sha512 = bag.parse_manifest(read_small(store, manifest.key).decode("utf-8"))
         if path not in sha512:
             raise PackagingError(f"version {v.number} of {aip.id}: {path} is not in its manifest-sha512.txt")
         files.append(
@@ -389,16 +373,6 @@ def _files_of(
             )
         )
     return files
-
-
-def _manifest(text: str) -> dict[str, str]:
-    """A BagIt manifest: path -> digest (paths percent-decoded as BagIt encodes them)."""
-    entries = {}
-    for line in text.splitlines():
-        m = re.match(r"(\S+)[ \t]+(.+)$", line)
-        if m:
-            entries[m.group(2).replace("%0A", "\n").replace("%0D", "\r")] = m.group(1).lower()
-    return entries
 
 
 # -- the back-fill of a target added later ----------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
@@ -214,6 +215,40 @@ def check(bag_dir: Path, files: Sequence[PayloadFile], *, elsewhere: Collection[
     if oxum != payload_oxum(files):
         errors.append(f"Payload-Oxum {oxum!r} is not {payload_oxum(files)!r}")
     return BagReport(bag_dir, not errors, version, tuple(errors), oxum)
+
+
+def parse_manifest(text: str) -> dict[str, str]:
+    """A payload or tag manifest as stored: path -> digest (lower-case), paths percent-decoded as
+    `_encode_path` encodes them. Lines end at LF (a CR before it dropped): a name may hold any other
+    character, U+2028 included, which `str.splitlines` would split on; digest and path are
+    separated by one or more spaces or tabs (RFC 8493 §2.1.3), and the path is kept to its end."""
+    entries: dict[str, str] = {}
+    for line in text.split("\n"):
+        m = re.match(r"([0-9A-Fa-f]+)[ \t]+(.+)$", line.removesuffix("\r"), re.DOTALL)
+        if m:
+            entries[m.group(2).replace("%0A", "\n").replace("%0D", "\r")] = m.group(1).lower()
+    return entries
+
+
+def parse_bag_info(text: str) -> dict[str, str]:
+    """The labels of a bag-info.txt: the first value of each (a label may repeat), continuation
+    lines (starting with a space or tab) joined to the value they continue."""
+    info: dict[str, str] = {}
+    current: str | None = None  # the label whose first value the next continuation line extends
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if line[:1] in (" ", "\t"):
+            if current is not None:
+                info[current] += " " + line.strip()
+            continue
+        label, sep, value = line.partition(":")
+        if not sep:
+            current = None
+            continue
+        label = label.strip()
+        current = label if label not in info else None
+        info.setdefault(label, value.strip())
+    return info
 
 
 def _encode_path(path: str) -> str:

@@ -1,8 +1,11 @@
 """The one protocol every object store implements (S3, local filesystem), its ObjectInfo and
-UploadStats values, and the key rules they share. Side effects: none."""
+UploadStats values, the key rules they share, and the two reads every caller needs (a small
+object whole, the SHA-256 of any object). Side effects: none of its own (the reads go through the
+store given)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -215,3 +218,27 @@ def check_prefix(prefix: str) -> str:
         if any(seg in (".", "..") for seg in prefix.split("/")[:-1]):
             raise StorageError(f"listing prefix {prefix!r} has a '.' or '..' segment")
     return prefix
+
+
+#: the default bound of `read_small`: far above any tag file, inventory or event record preserve writes
+SMALL_OBJECT_LIMIT = 256 << 20
+
+
+def read_small(store: ObjectStore, key: str, limit: int = SMALL_OBJECT_LIMIT) -> bytes:
+    """A small object (a tag file, a version inventory, an event record) read whole; StorageError
+    once it passes ``limit`` bytes, so a huge object put where a small one belongs is never read
+    into memory."""
+    out = bytearray()
+    for chunk in store.read_chunks(key):
+        out += chunk
+        if len(out) > limit:
+            raise StorageError(f"{key} is larger than {limit} bytes: not a tag file, inventory or event record")
+    return bytes(out)
+
+
+def sha256_of(store: ObjectStore, key: str) -> str:
+    """The hex SHA-256 of a stored object, streamed (constant memory)."""
+    h = hashlib.sha256()
+    for chunk in store.read_chunks(key):
+        h.update(chunk)
+    return h.hexdigest()

@@ -16,39 +16,15 @@ from preserve.catalog.records import VersionRecord
 from preserve.core.errors import StorageError, StorageUnavailable
 from preserve.core.model import Event, EventType, Role
 from preserve.intake.submission import role_for
-from preserve.operations.rebuild.records import Journal, read_small, utc, when
+from preserve.operations.rebuild.records import Journal, utc, when
 from preserve.operations.rebuild.report import Fallback
-from preserve.packaging import premis
+from preserve.packaging import bag, premis
 from preserve.storage import layout
-from preserve.storage.base import ObjectInfo, ObjectStore, member_path, object_key
+from preserve.storage.base import ObjectInfo, ObjectStore, member_path, object_key, read_small
 
 #: the tag files of a bag (or of a version) at its top level
 TAG_RE = re.compile(r"^(bagit\.txt|bag-info\.txt|(tag)?manifest-[a-z0-9]+\.txt)$")
 PREMIS_MEMBER = "data/metadata/premis.xml"
-
-
-def _manifest(text: str) -> dict[str, str]:
-    """A BagIt manifest: path -> digest (paths percent-decoded as BagIt encodes them)."""
-    entries: dict[str, str] = {}
-    for line in text.splitlines():
-        m = re.match(r"(\S+)[ \t]+(.+)$", line)
-        if m:
-            entries[m.group(2).replace("%0A", "\n").replace("%0D", "\r")] = m.group(1).lower()
-    return entries
-
-
-def _bag_info(text: str) -> dict[str, str]:
-    info: dict[str, str] = {}
-    last = ""
-    for line in text.splitlines():
-        if line[:1] in (" ", "\t") and last:
-            info[last] += " " + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        if sep:
-            last = name.strip()
-            info[last] = value.strip()
-    return info
 
 
 class Bag:
@@ -77,10 +53,10 @@ class Bag:
         return data.decode("utf-8", errors="replace") if data is not None else ""
 
     def info(self) -> dict[str, str]:
-        return _bag_info(self.text("bag-info.txt"))
+        return bag.parse_bag_info(self.text("bag-info.txt"))
 
     def manifest(self, alg: str, *, tag: bool = False) -> dict[str, str]:
-        return _manifest(self.text(f"{'tag' if tag else ''}manifest-{alg}.txt"))
+        return bag.parse_manifest(self.text(f"{'tag' if tag else ''}manifest-{alg}.txt"))
 
 
 def premis_files(xml: bytes | None) -> dict[str, tuple[str, str, str]]:

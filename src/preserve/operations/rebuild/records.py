@@ -17,10 +17,7 @@ from preserve.core.model import Event
 from preserve.operations.rebuild.report import DamagedRecord, Disagreement
 from preserve.packaging import eventlog, inventory
 from preserve.storage import layout
-from preserve.storage.base import ObjectStore
-
-#: the largest journal object, tag file or PREMIS record read into memory
-MAX_SMALL_OBJECT = 256 << 20
+from preserve.storage.base import ObjectStore, read_small
 
 
 @dataclass
@@ -32,15 +29,6 @@ class Journal:
     #: (key, record), oldest first (by the time each was written, then key)
     records: list[tuple[str, eventlog.EventRecord]] = field(default_factory=list)
     damaged: list[DamagedRecord] = field(default_factory=list)
-
-
-def read_small(store: ObjectStore, key: str, limit: int = MAX_SMALL_OBJECT) -> bytes:
-    out = bytearray()
-    for chunk in store.read_chunks(key):
-        out += chunk
-        if len(out) > limit:
-            raise StorageError(f"{key} is larger than {limit} bytes: not a journal object or a tag file")
-    return bytes(out)
 
 
 def read_journal(store: ObjectStore, target: str, aip_id: str, keys: Iterable[str]) -> Journal:

@@ -38,7 +38,6 @@ from preserve.operations.rebuild.records import (
     compare_journals,
     identity,
     read_journal,
-    read_small,
     union_events,
     utc,
     when,
@@ -54,7 +53,7 @@ from preserve.operations.rebuild.report import (
 )
 from preserve.packaging import eventlog
 from preserve.storage import layout, open_store
-from preserve.storage.base import ObjectInfo, ObjectStore, member_path, object_key
+from preserve.storage.base import ObjectInfo, ObjectStore, member_path, object_key, read_small
 from preserve.storage.replication import replica_uri
 
 
