@@ -167,8 +167,6 @@ def copy_aip(
     return new_id
 
 
-
-
 # -- measuring a rebuild -----------------------------------------------------------------------------
 @dataclass
 class Archive:
