@@ -106,6 +106,25 @@ class AccessSettings(_Model):
     contact_sheet_frames: int = Field(default=12, ge=1, le=100)
     contact_sheet_columns: int = Field(default=4, ge=1, le=10)
     contact_sheet_tile_width: int = Field(default=320, ge=32, le=1920)
+    #: the public http(s) URL the open access location is served under (its AIPs' folders below
+    #: it: <public_base_url>/<AIP id>/manifest.json), for the ids of the IIIF manifests; "" names
+    #: the copies by their storage URI (s3://..., file://...) until the archive serves them
+    public_base_url: str = ""
+    #: the same for the restricted location (served to reading-room users only), "" likewise
+    restricted_base_url: str = ""
+    #: text subtitles become WebVTT access tracks (issue 15); bitmap ones are recorded only
+    subtitle_tracks: bool = True
+    #: a subtitle file bigger than this is not converted (a warning): a feature film's subtitles
+    #: are a few hundred KB, and a file of many MB is not a subtitle file
+    subtitle_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+    @field_validator("public_base_url", "restricted_base_url")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"must be an http(s) URL without query or fragment, got {value!r}")
+        return value if not value or value.endswith("/") else value + "/"
 
     def private_place(
         self, base: TargetSettings, level: Literal[AccessLevel.RESTRICTED, AccessLevel.EMBARGOED]

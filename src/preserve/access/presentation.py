@@ -1,0 +1,124 @@
+"""What the public sees of a film, as plain values: its text tracks (UTF-8 WebVTT access tracks
+made from the submission's subtitles, `preserve.access.subtitles`), what was found converting
+each subtitle source (its encoding and how it was decided, or why it was not converted), and the
+`Presentation` of one AIP's access copies that the IIIF manifest (`preserve.access.iiif`) and the
+page (`preserve.access.page`) are written from. No side effects.
+
+Nothing here may carry what identifies the people involved: a track's ``source`` (the subtitle
+file's name in the submission, a stream number) is for the preservation events only and is never
+written into an access file; access files are named by their number and language
+(`track_name`), never after what the submitter called them; a presentation holds people's names
+(``credits``) only when the sidecar marks the credits public."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: a BCP 47 language tag as access tracks and IIIF use it (language, script, region; no private
+#: use): "en", "zh", "zh-Hans", "zh-Hant-TW", "yue", "und" for an undetermined language
+LANGUAGE_TAG = re.compile(r"[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?")
+UNDETERMINED = "und"
+#: the access files of an AIP, by kind, under the names every step gives them
+PROXY_NAME, POSTER_NAME, CONTACT_SHEET_NAME = "proxy.mp4", "poster.jpg", "contact-sheet.jpg"
+MANIFEST_NAME, PAGE_NAME = "manifest.json", "index.html"
+#: the access-copy kinds the catalog records (``AccessCopy.kind``), in publication order
+KIND_PROXY, KIND_POSTER, KIND_SHEET = "proxy", "poster", "contact sheet"
+KIND_TRACK, KIND_MANIFEST, KIND_PAGE = "subtitles", "manifest", "page"
+
+
+def normal_language(tag: str) -> str | None:
+    """``tag`` in the case BCP 47 recommends ("ZH-hans" -> "zh-Hans", "en_GB" -> "en-GB") when it
+    is a tag `LANGUAGE_TAG` accepts; None otherwise (pure)."""
+    parts = tag.strip().replace("_", "-").split("-")
+    if not parts or not parts[0]:
+        return None
+    out = [parts[0].lower()]
+    for part in parts[1:]:
+        out.append(part.title() if len(part) == 4 else part.upper())
+    candidate = "-".join(out)
+    return candidate if LANGUAGE_TAG.fullmatch(candidate) else None
+
+
+def track_name(number: int, language: str) -> str:
+    """The access file name of the ``number``-th text track (from 1): ``subtitles-1.zh-Hans.vtt``."""
+    if number < 1:
+        raise ValueError(f"track numbers start at 1, got {number}")
+    lang = normal_language(language) or UNDETERMINED
+    return f"subtitles-{number}.{lang}.vtt"
+
+
+class TrackOutcome(str, enum.Enum):
+    """What became of one subtitle source."""
+
+    CONVERTED = "converted"  # a WebVTT access track was made
+    UNDECIDABLE = "undecidable encoding"  # more than one encoding reads it: a person must say which
+    BITMAP = "bitmap"  # PGS, VobSub, DVB: pictures of text, recorded and not converted
+    UNREADABLE = "unreadable"  # not a subtitle format we read, or no cue in it
+    TOO_BIG = "too big"  # over [access] subtitle_max_bytes
+    WITHHELD = "withheld"  # made, but the privacy check found something: not offered
+
+
+@dataclass(frozen=True)
+class TextTrack:
+    """One UTF-8 WebVTT access track, made and checked, not yet stored."""
+
+    path: Path  # named `track_name(number, language)`
+    language: str  # BCP 47, `UNDETERMINED` when nothing said
+    label: str  # the language's name as a viewer reads it ("English", "中文（简体）")
+    cues: int
+
+
+@dataclass(frozen=True)
+class TrackFinding:
+    """What converting one subtitle source found, for its preservation event (never published).
+    ``encoding`` is the codec the text was decoded with (None for a bitmap stream or when
+    undecidable) and ``how`` says how that was decided: a byte-order mark, the sidecar, a strict
+    UTF-8 decode, charset-normalizer's best match (with the runner-up when it was close), or
+    ffmpeg decoding a container stream; ``candidates`` the encodings that were possible."""
+
+    source: str  # payload path of the file, or "<film payload path>#<stream index>"
+    outcome: TrackOutcome
+    detail: str  # one sentence a person can act on; names no value of the file
+    track: TextTrack | None = None
+    encoding: str | None = None
+    how: str = ""
+    candidates: tuple[str, ...] = ()
+    #: where the language came from: "sidecar", "file name", "stream tag", "none"
+    language_from: str = "none"
+    #: header fields and comments dropped from the track (their names, never their values)
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    """A stored text track, as the manifest and the page name it."""
+
+    name: str  # the access file name (`track_name`)
+    language: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """Everything the IIIF manifest and the page of one AIP are written from. ``credits`` holds
+    the directors' names only when the sidecar says ``credits_public: true``; otherwise it is
+    empty and no person is named anywhere."""
+
+    aip_id: str
+    title: str
+    #: the proxy: its length (s) and picture size, as ffprobe reads the made proxy
+    duration: float
+    width: int
+    height: int
+    original_title: str = ""
+    #: the language of the original title (BCP 47), for its label's language map
+    original_language: str = "zh"
+    year: int | None = None
+    credits: tuple[str, ...] = ()
+    #: the poster's picture size; None when there is no poster
+    poster: tuple[int, int] | None = None
+    contact_sheet: bool = False
+    tracks: tuple[TrackRef, ...] = field(default_factory=tuple)
