@@ -20,6 +20,10 @@ fi
 if [ "${PRESERVE_WITH_CHROMIUM:-0}" = 1 ] && ! command -v chromium >/dev/null; then
   need_apt+=(chromium)
 fi
+# a CJK font, so that the access page's screenshot shows Chinese titles and subtitles, not boxes
+if [ "${PRESERVE_WITH_CHROMIUM:-0}" = 1 ] && ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  need_apt+=(fonts-wqy-microhei)
+fi
 if [ "${#need_apt[@]}" -gt 0 ] && [ "${PRESERVE_SKIP_APT:-0}" != 1 ]; then
   echo "[setup] installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

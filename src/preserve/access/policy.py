@@ -60,3 +60,30 @@ def effective_access(level: str, until: dt.date | None, today: dt.date) -> tuple
     if level == AccessLevel.EMBARGOED and until is not None and until <= today:
         return AccessLevel.OPEN, until, f" (the embargo until {until} has already ended)"
     return AccessLevel(level), until, ""
+
+
+#: the levels whose access copies get a IIIF manifest and a page (an embargoed film's get theirs
+#: when the embargo ends and the copies are published; a dark one has no copies)
+PRESENTED_LEVELS = (AccessLevel.OPEN, AccessLevel.RESTRICTED)
+
+
+def presented(level: AccessLevel | str) -> bool:
+    """Whether access copies at this level carry a IIIF manifest and a page."""
+    return AccessLevel(level) in PRESENTED_LEVELS
+
+
+def folder_url(settings: Settings, level: AccessLevel | str, stored_uri: str) -> str:
+    """The URL of an AIP's folder at the access location of ``level``, ending with "/", for the
+    ids of its IIIF manifest: under `access.public_base_url` (open) or `access.restricted_base_url`
+    (restricted) when configured, else the folder of ``stored_uri`` (the storage URI of one of its
+    copies there: ``s3://...`` or ``file://...``) until the archive serves the location."""
+    level = AccessLevel(level)
+    folder, _, _ = stored_uri.rpartition("/")
+    aip_id = folder.rsplit("/", 1)[-1]
+    configured = {
+        AccessLevel.OPEN: settings.access.public_base_url,
+        AccessLevel.RESTRICTED: settings.access.restricted_base_url,
+    }.get(level, "")
+    if configured:
+        return f"{configured}{aip_id}/"
+    return folder + "/"

@@ -10,19 +10,36 @@ field names only), because a value can name a person or a place."""
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from preserve.access.presentation import normal_language
 from preserve.config import IngestSettings
 from preserve.core.errors import LOCAL_REPORT_HINT, SidecarError
 
 ACCESS_LEVELS = ("open", "restricted", "embargoed", "dark")
-FIELDS = ("title", "original_title", "director", "year", "language", "synopsis", "rights", "access", "contributor_id")
+FIELDS = (
+    "title",
+    "original_title",
+    "director",
+    "year",
+    "language",
+    "synopsis",
+    "rights",
+    "access",
+    "contributor_id",
+    "credits_public",
+    "subtitles",
+)
+#: subtitle files one sidecar may describe (a film has a few; more is not a sidecar's job)
+MAX_SUBTITLE_NOTES = 200
 _DEFAULTS = IngestSettings()  # the [ingest] defaults are the one place these numbers are set
 #: a sidecar is a few lines of text; a long synopsis belongs in a document of the submission
 MAX_SIDECAR_BYTES = _DEFAULTS.sidecar_max_bytes
@@ -79,6 +96,16 @@ class Access:
 
 
 @dataclass(frozen=True)
+class SubtitleNote:
+    """What the sidecar says of one subtitle file of the submission (``subtitles:``): its language
+    (a BCP 47 tag) and, for a file whose encoding cannot be told from its bytes, its encoding."""
+
+    name: str  # as written in the sidecar: a path relative to the submission folder, NFC
+    language: str = ""
+    encoding: str = ""
+
+
+@dataclass(frozen=True)
 class Sidecar:
     title: str = ""
     original_title: str = ""
@@ -89,6 +116,21 @@ class Sidecar:
     rights: str = ""
     access: Access = field(default_factory=Access)
     contributor_id: str = ""
+    #: people's names (the directors) may appear in the public access files (the IIIF manifest,
+    #: the page) only when the sidecar says so; the default names no one
+    credits_public: bool = False
+    subtitles: tuple[SubtitleNote, ...] = ()
+
+    def subtitle_note(self, payload_path: str) -> SubtitleNote | None:
+        """The sidecar's note on the subtitle file at ``payload_path`` (``objects/<name>`` or
+        ``data/objects/<name>``; a note may also name the file alone, when that is unambiguous)."""
+        rel = unicodedata.normalize("NFC", payload_path.removeprefix("data/").removeprefix("objects/"))
+        exact = [n for n in self.subtitles if n.name == rel]
+        if exact:
+            return exact[0]
+        base = rel.rsplit("/", 1)[-1]
+        by_name = [n for n in self.subtitles if "/" not in n.name and n.name == base]
+        return by_name[0] if len(by_name) == 1 else None
 
 
 # -- reading YAML at a bounded cost ----------------------------------------------------------------
@@ -275,6 +317,14 @@ def parse(
     else:
         access = Access(level, decided=data.get("access") is not None)
 
+    credits_public = data.get("credits_public", False)
+    if credits_public is None:
+        credits_public = False
+    if not isinstance(credits_public, bool):
+        bad("credits_public", "must be true or false (whether people's names may appear in the public access files)")
+        credits_public = False
+    subtitles = _subtitle_notes(data.get("subtitles"), lambda msg: bad("subtitles", msg))
+
     if problems:
         # a field's name is told only when it is one of ours: an unknown key can be anything
         in_order = sorted(problems, key=lambda p: int(p[0].removeprefix("line ")) if p[0] != "top" else 0)
@@ -294,7 +344,51 @@ def parse(
         rights=rights,
         access=access,
         contributor_id=contributor_id,
+        credits_public=credits_public,
+        subtitles=subtitles,
     )
+
+
+def _subtitle_notes(raw: Any, bad: Any) -> tuple[SubtitleNote, ...]:
+    """``subtitles:`` — a mapping of subtitle file name to its language (``film.srt: zh-Hans``) or
+    to ``{language: ..., encoding: ...}``. Problems are told by ``bad`` (never quoting a name)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        bad("must map each subtitle file's name to its language, or to {language: ..., encoding: ...}")
+        return ()
+    if len(raw) > MAX_SUBTITLE_NOTES:
+        bad(f"names more than {MAX_SUBTITLE_NOTES} subtitle files")
+        return ()
+    notes: list[SubtitleNote] = []
+    for number, (key, value) in enumerate(raw.items(), start=1):
+        if not isinstance(key, str) or not key.strip() or "\0" in key:
+            bad(f"entry {number}: the key must be a file name")
+            continue
+        name = unicodedata.normalize("NFC", key.strip()).removeprefix("./")
+        language, encoding = "", ""
+        if isinstance(value, str):
+            language = value.strip()
+        elif isinstance(value, dict) and set(value) <= {"language", "encoding"}:
+            language = str(value.get("language") or "").strip()
+            encoding = str(value.get("encoding") or "").strip()
+        else:
+            bad(f"entry {number}: must be a language tag, or {{language: ..., encoding: ...}}")
+            continue
+        if language:
+            tag = normal_language(language)
+            if tag is None:
+                bad(f"entry {number}: the language must be a BCP 47 tag such as en, zh, zh-Hans, zh-Hant, yue")
+                continue
+            language = tag
+        if encoding:
+            try:
+                encoding = codecs.lookup(encoding).name
+            except LookupError:
+                bad(f"entry {number}: unknown encoding (use a name such as gb18030, big5, utf-16, utf-8)")
+                continue
+        notes.append(SubtitleNote(name, language, encoding))
+    return tuple(notes)
 
 
 def _at_most(items: list[str], n: int) -> list[str]:

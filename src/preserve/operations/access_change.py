@@ -24,22 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from preserve import tools
-from preserve.access import contactsheet, policy, scrub
+from preserve.access import contactsheet, package, policy, scrub
 from preserve.access import proxy as proxies
+from preserve.access.presentation import KIND_TRACK
 from preserve.catalog import AccessChangeRecord, AccessCopy, AipView, Catalog, FileView
 from preserve.catalog.access_changes import DONE
 from preserve.config import Settings, TargetSettings
 from preserve.core import redact
-from preserve.core.errors import ConfigError, PreserveError, PrivacyError, SidecarError, StorageError, VerificationError
+from preserve.core.errors import ConfigError, PreserveError, PrivacyError, SidecarError, StorageError
 from preserve.core.fs import private_dir
 from preserve.core.model import AccessLevel, Agent, AipStatus, Event, EventType, Outcome, utcnow
 from preserve.fixity.digest import digest_file
 from preserve.intake import sidecar
-from preserve.operations import alerts, journal
+from preserve.operations import alerts, journal, presenting
 from preserve.operations import withdraw as withdrawals
 from preserve.operations.embargo import embargo_until
 from preserve.storage import ObjectStore, open_store, store_agent
-from preserve.storage.base import object_key
 from preserve.tools import ffprobe
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def carry_out(
     remaining: dict[str, tuple[str, ...]] = {}
     scratch = settings.var_dir / "access-work" / aip.id
     try:
-        placed, how, problems, made, needs_person = _place_copies(settings, aip, dest, scratch, events)
+        placed, how, problems, made, needs_person = _place_copies(settings, aip, change.to_level, dest, scratch, events)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if problems:
@@ -279,11 +279,13 @@ def finish_pending(settings: Settings, catalog: Catalog) -> list[tuple[AccessCha
 
 # -- the copies ----------------------------------------------------------------------------------
 def _place_copies(
-    settings: Settings, aip: AipView, dest: TargetSettings, scratch: Path, events: list[Event]
+    settings: Settings, aip: AipView, level: AccessLevel, dest: TargetSettings, scratch: Path, events: list[Event]
 ) -> tuple[list[AccessCopy], dict[str, str], list[str], bool, str]:
-    """Every access copy verified at ``dest``: left there when it is already there (its SHA-256
-    re-checked), else copied from the location that holds it (verified on download and on upload),
-    else, when any is missing everywhere, all made again from the preserved original. Returns the
+    """Every access copy verified at ``dest`` (the location of ``level``): left there when it is
+    already there (its SHA-256 re-checked), else copied from the location that holds it (verified
+    on download and on upload), else, when any is missing everywhere, all made again from the
+    preserved original; then the IIIF manifest and the page written for that place (none for an
+    embargoed level: `presenting.write_again`). Returns the
     copies at dest, how each got there, problems (nothing placed is recorded then; said as
     `redact.describe` says them), whether they were made again, and why a person must look first
     ("" unless the copies made again were not clean: retrying would only make them again)."""
@@ -294,8 +296,9 @@ def _place_copies(
     private_dir(scratch)  # the original film is restored here: for the archive's user only
     try:
         with open_store(settings, dest) as store:
-            missing = not aip.access
-            for copy in aip.access:
+            media = presenting.media_copies(aip.access)
+            missing = not media
+            for copy in media:
                 local = scratch / Path(copy.key).name
                 got = _fetch(settings, known, store, copy, local)
                 if got is None:
@@ -318,13 +321,32 @@ def _place_copies(
                     store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
                     placed.append(AccessCopy(kind, dest.name, key, store.uri(key), d.size, d.values["sha256"]))
                     how[kind] = "made again from the preserved original (post-checked, SHA-256 checked on upload)"
+                placed += _documents(settings, aip, level, store, placed, scratch, events, how)
                 return placed, how, problems, True, ""
+            placed += _documents(settings, aip, level, store, placed, scratch, events, how)
     except PrivacyError as exc:
         problems.append(redact.describe(exc))
         return [], {}, problems, False, redact.describe(exc)
     except PreserveError as exc:  # a location down, no replica verifies, ffmpeg failed: retried
         problems.append(redact.describe(exc))
     return placed, how, problems, False, ""
+
+
+def _documents(
+    settings: Settings,
+    aip: AipView,
+    level: AccessLevel,
+    store: ObjectStore,
+    placed: list[AccessCopy],
+    scratch: Path,
+    events: list[Event],
+    how: dict[str, str],
+) -> list[AccessCopy]:
+    """The manifest and the page written for the copies' new place (`presenting.write_again`)."""
+    documents = presenting.write_again(settings, aip, level, store, placed, scratch, download=_download, events=events)
+    for d in documents:
+        how[d.kind] = "written again for this location (validated, checked, SHA-256 checked on upload)"
+    return documents
 
 
 def _fetch(
@@ -383,31 +405,8 @@ def _originals(aip: AipView) -> list[FileView]:
     return videos + others
 
 
-def _download(settings: Settings, aip: AipView, f: FileView, dest: Path) -> str:
-    """One payload file from the first replica (verified ones first, in config order) whose copy
-    matches the catalog's SHA-256; the replica's name."""
-    order = [t.name for t in settings.targets]
-    replicas = sorted(
-        (r for r in aip.replicas if r.target in order),
-        key=lambda r: (r.status != "verified", order.index(r.target)),
-    )
-    key = object_key(aip.id, f.path)
-    problems: list[str] = []
-    for r in replicas:
-        if not any(o.key == key for o in r.objects):
-            continue
-        try:
-            with open_store(settings, settings.target(r.target)) as store:
-                if store.get_file(key, dest) == f.sha256:
-                    return r.target
-                problems.append(f"{r.target}: SHA-256 differs from the catalog's")
-        except StorageError as exc:
-            problems.append(f"{r.target}: {exc}")
-    dest.unlink(missing_ok=True)
-    raise VerificationError(
-        f"{f.path}: no replica has a copy that verifies now ({'; '.join(problems) or 'none'})",
-        advice="Run `preserve audit --aip ID` to see the state of each replica.",
-    )
+#: one payload file of the AIP from the first replica that verifies (`presenting.download_payload`)
+_download = presenting.download_payload
 
 
 def _described(settings: Settings, aip: AipView, scratch: Path) -> tuple[str, ...]:
@@ -492,6 +491,7 @@ def _make_again(settings: Settings, aip: AipView, scratch: Path, events: list[Ev
                 subject=f.path,
             )
         )
+        made += _tracks_again(settings, aip, scratch, out, src, f.path, probe, events)
         src.unlink(missing_ok=True)
         return made
     events.append(
@@ -503,6 +503,51 @@ def _make_again(settings: Settings, aip: AipView, scratch: Path, events: list[Ev
         )
     )
     return []
+
+
+def _tracks_again(
+    settings: Settings,
+    aip: AipView,
+    scratch: Path,
+    out: Path,
+    film: Path,
+    film_path: str,
+    probe: ffprobe.ProbeReport,
+    events: list[Event],
+) -> list[tuple[str, Path]]:
+    """The text tracks made again as the ingest makes them (`package.make_tracks`): from every
+    subtitle file the AIP preserves (downloaded, verified) and every subtitle stream of the film,
+    with the languages and encodings its preserved sidecar notes; one event each."""
+    meta = presenting.preserved_sidecar(settings, aip, scratch, _download)
+    sources = []
+    folder = private_dir(scratch / "subtitles")
+    for number, f in enumerate(x for x in aip.files if x.role == "subtitle"):
+        local = folder / f"{number}{Path(f.path).suffix}"
+        _download(settings, aip, f, local)
+        note = meta.subtitle_note(f.path) if meta is not None else None
+        sources.append(
+            package.SubtitleSource(f.path, local, note.language if note else "", note.encoding if note else "")
+        )
+    findings = package.make_tracks(
+        sources,
+        out,
+        settings=settings.access,
+        film=film,
+        film_source=film_path,
+        probe=probe,
+        forbidden=[
+            *scrub.identifying_tags(probe.raw),
+            *([meta.contributor_id] if meta and meta.contributor_id else []),
+        ],
+        timeout=settings.ingest.tool_timeout_seconds,
+    )
+    for finding in findings:
+        text, extra = package.event_detail(finding)
+        outcome = package.event_outcome(finding)
+        events.append(
+            Event(EventType.CREATION, outcome, tools.python_agent("pysubs2"), text, subject=finding.source, extra=extra)
+        )
+    return [(KIND_TRACK, t.path) for t in package.tracks_of(findings)]
 
 
 # -- the record ----------------------------------------------------------------------------------

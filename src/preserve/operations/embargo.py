@@ -20,7 +20,7 @@ from preserve.config import Settings, TargetSettings
 from preserve.core import redact
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
 from preserve.core.model import AccessLevel, Event, EventType, Outcome
-from preserve.operations import journal
+from preserve.operations import journal, presenting
 from preserve.storage import open_store
 
 
@@ -66,8 +66,9 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
     if public is None or held is None:
         raise ConfigError("no access target is configured: an embargo cannot be released")
     me = tools.preserve_agent()
-    copies = [a for a in aip.access if a.target == held.name]
+    copies = presenting.media_copies([a for a in aip.access if a.target == held.name])
     others = [a for a in aip.access if a.target != held.name]
+    documents: list[Event] = []
     published: list[AccessCopy] = []
     if copies:
         # stores hold keep-alive connections (S3 clients): close them
@@ -85,6 +86,17 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
                 published.append(
                     AccessCopy(copy.kind, public.name, copy.key, dest.uri(copy.key), copy.size, copy.sha256)
                 )
+            # the manifest and the page, with the ids of the public location, once the copies are there
+            published += presenting.write_again(
+                settings,
+                aip,
+                AccessLevel.OPEN,
+                dest,
+                published,
+                Path(scratch),
+                download=presenting.download_payload,
+                events=documents,
+            )
     if published and catalog.publication_withheld(aip.id):  # withdrawn while they were being copied
         _sweep_public(settings, public, aip.id)
         return Release(
@@ -108,7 +120,8 @@ def release(settings: Settings, catalog: Catalog, aip_id: str, *, today: dt.date
                 me,
                 detail,
                 extra={"level": "open", "released_on": today.isoformat(), "embargo_until": until.isoformat()},
-            )
+            ),
+            *documents,
         ],
     )
     if not recorded:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from preserve import tools
-from preserve.access import contactsheet, scrub
+from preserve.access import contactsheet, package, scrub
 from preserve.access import proxy as proxies
+from preserve.access.presentation import KIND_TRACK, Presentation, TextTrack, TrackFinding, TrackOutcome
 from preserve.core.errors import PrivacyError, ToolError, ToolNotFound
-from preserve.core.model import EventType, Outcome, PayloadFile
+from preserve.core.model import EventType, Outcome, PayloadFile, Role
 from preserve.operations import alerts
 from preserve.pipeline.context import IngestContext
 from preserve.pipeline.steps.describe import Described
@@ -50,11 +51,20 @@ class Derivatives:
     #: included) when they came from it, else the proxy's and the poster's own runs
     seconds: float | None = None
     withheld: str = ""
+    #: the WebVTT access tracks made from the submission's subtitles, checked
+    tracks: tuple[TextTrack, ...] = ()
+    #: what the manifest and the page are written from, where the copies are stored (step
+    #: `publish`); None without a proxy
+    presentation: Presentation | None = None
+    #: values the manifest and the page must not carry (people not credited publicly, the
+    #: contributor's pseudonym, the source's identifying tags); never written anywhere
+    forbidden: tuple[str, ...] = ()
 
     def made(self) -> list[tuple[str, Path]]:
         """(kind, path) of every access copy that exists, in publication order."""
         kinds = (("proxy", self.proxy), ("poster", self.poster), ("contact sheet", self.contact_sheet))
-        return [(kind, path) for kind, path in kinds if path is not None]
+        copies = [(kind, path) for kind, path in kinds if path is not None]
+        return copies + [(KIND_TRACK, t.path) for t in self.tracks] if copies else []
 
 
 def make_access(ctx: IngestContext, staged: Staged, described: Described, validated: Validated) -> Derivatives:
@@ -114,7 +124,106 @@ def make_access(ctx: IngestContext, staged: Staged, described: Described, valida
         subject=film.path,
         **({"same_decode": True} if made is not None else {}),
     )
-    return _post_check(ctx, staged, film, probe, derivatives)
+    checked = _post_check(ctx, staged, film, probe, derivatives)
+    if checked.proxy is None:
+        return checked
+    return _presentation(ctx, staged, film, src, probe, checked, out)
+
+
+def _presentation(
+    ctx: IngestContext,
+    staged: Staged,
+    film: PayloadFile,
+    src: Path,
+    probe: ffprobe.ProbeReport,
+    derivatives: Derivatives,
+    out: Path,
+) -> Derivatives:
+    """The text tracks (every subtitle file of the submission, every subtitle stream of the film;
+    one event each, with the encoding found and how) and the presentation the manifest and the
+    page are written from when the copies are stored. A track the privacy check withheld is a
+    `fail` event and an alert; the other copies go on."""
+    meta = staged.metadata
+    sources = []
+    for f in staged.files:
+        if f.role is Role.SUBTITLE:
+            note = meta.subtitle_note(f.path)
+            sources.append(
+                package.SubtitleSource(
+                    f.path, staged.path_of(f.path), note.language if note else "", note.encoding if note else ""
+                )
+            )
+    identifying = scrub.identifying_tags(probe.raw)
+    findings = package.make_tracks(
+        sources,
+        out,
+        settings=ctx.settings.access,
+        film=src,
+        film_source=film.path,
+        probe=probe,
+        forbidden=[*identifying, *([meta.contributor_id] if meta.contributor_id else [])],
+        timeout=ctx.settings.ingest.tool_timeout_seconds,
+    )
+    for finding in findings:
+        _record_track(ctx, finding)
+    tracks = package.tracks_of(findings)
+    shown = {meta.title, meta.original_title, *(meta.directors if meta.credits_public else ())} - {""}
+    # the documents are also held to an allow-list of what they may say (iiif/page.check_clean)
+    hidden = [*identifying, meta.contributor_id, *(() if meta.credits_public else meta.directors)]
+    forbidden = tuple(
+        dict.fromkeys(
+            v
+            for v in (h.strip() for h in hidden)
+            if len(v) >= scrub.MIN_FORBIDDEN_LENGTH and not any(v in text for text in shown)
+        )
+    )
+    try:
+        presentation = package.presentation(
+            ctx.aip_id,
+            derivatives.proxy or out,
+            title=meta.title,
+            original_title=meta.original_title,
+            original_language=meta.language,
+            year=meta.year,
+            credits=meta.directors if meta.credits_public else (),
+            poster=derivatives.poster,
+            contact_sheet=derivatives.contact_sheet is not None,
+            tracks=tracks,
+        )
+    except ToolNotFound:
+        raise
+    except ToolError as exc:
+        ctx.log.record(
+            EventType.CREATION,
+            Outcome.WARNING,
+            tools.agent("ffprobe"),
+            f"the access proxy could not be read back ({_first_line(exc)}): no IIIF manifest or page is made",
+            subject=film.path,
+        )
+        presentation = None
+    return replace(derivatives, tracks=tracks, presentation=presentation, forbidden=forbidden)
+
+
+def _record_track(ctx: IngestContext, finding: TrackFinding) -> None:
+    """One event per subtitle source: the track made (its encoding and how it was found), or why
+    none was; a track withheld by the privacy check is also an alert."""
+    text, extra = package.event_detail(finding)
+    outcome = package.event_outcome(finding)
+    kind = EventType.METADATA_MODIFICATION if finding.outcome is TrackOutcome.WITHHELD else EventType.CREATION
+    ctx.log.record(kind, outcome, tools.python_agent("pysubs2"), text, subject=finding.source, **extra)
+    if finding.outcome is TrackOutcome.WITHHELD:
+        alerts.send(
+            ctx.settings,
+            ctx.catalog,
+            alerts.Alert(
+                ACCESS_WITHHELD,
+                f"{ACCESS_WITHHELD}:{ctx.name}:{ctx.attempt}:track",
+                ctx.name,
+                f"{ctx.name}: a subtitle track was withheld; the privacy check failed. The film and its "
+                "subtitles are preserved; the track was not published.",
+                {"submission": ctx.name, "aip_id": ctx.aip_id, "advice": finding.detail},
+            ),
+        )
 
 
 def _from_the_pass(

@@ -5,10 +5,14 @@ uploads to the access locations (and, on a later attempt, sweeps what an earlier
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from preserve import tools
-from preserve.access import policy
+from preserve.access import package, policy
+from preserve.access.presentation import KIND_MANIFEST, KIND_PAGE
 from preserve.catalog import AccessCopy
+from preserve.core import redact
+from preserve.core.errors import PrivacyError
 from preserve.core.model import AccessLevel, EventType, Outcome, Role, utcnow
 from preserve.fixity.digest import digest_file
 from preserve.operations import alerts
@@ -79,7 +83,8 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
     assert location is not None
     copies: list[AccessCopy] = []
     with open_store(settings, location) as store:
-        for kind, path in derivatives.made():
+
+        def put(kind: str, path: Path) -> None:
             d = digest_file(path, ("sha256",))
             key = f"{ctx.aip_id}/{path.name}"
             store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
@@ -88,6 +93,12 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
                     kind=kind, target=location.name, key=key, uri=store.uri(key), size=d.size, sha256=d.values["sha256"]
                 )
             )
+
+        for kind, path in derivatives.made():
+            put(kind, path)
+        # the manifest and the page last: they point at copies that are there
+        for kind, path in _documents(ctx, derivatives, level, copies):
+            put(kind, path)
     where = f"{location.name} ({copies[-1].uri.rsplit('/', 1)[0]}/)" if copies else location.name
     detail = {
         "open": f"access level open: access copies published to {where}",
@@ -105,6 +116,40 @@ def publish(ctx: IngestContext, staged: Staged, derivatives: Derivatives) -> Pub
         **({"embargo_until": until.isoformat()} if until else {}),
     )
     return Published(copies=tuple(copies), level=level)
+
+
+def _documents(
+    ctx: IngestContext, derivatives: Derivatives, level: AccessLevel, copies: list[AccessCopy]
+) -> list[tuple[str, Path]]:
+    """The IIIF manifest and the page of copies stored at ``level``'s location (open and restricted
+    only: an embargoed film's are made when the embargo ends), with the manifest's ids under that
+    location's URL. Documents that fail their check are a `fail` event, and the copies go without
+    them."""
+    p = derivatives.presentation
+    if p is None or not copies or not policy.presented(level) or derivatives.proxy is None:
+        return []
+    base = policy.folder_url(ctx.settings, level, copies[0].uri)
+    try:
+        manifest, page = package.write_documents(p, base, derivatives.proxy.parent, forbidden=derivatives.forbidden)
+    except PrivacyError as exc:
+        ctx.log.record(
+            EventType.METADATA_MODIFICATION,
+            Outcome.FAIL,
+            tools.preserve_agent(),
+            f"{redact.describe(exc)}; the access copies are stored without a IIIF manifest and a page",
+        )
+        return []
+    ctx.log.record(
+        EventType.CREATION,
+        Outcome.PASS,
+        tools.python_agent("iiif-prezi3"),
+        f"IIIF Presentation 3 manifest (ids under {base}) and a static page written for the access copies "
+        f"({len(p.tracks)} text track(s); "
+        + ("credits named, as the sidecar allows" if p.credits else "no person named")
+        + "); validated against the IIIF Presentation 3 model and checked against what they may say",
+        base=base,
+    )
+    return [(KIND_MANIFEST, manifest), (KIND_PAGE, page)]
 
 
 def _withhold_for(ctx: IngestContext, related: list[str]) -> None:

@@ -1,0 +1,215 @@
+"""The IIIF manifest and the page of an AIP's access copies after ingest: written again wherever
+the copies go (`set-access` moves them, `embargo-release` publishes them, copies are made again
+after a withdrawal), because the manifest's ids name the location it is served from. The page
+names its files relatively and goes as it is. Side effects: object store reads and writes at the
+access locations, ffprobe on a downloaded proxy when no manifest was ever made, files under the
+scratch directory given.
+
+Where a manifest exists it is read back (`iiif.presentation_of`) and written for the new place
+(`package.write_documents`): nothing about the film is looked up again. Where none exists (the
+copies were held under embargo, or were made before manifests existed) the presentation is made
+from the proxy, the catalog's title and the preserved sidecar, as the ingest makes it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from preserve import tools
+from preserve.access import iiif, package, policy, subtitles
+from preserve.access.presentation import (
+    KIND_MANIFEST,
+    KIND_PAGE,
+    KIND_POSTER,
+    KIND_PROXY,
+    KIND_SHEET,
+    KIND_TRACK,
+    UNDETERMINED,
+    Presentation,
+    TextTrack,
+)
+from preserve.catalog import AccessCopy, AipView, FileView
+from preserve.config import Settings
+from preserve.core import redact
+from preserve.core.errors import PreserveError, StorageError, ToolError, VerificationError
+from preserve.core.model import AccessLevel, Event, EventType, Outcome
+from preserve.fixity.digest import digest_file
+from preserve.intake import sidecar
+from preserve.storage import ObjectStore, open_store
+from preserve.storage.base import object_key
+
+log = logging.getLogger(__name__)
+
+#: the documents written from a presentation (never copied from one location to another as bytes)
+DOCUMENT_KINDS = frozenset({KIND_MANIFEST, KIND_PAGE})
+
+#: downloads one payload file of the AIP into a path, verified; returns the replica's name
+Download = Callable[[Settings, AipView, FileView, Path], str]
+
+
+def download_payload(settings: Settings, aip: AipView, f: FileView, dest: Path) -> str:
+    """One payload file from the first replica (verified ones first, in config order) whose copy
+    matches the catalog's SHA-256; the replica's name."""
+    order = [t.name for t in settings.targets]
+    replicas = sorted(
+        (r for r in aip.replicas if r.target in order),
+        key=lambda r: (r.status != "verified", order.index(r.target)),
+    )
+    key = object_key(aip.id, f.path)
+    problems: list[str] = []
+    for r in replicas:
+        if not any(o.key == key for o in r.objects):
+            continue
+        try:
+            with open_store(settings, settings.target(r.target)) as store:
+                if store.get_file(key, dest) == f.sha256:
+                    return r.target
+                problems.append(f"{r.target}: SHA-256 differs from the catalog's")
+        except StorageError as exc:
+            problems.append(f"{r.target}: {exc}")
+    dest.unlink(missing_ok=True)
+    raise VerificationError(
+        f"{f.path}: no replica has a copy that verifies now ({'; '.join(problems) or 'none'})",
+        advice="Run `preserve audit --aip ID` to see the state of each replica.",
+    )
+
+
+def media_copies(copies: Sequence[AccessCopy]) -> list[AccessCopy]:
+    """The copies that are moved as bytes: everything but the manifest and the page."""
+    return [c for c in copies if c.kind not in DOCUMENT_KINDS]
+
+
+def track_of(copy: AccessCopy, local: Path) -> TextTrack:
+    """A stored text track as the presentation names it: its language from its access name
+    (``subtitles-1.zh-Hans.vtt``), its label from that language."""
+    parts = Path(copy.key).name.split(".")
+    language = parts[1] if len(parts) == 3 else UNDETERMINED
+    return TextTrack(local, language, subtitles.label_of(language), 0)
+
+
+def hidden_values(meta: sidecar.Sidecar | None) -> list[str]:
+    """What the documents must not carry: directors not credited publicly, the contributor's pseudonym."""
+    if meta is None:
+        return []
+    return [v for v in (meta.contributor_id, *(() if meta.credits_public else meta.directors)) if v]
+
+
+def preserved_sidecar(settings: Settings, aip: AipView, scratch: Path, download: Download) -> sidecar.Sidecar | None:
+    """The AIP's sidecar as preserved (None when it has none or it cannot be read now)."""
+    for f in aip.files:
+        if f.role == "sidecar" and f.path.endswith((".yaml", ".yml")):
+            local = scratch / "sidecar.yaml"
+            try:
+                download(settings, aip, f, local)
+                return sidecar.load(local)
+            except (StorageError, PreserveError):
+                continue
+            finally:
+                local.unlink(missing_ok=True)
+    return None
+
+
+def write_again(
+    settings: Settings,
+    aip: AipView,
+    level: AccessLevel,
+    store: ObjectStore,
+    placed: Sequence[AccessCopy],
+    scratch: Path,
+    *,
+    download: Download,
+    events: list[Event],
+) -> list[AccessCopy]:
+    """The manifest and the page of the copies ``placed`` at ``store`` (the location of ``level``),
+    written, checked and stored there; [] for a level that has none (embargoed), or when there is
+    no proxy. The presentation comes from the AIP's recorded manifest when it has one, else from
+    the proxy (downloaded from ``store``), the catalog's title and the preserved sidecar. A
+    document that fails its check is a `fail` event and is not stored (PrivacyError is not
+    raised: the copies themselves are fine). Raises StorageError when a location fails."""
+    proxy = next((c for c in placed if c.kind == KIND_PROXY), None)
+    if not policy.presented(level) or proxy is None:
+        return []
+    meta = preserved_sidecar(settings, aip, scratch, download)
+    p = _recorded(settings, aip, scratch)
+    if p is None:
+        local = scratch / "proxy-for-presentation.mp4"
+        if store.get_file(proxy.key, local) != proxy.sha256:
+            raise StorageError(f"access copy {proxy.key} does not match its recorded SHA-256")
+        try:
+            p = package.presentation(
+                aip.id,
+                local,
+                title=(meta.title if meta else "") or aip.title,
+                original_title=meta.original_title if meta else "",
+                original_language=meta.language if meta else "",
+                year=meta.year if meta else None,
+                credits=meta.directors if meta is not None and meta.credits_public else (),
+                poster=_poster(store, placed, scratch),
+                contact_sheet=any(c.kind == KIND_SHEET for c in placed),
+                tracks=[track_of(c, scratch / Path(c.key).name) for c in placed if c.kind == KIND_TRACK],
+            )
+        except ToolError as exc:
+            log.warning("no manifest for %s: %s", aip.id, redact.describe(exc))
+            return []
+        finally:
+            local.unlink(missing_ok=True)
+    base = policy.folder_url(settings, level, proxy.uri)
+    out = scratch / "documents"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        written = package.write_documents(p, base, out, forbidden=hidden_values(meta))
+    except PreserveError as exc:
+        events.append(
+            Event(
+                EventType.METADATA_MODIFICATION,
+                Outcome.FAIL,
+                tools.preserve_agent(),
+                f"{redact.describe(exc)}; the access copies are stored without a IIIF manifest and a page",
+            )
+        )
+        return []
+    stored: list[AccessCopy] = []
+    for kind, path in zip((KIND_MANIFEST, KIND_PAGE), written, strict=True):
+        d = digest_file(path, ("sha256",))
+        key = f"{aip.id}/{path.name}"
+        store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
+        stored.append(AccessCopy(kind, store.name, key, store.uri(key), d.size, d.values["sha256"]))
+    events.append(
+        Event(
+            EventType.CREATION,
+            Outcome.PASS,
+            tools.python_agent("iiif-prezi3"),
+            f"IIIF Presentation 3 manifest (ids under {base}) and the page written again for the access copies "
+            f"at {store.name}; validated and checked against what they may say",
+            extra={"base": base},
+        )
+    )
+    return stored
+
+
+def _recorded(settings: Settings, aip: AipView, scratch: Path) -> Presentation | None:
+    """The presentation of the AIP's recorded manifest, read from where it is stored (None when
+    it has none, or none of its places gives it back intact)."""
+    for copy in aip.access:
+        if copy.kind != KIND_MANIFEST:
+            continue
+        local = scratch / "recorded-manifest.json"
+        try:
+            with open_store(settings, policy.target(settings, copy.target)) as store:
+                if store.get_file(copy.key, local) != copy.sha256:
+                    continue
+            return iiif.presentation_of(local.read_bytes())[0]
+        except (PreserveError, ValueError) as exc:
+            log.warning("manifest of %s not read back: %s", aip.id, redact.describe(exc))
+        finally:
+            local.unlink(missing_ok=True)
+    return None
+
+
+def _poster(store: ObjectStore, placed: Sequence[AccessCopy], scratch: Path) -> Path | None:
+    poster = next((c for c in placed if c.kind == KIND_POSTER), None)
+    if poster is None:
+        return None
+    local = scratch / "poster-for-presentation.jpg"
+    return local if store.get_file(poster.key, local) == poster.sha256 else None

@@ -1,0 +1,212 @@
+"""The access package end to end (issue 15), on real components: an archivist's folder with a
+Matroska film (two audio tracks, a text subtitle stream), an English SRT in UTF-8, a Chinese SRT in
+GB18030, a traditional-Chinese ASS in Big5 whose script header names a person, and a sidecar;
+ingested through the library pipeline to the session's SeaweedFS; then its access copies fetched
+with `preserve access`, moved by `set-access`, withdrawn and made again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from preserve.access import iiif, policy, subtitles
+from preserve.catalog import Catalog
+from preserve.config import Settings
+from preserve.core.model import Agent, EventType, Outcome
+from preserve.operations import access_change, restore, withdraw
+from preserve.pipeline import ingest_submission
+from preserve.storage import open_store
+from preserve.tools import ffprobe
+from tests.mediafactory import ffmpeg, make_clip
+from tests.support import isolated_settings
+
+DIRECTOR = "Real Person Name"
+TRANSLATOR = "Planted Translator"
+VOICE = "张三的录音"
+OPERATOR = Agent("archivist-a", kind="person")
+EN_CUES = [("00:00:00,200", "00:00:01,000", "Where are we going?"), ("00:00:01,100", "00:00:01,900", "Home & away.")]
+ZH_CUES = [("00:00:00,200", "00:00:01,000", "我们去哪里？"), ("00:00:01,100", "00:00:01,900", "回家，回到村子里去。")]
+HANT_TEXT = ["我們去哪裡？", "回家，回到村子裡去。"]
+
+
+def _srt(cues: list[tuple[str, str, str]]) -> str:
+    return "\r\n".join(f"{i}\r\n{a} --> {b}\r\n{t}\r\n" for i, (a, b, t) in enumerate(cues, start=1))
+
+
+def _ass() -> str:
+    return (
+        "[Script Info]\n"
+        f"Title: 回家\nOriginal Script: {TRANSLATOR}\nUpdate Details: fixed by {TRANSLATOR}\n"
+        "ScriptType: v4.00+\nPlayResX: 320\nPlayResY: 240\n\n"
+        "[V4+ Styles]\nFormat: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, "
+        "Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, "
+        "Alignment, MarginL, MarginR, MarginV, Encoding\n"
+        "Style: Default,Arial,20,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,1\n\n"
+        "[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+        f"Dialogue: 0,0:00:00.20,0:00:01.00,Default,{TRANSLATOR},0,0,0,,{HANT_TEXT[0]}\n"
+        f"Comment: 0,0:00:00.50,0:00:01.00,Default,,0,0,0,,note by {TRANSLATOR}\n"
+        f"Dialogue: 0,0:00:01.10,0:00:01.90,Default,,0,0,0,,{{\\pos(10,10)}}{HANT_TEXT[1]}\n"
+    )
+
+
+def _film(folder: Path) -> Path:
+    """A 2 s Matroska film: video, two audio tracks (chi with a title naming a person, eng), and a
+    subrip subtitle stream tagged chi."""
+    clip = make_clip(folder.parent / "clip.mkv", duration=2.0, audio=False)
+    stream_srt = folder.parent / "stream.srt"
+    stream_srt.write_text(_srt([("00:00:00,500", "00:00:01,500", "片中字幕")]), encoding="utf-8")
+    film = folder / "回家.mkv"
+    ffmpeg(
+        [
+            "-i", str(clip),
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2",
+            "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=2",
+            "-i", str(stream_srt),
+            "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s",
+            "-c:v", "copy", "-c:a", "flac", "-c:s", "srt",
+            "-metadata:s:a:0", "language=chi", "-metadata:s:a:0", f"title={VOICE}",
+            "-metadata:s:a:1", "language=eng", "-metadata:s:a:1", "title=Commentary",
+            "-metadata:s:s:0", "language=chi",
+            str(film),
+        ]
+    )  # fmt: skip
+    clip.unlink()
+    return film
+
+
+@pytest.fixture()
+def env(s3_settings: Settings, tmp_path: Path) -> tuple[Settings, Catalog]:
+    settings = isolated_settings(s3_settings, tmp_path, access={"public_base_url": "https://films.example.org/a/"})
+    catalog = Catalog(settings.catalog_url)
+    yield settings, catalog
+    catalog.close()
+
+
+def _submission(settings: Settings) -> tuple[Path, dict[str, str]]:
+    folder = settings.ingest_dir / "回家 2009"
+    folder.mkdir()
+    _film(folder)
+    (folder / "回家.en.srt").write_text(_srt(EN_CUES), encoding="utf-8")
+    (folder / "回家.zh-Hans.srt").write_bytes(_srt(ZH_CUES).encode("gb18030"))
+    (folder / "回家.ass").write_bytes(_ass().encode("big5"))
+    (folder / "metadata.yaml").write_text(
+        "title: Going Home\noriginal_title: 回家\n"
+        f"director: {DIRECTOR}\nyear: 2009\nlanguage: zh\naccess: open\ncontributor_id: contrib-42\n"
+        "subtitles:\n  回家.ass: {language: zh-Hant, encoding: big5}\n",
+        encoding="utf-8",
+    )
+    originals = {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    return folder, originals
+
+
+def _no_planted(root: Path) -> None:
+    planted = [DIRECTOR, TRANSLATOR, VOICE, "contrib-42", "Commentary"]
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in planted:
+                for encoded in (value.encode("utf-8"), value.encode("utf-16-le")):
+                    assert encoded not in data, (path.name, value)
+
+
+def test_folder_with_subtitles_becomes_a_watchable_access_package(
+    env: tuple[Settings, Catalog], tmp_path: Path
+) -> None:
+    settings, catalog = env
+    folder, originals = _submission(settings)
+    outcome = ingest_submission(settings, catalog, folder)
+    assert outcome.status == "stored", outcome.detail
+    aip = catalog.get_aip(outcome.aip_id)
+    assert aip is not None
+
+    kinds = [a.kind for a in aip.access]
+    assert kinds.count("subtitles") == 4  # en, zh-Hans, zh-Hant (ASS) and the container's stream
+    assert {"proxy", "poster", "manifest", "page"} <= set(kinds)
+    assert kinds[-2:] == ["manifest", "page"]  # stored last: they point at copies that are there
+
+    # one event per subtitle source, with the encoding found and how
+    tracks = {e.subject: e for e in aip.events if e.type is EventType.CREATION and "WebVTT" in e.detail}
+    gb = next(e for s, e in tracks.items() if s.endswith("zh-Hans.srt"))
+    assert gb.outcome is Outcome.PASS and gb.extra["encoding"] == "gb18030"
+    big5 = next(e for s, e in tracks.items() if s.endswith(".ass"))
+    assert big5.extra["encoding"] == "big5" and "sidecar" in big5.extra["encoding_detected_by"]
+    assert any(s.endswith(".mkv#3") for s in tracks)
+
+    # `preserve access`: everything, verified, in one folder
+    dest = tmp_path / "fetched"
+    written = {p.name: p for p in restore.fetch_access(settings, catalog, aip.id, dest)}
+    assert {"proxy.mp4", "poster.jpg", "manifest.json", "index.html"} <= set(written)
+    vtts = sorted(n for n in written if n.endswith(".vtt"))
+    assert vtts == [  # the files in payload order, then the container's streams
+        "subtitles-1.zh-Hant.vtt",
+        "subtitles-2.en.vtt",
+        "subtitles-3.zh-Hans.vtt",
+        "subtitles-4.zh.vtt",
+    ]
+    cues = {n: [c[2] for c in subtitles.read_cues(written[n])] for n in vtts}
+    assert cues["subtitles-2.en.vtt"] == [t for _, _, t in EN_CUES]
+    assert cues["subtitles-3.zh-Hans.vtt"] == [t for _, _, t in ZH_CUES]
+    assert cues["subtitles-1.zh-Hant.vtt"] == HANT_TEXT
+    assert cues["subtitles-4.zh.vtt"] == ["片中字幕"]
+    for n in vtts:
+        data = written[n].read_bytes()
+        data.decode("utf-8")
+        assert data.startswith(b"WEBVTT\n") and b"\r" not in data
+
+    # every audio track of the source, AAC, in order, languages kept
+    proxy = ffprobe.probe(written["proxy.mp4"])
+    assert [s["codec_name"] for s in proxy.audio_streams] == ["aac", "aac"]
+    assert [s.get("tags", {}).get("language") for s in proxy.audio_streams] == ["chi", "eng"]
+    assert not proxy.subtitle_streams
+
+    # the manifest: valid, ids under the public URL, one annotation per track with its language
+    document = written["manifest.json"].read_bytes()
+    assert iiif.validate(document) == []
+    m = json.loads(document)
+    assert m["id"] == f"https://films.example.org/a/{aip.id}/manifest.json"
+    assert m["label"] == {"en": ["Going Home"], "zh": ["回家"]}
+    canvas = m["items"][0]
+    assert abs(canvas["duration"] - 2.0) < 0.2
+    annotations = canvas["annotations"][0]["items"]
+    assert [a["body"]["language"] for a in annotations] == ["zh-Hant", "en", "zh-Hans", "zh"]
+    page = written["index.html"].read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "回家" in page
+    for n in vtts + ["proxy.mp4", "poster.jpg"]:
+        assert f'"{n}"' in page
+
+    _no_planted(dest)  # no credits (credits_public is not set), no header name, no stream title
+    for name, digest in originals.items():  # the originals are preserved byte for byte
+        assert any(f.path.endswith(name) and f.sha256 == digest for f in aip.files), name
+
+    # set-access restricted: the manifest is written again for its new place, the rest moved
+    report = access_change.set_access(settings, catalog, aip.id, "restricted", reason="asked", operator=OPERATOR)
+    assert report.ok, report.remaining_lines()
+    moved = catalog.get_aip(aip.id)
+    restricted = policy.access_location(settings, "restricted")
+    assert restricted is not None and {a.target for a in moved.access} == {restricted.name}
+    assert sorted(a.kind for a in moved.access) == sorted(kinds)
+    again = restore.fetch_access(settings, catalog, aip.id, tmp_path / "restricted")
+    m2 = json.loads(next(p for p in again if p.name == "manifest.json").read_bytes())
+    assert m2["id"].endswith(f"/{aip.id}/manifest.json") and not m2["id"].startswith("https://films.example.org")
+    assert m2["label"] == m["label"] and len(m2["items"][0]["annotations"][0]["items"]) == 4
+    with open_store(settings, settings.access_target) as public:
+        assert not list(public.list_versions(f"{aip.id}/"))  # nothing left at the public location
+
+    # withdrawn: nothing anywhere; opened again: everything made again from the preserved originals
+    w = withdraw.withdraw(settings, catalog, aip.id, reason="risk", operator=OPERATOR)
+    assert w.ok
+    for location in policy.access_locations(settings):
+        with open_store(settings, location) as store:
+            assert not list(store.list_versions(f"{aip.id}/")), location.name
+    reopened = access_change.set_access(settings, catalog, aip.id, "open", reason="safe now", operator=OPERATOR)
+    assert reopened.ok, reopened.remaining_lines()
+    final = catalog.get_aip(aip.id)
+    assert sorted(a.kind for a in final.access) == sorted(kinds)
+    back = tmp_path / "reopened"
+    names = {p.name for p in restore.fetch_access(settings, catalog, aip.id, back)}
+    assert set(vtts) <= names and "manifest.json" in names
+    assert iiif.validate((back / "manifest.json").read_bytes()) == []
+    _no_planted(back)
