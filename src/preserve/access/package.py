@@ -217,7 +217,7 @@ def event_detail(finding: TrackFinding) -> tuple[str, dict[str, Any]]:
     """The preservation event's sentence and extra fields for one subtitle source: the encoding
     and how it was decided, the candidates, the language and where it came from, what was
     dropped (names only), or why nothing was made (pure)."""
-    extra: dict[str, Any] = {"outcome": finding.outcome.value, "language_from": finding.language_from}
+    extra: dict[str, Any] = {"track_outcome": finding.outcome.value, "language_from": finding.language_from}
     if finding.encoding:
         extra["encoding"] = finding.encoding
     if finding.how:

@@ -103,14 +103,15 @@ class ObjectRow(Base):
 
 
 class AccessRow(Base):
-    """A published access copy (proxy, poster) of an AIP."""
+    """A stored access copy of an AIP (proxy, poster, contact sheet, text tracks, IIIF manifest,
+    page); one per key (several text tracks share a kind)."""
 
     __tablename__ = "access_copies"
-    __table_args__ = (UniqueConstraint("aip_id", "kind"),)
+    __table_args__ = (UniqueConstraint("aip_id", "key", name="uq_access_copies_aip_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     aip_id: Mapped[str] = mapped_column(ForeignKey("aips.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))  # proxy | poster | contact sheet
+    kind: Mapped[str] = mapped_column(String(32))  # proxy | poster | contact sheet | subtitles | manifest | page
     target: Mapped[str] = mapped_column(String(128))
     key: Mapped[str] = mapped_column(Text)
     uri: Mapped[str] = mapped_column(Text)
