@@ -210,3 +210,39 @@ def test_folder_with_subtitles_becomes_a_watchable_access_package(
     assert set(vtts) <= names and "manifest.json" in names
     assert iiif.validate((back / "manifest.json").read_bytes()) == []
     _no_planted(back)
+
+
+def test_credits_taken_back_by_an_amend_leave_no_version_naming_them(
+    env: tuple[Settings, Catalog], tmp_path: Path
+) -> None:
+    """Credits made public, then private again by an amend: the manifest and the page are written
+    again at once, and no version of the old ones stays fetchable at the access location."""
+    from preserve.operations import amend
+
+    settings, catalog = env
+    film = settings.ingest_dir / "credited.mp4"
+    make_clip(film, duration=1.0)
+    (settings.ingest_dir / "credited.mp4.yaml").write_text(
+        f"title: Credited\ndirector: {DIRECTOR}\ncredits_public: true\naccess: open\n", encoding="utf-8"
+    )
+    outcome = ingest_submission(settings, catalog, film)
+    assert outcome.status == "stored", outcome.detail
+    aip_id = outcome.aip_id
+    first = {p.name: p.read_bytes() for p in restore.fetch_access(settings, catalog, aip_id, tmp_path / "a")}
+    assert DIRECTOR.encode() in first["manifest.json"] and DIRECTOR.encode() in first["index.html"]
+
+    private = tmp_path / "private.yaml"
+    private.write_text(f"title: Credited again\ndirector: {DIRECTOR}\naccess: open\n", encoding="utf-8")
+    result = amend.amend(settings, catalog, aip_id, private, reason="the director asked", operator=OPERATOR)
+    assert result.documents.startswith("IIIF manifest and page written again"), result.documents
+    after = {p.name: p.read_bytes() for p in restore.fetch_access(settings, catalog, aip_id, tmp_path / "b")}
+    for name in ("manifest.json", "index.html"):
+        assert DIRECTOR.encode() not in after[name] and b"Credited again" in after[name]
+    assert after["proxy.mp4"] == first["proxy.mp4"]  # the copies themselves stay as they were
+    with open_store(settings, settings.access_target) as store:
+        for name in ("manifest.json", "index.html"):
+            versions = [v for v in store.list_versions(f"{aip_id}/{name}")]
+            assert len(versions) == 1, versions  # the old version is gone, not just hidden
+    event = catalog.get_aip(aip_id).events[-1]
+    assert "written again from the amended sidecar" in " ".join(e.detail for e in catalog.get_aip(aip_id).events)
+    assert event is not None

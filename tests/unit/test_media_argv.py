@@ -64,7 +64,7 @@ def test_proxy_argv_allow_list_and_no_metadata() -> None:
     argv = proxy_argv(EVIL, Path("/o/p.mp4"), VIDEO, ProxySettings(crf=21, preset="slow", audio_bitrate="96k"))
     joined = " ".join(argv)
     maps = [argv[i + 1] for i, a in enumerate(argv) if a == "-map"]
-    assert maps == ["0:1", "0:2"]  # the real video (not the cover art) and the first audio
+    assert maps == ["0:1", "0:2"]  # the real video (not the cover art) and the (only) audio
     for pair in (
         ["-map_metadata", "-1"],
         ["-map_chapters", "-1"],
@@ -79,7 +79,8 @@ def test_proxy_argv_allow_list_and_no_metadata() -> None:
         ["-b:a", "96k"],
         ["-pix_fmt", "yuv420p"],
         ["-f", "mp4"],
-        ["-ar", "48000"],
+        ["-ar:a:0", "48000"],
+        ["-disposition:a:0", "default"],
     ):
         assert " ".join(pair) in joined, pair
     assert "-sn" in argv and "-dn" in argv

@@ -87,13 +87,14 @@ def test_one_input_decoded_once_and_every_output_as_its_own_builder_makes_it() -
     # cover art, which a framemd5 does not hash), after the framemd5 so progress counts real frames
     own_check = decode.decode_argv(EVIL)
     assert null == own_check[own_check.index("-i") + 2 :] == ["-map", "0:v?", "-map", "0:a?", "-f", "null", "-"]
-    # the proxy: the filtered video, the first audio, and proxy_argv's own output options
-    assert proxy_out[:4] == ["-map", "[proxy]", "-map", "0:2"]
-    assert proxy_out[4:] == proxy.proxy_output_options(Path("/o/proxy.mp4"), FILM, SETTINGS)
+    # the proxy: the filtered video, every audio stream in order, and proxy_argv's own output options
+    assert proxy_out[:6] == ["-map", "[proxy]", "-map", "0:2", "-map", "0:3"]
+    assert proxy_out[6:] == proxy.proxy_output_options(Path("/o/proxy.mp4"), FILM, SETTINGS)
     own_proxy = proxy.proxy_argv(EVIL, Path("/o/proxy.mp4"), FILM, SETTINGS)
-    assert own_proxy[own_proxy.index("-vf") + 2 :] == proxy_out[4:]
-    for pair in (["-c:v", "libx264", "-a53cc", "0", "-bsf:v", "filter_units=remove_types=6"], ["-ar", "48000"]):
+    assert own_proxy[own_proxy.index("-vf") + 2 :] == proxy_out[6:]
+    for pair in (["-c:v", "libx264", "-a53cc", "0", "-bsf:v", "filter_units=remove_types=6"], ["-ar:a:0", "48000"]):
         assert " ".join(pair) in " ".join(proxy_out)
+    assert "-ar:a:1" not in proxy_out  # the 48 kHz stream keeps its rate
     # the poster and the sheet: frames passed through as chosen (never duplicated to fill a rate)
     assert poster[:4] == ["-map", "[poster]", "-fps_mode", "passthrough"]
     assert poster[4:] == proxy.poster_output_options(Path("/o/poster.jpg"))

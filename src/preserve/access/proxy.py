@@ -1,12 +1,16 @@
 """Access proxy (H.264/AAC MP4) and poster (JPEG) from a source film, carrying nothing of the
-source but its pictures and sound: no container metadata, no frame side data (captions, ICC
-profiles), no SEI in the H.264 stream. Side effects: runs ffmpeg (and, for a poster whose seek
-point is not given, ffprobe) via tools.run and writes only the destination file (through a
-temporary name in its directory, `preserve.tools.ffmpeg.output`)."""
+source but its pictures and sound (every audio track, in the source's order, each with nothing but
+its language): no container or stream metadata, no frame side data (captions, ICC profiles), no
+SEI in the H.264 stream. Side effects: runs ffmpeg (and, for a poster whose seek point is not
+given, ffprobe) via tools.run and writes only the destination file (through a temporary name in
+its directory, `preserve.tools.ffmpeg.output`)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from preserve import tools
 from preserve.config import ProxySettings
@@ -17,6 +21,12 @@ from preserve.tools.ffprobe import ProbeReport
 POSTER_MIN_DURATION = 1.0
 #: highest audio sample rate passed through; ffmpeg's AAC encoder stops at 96 kHz
 MAX_AUDIO_RATE = 48000
+#: the one value of a source's stream tags an audio track of the proxy keeps: its ``language``, and
+#: only when it is an ISO 639-2 code as ffmpeg writes it (three lowercase ASCII letters, which the
+#: MP4 ``mdhd`` box packs in 15 bits); any other value of the tag (a BCP 47 tag, a sentence, a
+#: name) is not copied. "und" (undetermined) says nothing and is not written either.
+ISO_639_2 = re.compile(r"[a-z]{3}")
+UNDETERMINED_LANGUAGE = "und"
 
 
 def deinterlace_filters(probe: ProbeReport) -> list[str]:
@@ -52,8 +62,8 @@ POSTER_FORMAT = "format=yuvj420p"
 
 def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings) -> list[str]:
     """ffmpeg arguments for the access proxy (pure). Maps only the first real video stream and
-    the first audio stream by absolute index, so cover art, subtitles, data tracks (timed GPS),
-    attachments and chapters are never carried over."""
+    every audio stream (`audio_maps`) by absolute index, so cover art, subtitles, data tracks
+    (timed GPS), attachments and chapters are never carried over."""
     argv = [
         "ffmpeg",
         "-nostdin",
@@ -66,16 +76,61 @@ def proxy_argv(src: Path, dst: Path, probe: ProbeReport, settings: ProxySettings
         "-map",
         f"0:{ffmpeg.video_index(probe)}",
     ]
-    if probe.audio_index is not None:
-        argv += ["-map", f"0:{probe.audio_index}"]
+    argv += audio_maps(probe)
     argv += ["-vf", _video_filter(probe, settings.max_height)]
     return argv + proxy_output_options(dst, probe, settings)
 
 
+def audio_maps(probe: ProbeReport) -> list[str]:
+    """``-map 0:N`` for every audio stream of the source, by absolute index, in the source's order
+    (ffprobe's), so the proxy's Nth audio track is the source's Nth (pure). Every stream is mapped,
+    one ffmpeg cannot decode too: such a source fails the proxy as a single undecodable track
+    always did (and fails the decode check, which decodes every audio stream)."""
+    return [arg for stream in probe.audio_streams for arg in ("-map", f"0:{int(stream['index'])}")]
+
+
+def stream_language(stream: Mapping[str, Any]) -> str | None:
+    """The ISO 639-2 code of a source stream's ``language`` tag, when it is one (`ISO_639_2`) and
+    not "und"; None otherwise: "en; rm -rf", "zh-Hans", "CHI" and anything not a string are not
+    languages the proxy may carry (pure)."""
+    tags = stream.get("tags")
+    value = tags.get("language") if isinstance(tags, Mapping) else None
+    if isinstance(value, str) and ISO_639_2.fullmatch(value) and value != UNDETERMINED_LANGUAGE:
+        return value
+    return None
+
+
+def _sample_rate(stream: Mapping[str, Any]) -> int | None:
+    rate = stream.get("sample_rate")
+    return int(rate) if rate is not None and str(rate).isdigit() else None
+
+
+def audio_output_options(probe: ProbeReport, settings: ProxySettings) -> list[str]:
+    """The proxy's audio options for the streams `audio_maps` maps (pure): each one AAC stereo at
+    ``settings.audio_bitrate``, resampled to `MAX_AUDIO_RATE` only when its own rate is above it,
+    bit-exact; its language (`stream_language`) its only metadata (``-map_metadata -1`` of
+    `ffmpeg.NO_METADATA` stops every stream tag of the source, titles and handler names among
+    them, so the muxer writes its own "SoundHandler"); the first track the default one, the others
+    not. ``-an`` when the source has no audio."""
+    streams = probe.audio_streams
+    if not streams:
+        return ["-an"]
+    argv = ["-c:a", "aac", "-b:a", settings.audio_bitrate, "-ac", "2"]
+    for n, stream in enumerate(streams):
+        rate = _sample_rate(stream)
+        if rate is not None and rate > MAX_AUDIO_RATE:
+            argv += [f"-ar:a:{n}", str(MAX_AUDIO_RATE)]
+        language = stream_language(stream)
+        if language is not None:
+            argv += [f"-metadata:s:a:{n}", f"language={language}"]
+        argv += [f"-disposition:a:{n}", "default" if n == 0 else "0"]
+    return argv + ["-flags:a", "+bitexact"]
+
+
 def proxy_output_options(dst: Path, probe: ProbeReport, settings: ProxySettings) -> list[str]:
     """The proxy's output options after its ``-map``s and its video filter (pure): H.264 with no
-    SEI, AAC stereo (at most `MAX_AUDIO_RATE`) or no audio, no subtitles, data or source metadata,
-    a faststart MP4 at ``dst``. Shared by `proxy_argv` and the one-pass transcode."""
+    SEI, every audio track AAC stereo (`audio_output_options`) or no audio, no subtitles, data or
+    source metadata, a faststart MP4 at ``dst``. Shared by `proxy_argv` and the one-pass transcode."""
     argv = [
         "-c:v",
         "libx264",
@@ -87,14 +142,7 @@ def proxy_output_options(dst: Path, probe: ProbeReport, settings: ProxySettings)
         "-pix_fmt",
         "yuv420p",
     ]
-    if probe.audio_index is not None:
-        argv += ["-c:a", "aac", "-b:a", settings.audio_bitrate, "-ac", "2"]
-        rate = probe.audio_sample_rate
-        if rate is not None and rate > MAX_AUDIO_RATE:
-            argv += ["-ar", str(MAX_AUDIO_RATE)]
-        argv += ["-flags:a", "+bitexact"]
-    else:
-        argv += ["-an"]
+    argv += audio_output_options(probe, settings)
     argv += [
         "-sn",
         "-dn",

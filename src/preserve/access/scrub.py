@@ -366,7 +366,8 @@ EXIFTOOL_ALLOWED: dict[str, dict[str, Check]] = {
             _N,
         ),
         "ColorProfiles": _one_of("nclx", "nclc"),
-        "MediaLanguageCode": _one_of("und", "eng", "zho", "chi"),
+        # the ISO 639-2 code of an audio track (the proxy keeps each track's), as ffprobe's "language"
+        "MediaLanguageCode": lambda v: bool(re.fullmatch(r"[a-z]{3}", str(v))),
         "HandlerType": _one_of("vide", "soun"),
         "HandlerDescription": _one_of("VideoHandler", "SoundHandler"),
         "CompressorID": _one_of("avc1"),
@@ -421,8 +422,8 @@ def _exiftool_findings(path: Path, search: _ValueSearch) -> list[str]:
 #: variants (``_String3``, ``_Info``, ``Source_``, ``Sampled_`` …) into it. Local-file fields
 #: (name, folder, dates of the copy on this disk) are allowed: they describe our copy, not the film.
 MEDIAINFO_FIELDS = re.compile(
-    r"@type|Count|StreamCount|StreamKind|StreamKindID|StreamOrder|ID"
-    r"|(Video|Audio|Image)Count|(Video|Audio|Image)_(Format_List|Format_WithHint_List|Codec_List)"
+    r"@type|@typeorder|Count|StreamCount|StreamKind|StreamKindID|StreamKindPos|StreamOrder|ID|Language"
+    r"|(Video|Audio|Image)Count|(Video|Audio|Image)_(Format_List|Format_WithHint_List|Codec_List|Language_List)"
     r"|Audio_Channels_Total"
     r"|CompleteName|FolderName|FileName|FileExtension|FileNameExtension|File_(Modified|Created)_Date(_Local)?"
     r"|Format|Format_Commercial|Format_Extensions|Format_Profile|Format_Level|Format_Tier|Format_Compression"

@@ -154,7 +154,7 @@ def pass_argv(
     """ffmpeg arguments (pure) for one run over ``src`` that decodes each stream once and makes:
     the framemd5 manifest at ``framemd5_to`` (when given), the decode check's own null output of
     every video and audio stream (when ``verdict`` is asked: `decode.decode_argv`'s), and the
-    access copies of ``access``. The null output is kept beside a framemd5 (which also decodes
+    access copies of ``access`` (the proxy with every audio stream, as `proxies.proxy_argv` maps them). The null output is kept beside a framemd5 (which also decodes
     every stream) because only a muxer that takes no timestamps reports a stream's timestamps
     going back: for the others ffmpeg quietly corrects them. It costs no decode (the decoders are
     shared), and it comes after the framemd5 so that ffmpeg's progress counts the real video's
@@ -172,9 +172,7 @@ def pass_argv(
     if framemd5_to is None and not verdict and access is None:
         raise ValueError("a pass needs a verdict, a framemd5 or access copies to make")
     if access is not None:
-        argv += ["-map", f"[{_PROXY}]"]
-        if probe.audio_index is not None:
-            argv += ["-map", f"0:{probe.audio_index}"]
+        argv += ["-map", f"[{_PROXY}]", *proxies.audio_maps(probe)]
         argv += proxies.proxy_output_options(access.proxy, probe, access.settings)
         # passthrough: the frames chosen are encoded as they are, never duplicated to fill a rate
         argv += ["-map", f"[{_POSTER}]", "-fps_mode", "passthrough", *proxies.poster_output_options(access.poster)]

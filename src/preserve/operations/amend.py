@@ -55,7 +55,7 @@ from preserve.core.model import (
 )
 from preserve.fixity.digest import BAG_ALGORITHMS
 from preserve.intake import sidecar
-from preserve.operations import access_change, journal
+from preserve.operations import access_change, journal, presenting
 from preserve.operations.embargo import embargo_until
 from preserve.packaging import bag, premis
 from preserve.storage import ObjectInfo, ObjectStore, layout, open_store
@@ -96,6 +96,8 @@ class AmendResult:
     access_ok: bool = True
     access: str = "unchanged"
     access_report: access_change.AccessChangeReport | None = None
+    #: what became of the IIIF manifest and the page (written again when what they show changed)
+    documents: str = "unchanged"
     events: tuple[Event, ...] = ()
     journal: journal.JournalReport | None = None
     #: keys left on a target by an earlier, interrupted amend with these very bytes (not uploaded again)
@@ -226,6 +228,7 @@ def amend(
             raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    documents = _refresh_documents(settings, catalog, aip, meta, changed_fields, operator)
     access_ok, access_note, access_report = _follow_access(settings, catalog, aip, plan, number, reason, operator)
     flushed = journal.flush_quietly(settings, catalog, [aip.id])  # the version inventory and the event
     return AmendResult(
@@ -241,6 +244,7 @@ def amend(
         access_ok=access_ok,
         access=access_note,
         access_report=access_report,
+        documents=documents,
         events=(event,),
         journal=flushed,
         reused=reused,
@@ -705,6 +709,29 @@ def _forget_unrecorded(
 
 
 # -- afterwards --------------------------------------------------------------------------------------
+#: the sidecar fields the public documents show (the manifest's label and metadata, the page)
+PRESENTED_FIELDS = frozenset({"title", "original_title", "year", "director", "credits_public", "language"})
+
+
+def _refresh_documents(
+    settings: Settings,
+    catalog: Catalog,
+    aip: AipView,
+    meta: sidecar.Sidecar,
+    changed: Sequence[str],
+    operator: Agent,
+) -> str:
+    """The manifest and the page written again when a field they show changed (before any access
+    change, which moves them as they are then); a failure is told, never raised: the version is
+    recorded, and a later `set-access` writes them again."""
+    if not PRESENTED_FIELDS & set(changed):
+        return "unchanged"
+    try:
+        return presenting.refresh(settings, catalog, aip.id, meta, operator=operator)
+    except PreserveError as exc:
+        return f"NOT written again: {redact.describe(exc)}; the old ones stay until the next `preserve set-access`"
+
+
 def _follow_access(
     settings: Settings,
     catalog: Catalog,

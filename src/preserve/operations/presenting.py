@@ -12,7 +12,9 @@ from the proxy, the catalog's title and the preserved sidecar, as the ingest mak
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,12 +30,14 @@ from preserve.access.presentation import (
     UNDETERMINED,
     Presentation,
     TextTrack,
+    normal_language,
 )
-from preserve.catalog import AccessCopy, AipView, FileView
+from preserve.catalog import AccessCopy, AipView, Catalog, FileView
 from preserve.config import Settings
 from preserve.core import redact
-from preserve.core.errors import PreserveError, StorageError, ToolError, VerificationError
-from preserve.core.model import AccessLevel, Event, EventType, Outcome
+from preserve.core.errors import ConfigError, PreserveError, StorageError, ToolError, VerificationError
+from preserve.core.fs import private_dir
+from preserve.core.model import AccessLevel, Agent, Event, EventType, Outcome
 from preserve.fixity.digest import digest_file
 from preserve.intake import sidecar
 from preserve.storage import ObjectStore, open_store
@@ -213,3 +217,70 @@ def _poster(store: ObjectStore, placed: Sequence[AccessCopy], scratch: Path) -> 
         return None
     local = scratch / "poster-for-presentation.jpg"
     return local if store.get_file(poster.key, local) == poster.sha256 else None
+
+
+def refresh(settings: Settings, catalog: Catalog, aip_id: str, meta: sidecar.Sidecar, *, operator: Agent) -> str:
+    """The manifest and the page written again where they are stored, from a changed sidecar (an
+    amend: a new title, year, or credits made public or private again): the recorded manifest is
+    read back, its descriptive values replaced by the sidecar's, checked, and stored in place of
+    the old ones (every version of those deleted first: a versioned bucket would otherwise keep
+    the names one took back). Nothing when the AIP has no manifest, or its publication is withheld
+    (a withdrawal or a change being carried out: nothing may republish it); what was stored is
+    removed again when a withdrawal began meanwhile. Returns what it did, in words. Raises
+    StorageError when a location fails, PrivacyError when the new documents fail their check
+    (the old ones are then left as they were)."""
+    aip = catalog.get_aip(aip_id)
+    if aip is None:
+        raise ConfigError(f"no AIP {aip_id!r} in the catalog")
+    documents = [c for c in aip.access if c.kind in DOCUMENT_KINDS]
+    manifest = next((c for c in documents if c.kind == KIND_MANIFEST), None)
+    if manifest is None:
+        return "no IIIF manifest or page to write again"
+    if catalog.publication_withheld(aip.id):
+        return "the manifest and the page are not written again: the film is being withdrawn or its access changed"
+    scratch = private_dir(settings.var_dir / "access-work" / f"{aip.id}-refresh")
+    try:
+        p = _recorded(settings, aip, scratch)
+        if p is None:
+            raise StorageError(f"the IIIF manifest of {aip.id} cannot be read back from {manifest.target}")
+        language = normal_language(meta.language) if meta.language else None
+        new = dataclasses.replace(
+            p,
+            title=meta.title or aip.title,
+            original_title=meta.original_title,
+            original_language=language or p.original_language,
+            year=meta.year,
+            credits=tuple(meta.directors) if meta.credits_public else (),
+        )
+        base = policy.folder_url(settings, aip.access_level, manifest.uri)
+        written = package.write_documents(new, base, scratch, forbidden=hidden_values(meta))
+        location = policy.target(settings, manifest.target)
+        stored: list[AccessCopy] = []
+        with open_store(settings, location) as store:
+            for kind, path in zip((KIND_MANIFEST, KIND_PAGE), written, strict=True):
+                d = digest_file(path, ("sha256",))
+                key = f"{aip.id}/{path.name}"
+                store.delete(key)  # every version: the old names must not stay fetchable
+                store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
+                stored.append(AccessCopy(kind, location.name, key, store.uri(key), d.size, d.values["sha256"]))
+            copies = [c for c in aip.access if c.kind not in DOCUMENT_KINDS] + stored
+            event = Event(
+                EventType.METADATA_MODIFICATION,
+                Outcome.PASS,
+                operator,
+                "IIIF manifest and page written again from the amended sidecar ("
+                + ("credits named, as the sidecar allows" if new.credits else "no person named")
+                + f"); every earlier version of them deleted from {location.name}",
+                extra={"base": base},
+            )
+            if not catalog.replace_access(
+                aip.id, copies, access_level=aip.access_level, events=[event], unless_withheld=True
+            ):
+                for c in stored:  # a withdrawal began meanwhile: what was just stored must not stay
+                    store.delete(c.key)
+                return (
+                    "not written again: a withdrawal or an access change began meanwhile (what was stored is removed)"
+                )
+        return f"IIIF manifest and page written again at {location.name}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
