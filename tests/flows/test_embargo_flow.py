@@ -38,6 +38,11 @@ def test_embargo_release_flow_publishes_on_the_date(prefect_harness, s3_settings
     assert [r["status"] for r in early] == ["not due"] and list(public.list(f"{outcome.aip_id}/")) == []
     done = embargo_release_flow(config=config, today=until.isoformat())
     assert [r["status"] for r in done] == ["released"]
-    assert sorted(i.key.rsplit("/", 1)[1] for i in public.list(f"{outcome.aip_id}/")) == ["poster.jpg", "proxy.mp4"]
+    assert sorted(i.key.rsplit("/", 1)[1] for i in public.list(f"{outcome.aip_id}/")) == [
+        "index.html",  # the manifest and the page, written for the public location when published
+        "manifest.json",
+        "poster.jpg",
+        "proxy.mp4",
+    ]
     assert catalog.get_aip(outcome.aip_id).access_level == "open"
     catalog.close()

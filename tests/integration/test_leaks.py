@@ -301,7 +301,13 @@ def test_ingests_publish_copies_without_captions_or_icc_text(
         o = ingest_submission(settings, catalog, _submit(settings, name, sources[name], title=f"Film {name}"))
         assert o.status == "stored", o.detail
         copies = restore.fetch_access(settings, catalog, o.aip_id, tmp_path / "access" / name)
-        assert sorted(p.name for p in copies) == ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]
+        assert sorted(p.name for p in copies) == [
+            "contact-sheet.jpg",
+            "index.html",
+            "manifest.json",
+            "poster.jpg",
+            "proxy.mp4",
+        ]
         for copy in copies:
             assert_nothing_planted(copy, lf.caption_bytes(CAPTION), b"ICC_PROFILE", b"x264 - core")
         events = catalog.get_aip(o.aip_id).events
@@ -316,7 +322,7 @@ def test_a_film_whose_header_lies_is_stored_with_a_warning_and_real_seek_points(
     o = ingest_submission(settings, catalog, _submit(settings, "long", sources["long.mkv"]))
     assert o.status == "stored", o.detail
     aip = catalog.get_aip(o.aip_id)
-    assert {c.kind for c in aip.access} == {"proxy", "poster", "contact sheet"}
+    assert {c.kind for c in aip.access} == {"proxy", "poster", "contact sheet", "manifest", "page"}
     warnings = [e for e in aip.events if e.outcome is Outcome.WARNING and "claims a duration" in e.detail]
     assert len(warnings) == 1 and warnings[0].extra["measured_duration"] == pytest.approx(2.0, abs=0.05)
     decoded = [e for e in aip.events if e.type is EventType.VALIDATION and "decoded_duration" in e.extra]
@@ -334,7 +340,13 @@ def test_retry_accept_invalid_stores_a_damaged_film_whose_header_lies(
     released = release.release(settings, catalog, "damaged", accept_invalid=True)
     again = ingest_submission(settings, catalog, released.source, accept_invalid=True)
     assert again.status == "stored", again.detail
-    assert {c.kind for c in catalog.get_aip(again.aip_id).access} == {"proxy", "poster", "contact sheet"}
+    assert {c.kind for c in catalog.get_aip(again.aip_id).access} == {
+        "proxy",
+        "poster",
+        "contact sheet",
+        "manifest",
+        "page",
+    }
 
 
 def test_a_privacy_failure_preserves_the_film_without_any_access_copy(

@@ -108,9 +108,11 @@ def test_an_ingest_decodes_the_film_once_and_each_output_is_what_its_own_run_mak
     md5_events = [e for e in events if e.type is EventType.MESSAGE_DIGEST_CALCULATION and "sidecar" in e.extra]
     assert len(md5_events) == 1 and "decoded once, with the decode check and the access copies" in md5_events[0].detail
     created = [e for e in events if e.type is EventType.CREATION and e.outcome is Outcome.PASS]
-    assert len(created) == 1 and created[0].extra.get("same_decode") is True
+    made = [e for e in created if e.agent.name == "ffmpeg"]  # the others: the manifest and page's
+    assert len(made) == 1 and made[0].extra.get("same_decode") is True
+    assert [e.agent.name for e in created if e not in made] == ["iiif-prezi3"]
     assert [e.outcome for e in events if e.type is EventType.METADATA_MODIFICATION] == [Outcome.PASS]
-    assert {c.kind for c in aip.access} == {"proxy", "poster", "contact sheet"}
+    assert {c.kind for c in aip.access} == {"proxy", "poster", "contact sheet", "manifest", "page"}
 
     # the framemd5 is byte for byte the one its own run makes
     original = settings.ingest_dir / "done" / "film" / "film.mov"
@@ -122,7 +124,7 @@ def test_an_ingest_decodes_the_film_once_and_each_output_is_what_its_own_run_mak
 
     # poster and sheet: the same pictures their own runs take at the same points, and clean
     copies = {p.name: p for p in restore.fetch_access(settings, catalog, o.aip_id, tmp_path / "access")}
-    assert sorted(copies) == ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]
+    assert sorted(copies) == ["contact-sheet.jpg", "index.html", "manifest.json", "poster.jpg", "proxy.mp4"]
     span = transcode.seek_duration(proxy.measured_duration(original, probe), probe.duration)
     assert span == pytest.approx(2.0, abs=0.05)
     own = ProxySettings(preset="ultrafast")
@@ -135,7 +137,8 @@ def test_an_ingest_decodes_the_film_once_and_each_output_is_what_its_own_run_mak
     assert ffprobe.probe(copies["contact-sheet.jpg"]).width == 4 * TILE + 3 * 4 + 2 * 4  # four tiles in a row
     forbidden = scrub.forbidden_values([TITLE], probe.raw)
     for copy in copies.values():
-        assert scrub.check_clean(copy, forbidden_values=forbidden).ok, copy.name
+        if copy.suffix in (".mp4", ".jpg"):  # the manifest and the page show the title: checked by their own rules
+            assert scrub.check_clean(copy, forbidden_values=forbidden).ok, copy.name
 
 
 def test_a_dark_film_and_its_other_media_are_each_decoded_once_without_access_copies(
@@ -187,7 +190,13 @@ def test_a_short_clip_ingested_gets_its_poster(
     o = ingest_submission(settings, catalog, _submit(settings, "short", clip))
     assert o.status == "stored", o.detail
     assert len(_decodes_of(runs, "short.mp4")) == 1
-    assert {c.kind for c in catalog.get_aip(o.aip_id).access} == {"proxy", "poster", "contact sheet"}
+    assert {c.kind for c in catalog.get_aip(o.aip_id).access} == {
+        "proxy",
+        "poster",
+        "contact sheet",
+        "manifest",
+        "page",
+    }
 
 
 def test_a_corrupt_film_is_still_quarantined(

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 #: ingests the given paths and says what became of each, in order
 Ingest = Callable[[Sequence[Path]], Sequence["Handled"]]
 
-SRT = "1\n00:00:00,000 --> 00:00:01,500\n北京，一九九〇年。\n\n2\n00:00:01,500 --> 00:00:03,000\nBeijing, 1990.\n"
+#: the Chinese subtitles in GB18030, as many made on the mainland are; the English ones in UTF-8
+SRT_ZH = "1\r\n00:00:00,000 --> 00:00:01,500\r\n北京，一九九〇年。\r\n\r\n2\r\n00:00:01,500 --> 00:00:03,000\r\n五个年轻艺术家，没有户口。\r\n"
+SRT_EN = "1\n00:00:00,000 --> 00:00:01,500\nBeijing, 1990.\n\n2\n00:00:01,500 --> 00:00:03,000\nFive young artists, no residence permit.\n"
 SIDECAR = """title: Bumming in Beijing (sample)
 original_title: 流浪北京
 director: [Sample Director]
@@ -72,7 +74,8 @@ def make_samples(dest: Path) -> list[Path]:
                 tools.media_path(tmp / "流浪北京 1990.mov"),
             ]
         )
-        (tmp / "流浪北京 1990.zh.srt").write_text(SRT, encoding="utf-8")
+        (tmp / "流浪北京 1990.zh-Hans.srt").write_bytes(SRT_ZH.encode("gb18030"))
+        (tmp / "流浪北京 1990.en.srt").write_text(SRT_EN, encoding="utf-8")
         (tmp / "metadata.yaml").write_text(SIDECAR, encoding="utf-8")
         tmp.rename(folder)
     made.append(folder)
@@ -156,7 +159,9 @@ def run(settings: Settings, ingest: Ingest, *, print_: Callable[[str], None] = p
             level = f"{aip.access_level}" + ("" if aip.access_level == "open" else ", not public")
             access_dir = settings.var_dir / "access" / aip.id
             copies = fetch_access(settings, catalog, aip.id, access_dir) if aip.access else []
-            proxy = next((str(p) for p in copies if p.suffix == ".mp4"), "(none: not a video)")
+            # the page that plays it (open and restricted films), else the proxy
+            pages = [str(p) for p in copies if p.name == "index.html"]
+            proxy = next(iter(pages), next((str(p) for p in copies if p.suffix == ".mp4"), "(none: not a video)"))
             verified = sum(r.status == "verified" for r in aip.replicas)
             rows.append(
                 [

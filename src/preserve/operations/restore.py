@@ -191,7 +191,9 @@ def restore(
 
 
 def fetch_access(settings: Settings, catalog: Catalog, aip_id: str, dest: Path) -> list[Path]:
-    """Write the access copies (proxy, poster) of an AIP into ``dest``, wherever they are stored."""
+    """Write every stored access copy of an AIP into ``dest``, wherever it is stored, each checked
+    against its recorded SHA-256: the proxy, poster, contact sheet, text tracks, IIIF manifest and
+    page (the page names its files relatively, so the folder plays as it is)."""
     aip = catalog.get_aip(aip_id)
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")

@@ -47,7 +47,11 @@ def amend_lines(r: AmendResult) -> list[str]:
     if r.fields:
         lines.append(f"  sidecar fields changed: {', '.join(r.fields)}")
     if r.title_changed:
-        lines.append("  title changed in the catalog (the access copies carry no title: they are not touched)")
+        lines.append(
+            "  title changed in the catalog (the proxy, poster and tracks carry no title: they are not touched)"
+        )
+    if r.documents != "unchanged":
+        lines.append(f"  IIIF manifest and page: {r.documents}")
     lines.append(f"  access: {r.access}")
     if r.journal is not None and not r.journal.ok:
         lines += [f"  journal: {line} (housekeeping writes it later)" for line in r.journal.lines()]
