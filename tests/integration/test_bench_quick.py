@@ -16,8 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = ("B1", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B7b", "B8", "B10", "disk", "B13")
-#: lines given for comparison only, or times reported without a goal (B11, B12: the rebuilds)
-EXTRA = ("B1c", "B11", "B12")
+#: lines given for comparison only, or times reported without a goal (B11, B12: the rebuilds; B14,
+#: B15: subtitles to WebVTT, and the text tracks' cost in an ingest)
+EXTRA = ("B1c", "B11", "B12", "B14", "B15")
 
 
 @pytest.mark.slow
@@ -75,4 +76,10 @@ def test_quick_bench_measures_every_row(tmp_path: Path) -> None:
     for rid in ("B11", "B12"):
         assert all(not any(f.values()) for f in rows[rid]["runs"]["findings"]), rows[rid]["runs"]["findings"]
     assert 0 < max(rows["B13"]["runs"]["uploaded_bytes"]) < 1_000_000 and rows["B13"]["met"]
+    # B14 decoded each file as what it is; B15 made four tracks where the folder had its subtitle
+    # files and tracks were on, none otherwise, and the manifest and the page in every ingest
+    assert [rows["B14"]["runs"][f"{c}_detected"]["encoding"] for c in ("gb18030", "big5")] == ["gb18030", "big5"]
+    b15 = rows["B15"]["runs"]
+    assert [c.get("subtitles") for c in b15["tracks_copies"]] == [4] * data["repeat"]
+    assert all("subtitles" not in c and c["manifest"] == c["page"] == 1 for c in b15["bare_copies"] + b15["off_copies"])
     assert not (tmp_path / "data" / "work-quick").exists(), "the work directory (and its server) was not cleaned up"

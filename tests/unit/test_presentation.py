@@ -28,6 +28,12 @@ from preserve.intake import sidecar
         ("", None),
         ("zh-Hans; rm -rf /", None),
         ("x-private", None),
+        ("wu-Ming", None),  # a name in the shape of a tag: not a language, never published
+        ("li-Wang", None),
+        ("zz", None),
+        ("zh-Wang", None),
+        ("bo", "bo"),
+        ("ug", "ug"),
     ],
 )
 def test_language_tags_are_normalised_or_refused(tag: str, expected: str | None) -> None:
@@ -77,6 +83,44 @@ def test_track_language_sidecar_then_file_name_then_none(tmp_path: Path) -> None
     assert package.track_language(package.SubtitleSource("objects/film.en.srt", f, "zh-Hant")) == ("zh-Hant", "sidecar")
     assert package.track_language(package.SubtitleSource("objects/film.zh-Hans.srt", f)) == ("zh-Hans", "file name")
     assert package.track_language(package.SubtitleSource("objects/film.srt", f)) == ("und", "none")
+
+
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("https://Archive.Example.org/films", "https://archive.example.org/films/"),
+        ("https://example.org:443/a", "https://example.org/a/"),
+        ("https://example.org/影片/", "https://example.org/%E5%BD%B1%E7%89%87/"),
+    ],
+)
+def test_base_urls_are_written_as_the_iiif_model_writes_ids(tmp_path: Path, given: str, normal: str) -> None:
+    """A base URL an operator may well write is normalised, so a manifest can always be written
+    under it (the IIIF model would otherwise rewrite every id: an ingest must not fail on it)."""
+    from preserve.access.presentation import Presentation
+
+    s = Settings.model_validate({"replication": {"min_verified_replicas": 0}, "access": {"public_base_url": given}})
+    assert s.access.public_base_url == normal
+    base = policy.folder_url(s, "open", "s3://b/p/AIP-1/proxy.mp4")
+    manifest, page = package.write_documents(Presentation("AIP-1", "T", 2.0, 320, 240), base, tmp_path)
+    assert manifest.read_text(encoding="utf-8").count(normal + "AIP-1/") >= 3 and page.exists()
+
+
+def test_a_manifest_that_cannot_be_written_is_a_packaging_error(tmp_path: Path) -> None:
+    from preserve.access.presentation import Presentation
+    from preserve.core.errors import PackagingError
+
+    with pytest.raises(PackagingError):
+        package.write_documents(Presentation("AIP-1", "T", 2.0, 320, 240), "https://Upper.Example/AIP-1/", tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_track_forbidden_values_spare_the_films_own_title() -> None:
+    values = package.track_forbidden(
+        ["回家", "Going Home", "a", "GPS +39.9+116.4", "Shot by Wang"],
+        shown=("Going Home", "回家"),
+        also=("contrib-42", ""),
+    )
+    assert values == ["GPS +39.9+116.4", "Shot by Wang", "contrib-42"]
 
 
 def test_folder_url_uses_the_configured_base_or_the_storage_uri() -> None:

@@ -226,7 +226,6 @@ def test_ass_keeps_only_timings_and_text(tmp_path: Path) -> None:
     ("spoken", "field"),
     [
         ("谢谢你，李建国。", "ASS Script Info Original Script"),
-        ("周警官，您好。", "ASS event Name fields"),
         ("Chen Jingyi, 来一下。", "ASS Script Info Original Translation"),
         ("写信给 CHENJINGYI@EXAMPLE.ORG", "ASS Script Info fields"),
         ("王小明，走吧。", "ASS Script Info comment lines"),
@@ -313,11 +312,19 @@ def test_vtt_loses_its_blocks_identifiers_settings_and_voices(tmp_path: Path) ->
     assert b"<i>We should</i> go back &amp; rest.\nTomorrow at <b>seven</b>." in data
 
 
-def test_a_voice_in_the_dialogue_withholds(tmp_path: Path) -> None:
-    src = tmp_path / "film.vtt"
-    src.write_text(VTT_TEXT.replace("Tomorrow", "Chen Jingyi, tomorrow"), encoding="utf-8")
-    finding = convert(src)
-    assert finding.outcome is TrackOutcome.WITHHELD and "WebVTT voice span speakers" in finding.detail
+def test_a_character_named_in_the_dialogue_keeps_the_track(tmp_path: Path) -> None:
+    """Name fields and voice speakers name characters, whom the dialogue names too: they are
+    dropped from the track, never a reason to withhold it."""
+    vtt = tmp_path / "film.vtt"
+    vtt.write_text(VTT_TEXT.replace("Tomorrow", "Chen Jingyi, tomorrow"), encoding="utf-8")
+    finding = convert(vtt)
+    assert finding.outcome is TrackOutcome.CONVERTED and "WebVTT voice spans (1)" in finding.dropped
+    assert finding.track is not None and b"<v" not in finding.track.path.read_bytes()
+    ass = tmp_path / "film.zh.ass"
+    ass.write_text(ass_text(extra_dialogue="周警官，您好。"), encoding="utf-8")
+    finding = convert(ass)
+    assert finding.outcome is TrackOutcome.CONVERTED, finding.detail
+    assert any(d.startswith("ASS event Name fields") for d in finding.dropped)
 
 
 def test_a_cue_block_webvtt_py_cannot_read_makes_no_track(tmp_path: Path) -> None:

@@ -133,9 +133,13 @@ def _by_declared(data: bytes, declared: str, notes: list[str]) -> Decoded | None
     strictly; otherwise None, with a note of why (never quoting an unknown name: it is a value
     of the submission)."""
     try:
-        codec = codecs.lookup(declared).name
+        info = codecs.lookup(declared)
     except LookupError:
         notes.append("the encoding the sidecar declares is not one Python knows")
+        return None
+    codec = info.name
+    if not getattr(info, "_is_text_encoding", True) or codec in NOT_SUBTITLE_ENCODINGS:
+        notes.append("the encoding the sidecar declares is not a text encoding")
         return None
     try:
         text = data.decode(codec)
@@ -145,7 +149,14 @@ def _by_declared(data: bytes, declared: str, notes: list[str]) -> Decoded | None
     except UnicodeDecodeError as exc:
         notes.append(f"the sidecar declares {codec}, but it does not decode as {codec} (offset {exc.start})")
         return None
+    except (UnicodeError, ValueError):  # punycode, idna, undefined: codecs that are not for text files
+        notes.append(f"the sidecar declares {codec}, which is not an encoding of text files")
+        return None
     return Decoded(text.removeprefix("\ufeff"), codec, f"declared in the sidecar ({codec})", (codec,))
+
+
+#: codecs Python knows that no text file is written in: what the sidecar declares is not used then
+NOT_SUBTITLE_ENCODINGS = frozenset({"undefined", "punycode", "idna", "raw_unicode_escape", "unicode_escape"})
 
 
 def _utf16_without_bom(data: bytes) -> _Reading | None:

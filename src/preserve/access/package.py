@@ -13,6 +13,7 @@ credits public."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,13 @@ from preserve.access.presentation import (
     track_name,
 )
 from preserve.config import AccessSettings
-from preserve.core.errors import PrivacyError, ToolError, ToolNotFound
+from preserve.core.errors import PackagingError, PrivacyError, ToolError, ToolNotFound
 from preserve.core.fs import atomic_target
 from preserve.core.model import Outcome
 from preserve.tools import ffprobe
 from preserve.tools.ffprobe import ProbeReport
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,16 +87,19 @@ def make_tracks(
     number = 1
     for source in sorted(sources, key=lambda s: s.source):
         language, language_from = track_language(source)
-        finding = subtitles.convert_file(
-            source.path,
-            out / track_name(number, language),
-            source=source.source,
-            language=language,
-            language_from=language_from,
-            encoding=source.encoding or None,
-            max_bytes=settings.subtitle_max_bytes,
-            forbidden=forbidden,
-        )
+        try:
+            finding = subtitles.convert_file(
+                source.path,
+                out / track_name(number, language),
+                source=source.source,
+                language=language,
+                language_from=language_from,
+                encoding=source.encoding or None,
+                max_bytes=settings.subtitle_max_bytes,
+                forbidden=forbidden,
+            )
+        except Exception as exc:  # noqa: BLE001 - a subtitle file is never a reason to lose the film
+            finding = _unconverted(source.source, exc, language_from)
         findings.append(finding)
         number += finding.track is not None
     if film is not None and probe is not None:
@@ -114,17 +120,37 @@ def make_tracks(
                 )
             except ToolNotFound:
                 raise
-            except ToolError as exc:
-                finding = TrackFinding(
-                    where,
-                    TrackOutcome.UNREADABLE,
-                    f"the subtitle stream could not be read out of the container ({type(exc).__name__}); "
-                    "it stays in the preserved original",
-                    language_from=language_from,
-                )
+            except Exception as exc:  # noqa: BLE001 - ffmpeg failed, or a stream no reader expects
+                finding = _unconverted(where, exc, language_from)
             findings.append(finding)
             number += finding.track is not None
     return findings
+
+
+def _unconverted(source: str, exc: BaseException, language_from: str) -> TrackFinding:
+    """The finding of a subtitle source whose conversion failed unexpectedly (the kind of error
+    only: its message could quote the file); the original stays in the bag, the film goes on."""
+    log.warning("subtitle source not converted: %s", type(exc).__name__)
+    return TrackFinding(
+        source,
+        TrackOutcome.UNREADABLE,
+        f"the subtitles could not be converted ({type(exc).__name__}); they stay in the preserved original",
+        language_from=language_from,
+    )
+
+
+#: a value shorter than this is not searched for in a track: it turns up in dialogue by chance
+MIN_TRACK_FORBIDDEN = 4
+
+
+def track_forbidden(identifying: Sequence[str], *, shown: Sequence[str] = (), also: Sequence[str] = ()) -> list[str]:
+    """What no text track may contain (pure): the source's identifying tags (``identifying``) and
+    the values in ``also`` (a contributor's pseudonym), each at least `MIN_TRACK_FORBIDDEN`
+    characters, except those the film's public texts (``shown``: its title, original title)
+    contain: a container whose title tag is the film's title must not withhold its subtitles."""
+    public = [t for t in shown if t]
+    values = (v.strip() for v in (*identifying, *also) if v)
+    return list(dict.fromkeys(v for v in values if len(v) >= MIN_TRACK_FORBIDDEN and not any(v in t for t in public)))
 
 
 def tracks_of(findings: Sequence[TrackFinding]) -> tuple[TextTrack, ...]:
@@ -183,8 +209,12 @@ def write_documents(p: Presentation, base: str, out: Path, *, forbidden: Sequenc
     """The IIIF manifest (ids under ``base``, the AIP's folder at its access location) and the
     page, written into ``out`` (each through a temporary name), after both were checked: the
     manifest against the IIIF Presentation 3 model, both against what they may say. Raises
-    PrivacyError (naming the check's findings, never a value) and writes nothing then."""
-    document = iiif.manifest(p, base)
+    PrivacyError (naming the check's findings, never a value), or PackagingError when the
+    manifest cannot be written for that base, and writes nothing then."""
+    try:
+        document = iiif.manifest(p, base)
+    except ValueError as exc:  # a base the IIIF model would rewrite, a size it cannot hold
+        raise PackagingError(f"the IIIF manifest cannot be written: {exc}") from None
     html = page.render(p)
     problems = [f"manifest: {x}" for x in iiif.validate(document)]
     problems += [f"manifest: {x}" for x in iiif.check_clean(document, p, base, forbidden)]

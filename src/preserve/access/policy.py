@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pydantic import AnyUrl
+
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError
 from preserve.core.model import AccessLevel
@@ -86,4 +88,4 @@ def folder_url(settings: Settings, level: AccessLevel | str, stored_uri: str) ->
     }.get(level, "")
     if configured:
         return f"{configured}{aip_id}/"
-    return folder + "/"
+    return str(AnyUrl(folder + "/"))  # percent-encoded, lower-case host: as the IIIF model writes ids

@@ -29,9 +29,29 @@ KIND_PROXY, KIND_POSTER, KIND_SHEET = "proxy", "poster", "contact sheet"
 KIND_TRACK, KIND_MANIFEST, KIND_PAGE = "subtitles", "manifest", "page"
 
 
+#: the primary language subtags accepted: every ISO 639-1 code, and the ISO 639-2/3 codes of
+#: languages without one that this archive's films are in (Chinese languages, minority
+#: languages of China, a few more). A tag is published (a file name, the manifest, the page), so
+#: only a known language is taken: "wu-Ming" is a name, not a language
+ISO_639_1 = frozenset(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da "
+    "de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz "
+    "ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln "
+    "lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi "
+    "pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti "
+    "tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu".split()
+)
+OTHER_LANGUAGES = frozenset(
+    "yue cmn wuu nan hak hsn gan cjy cpx mnp czh cdo lzh zhx hmn iii khb fil sgn csl hks mul zxx und".split()
+)
+#: the script subtags accepted (Han simplified and traditional, and the scripts of the languages above)
+SCRIPTS = frozenset("Hans Hant Hani Latn Cyrl Arab Tibt Mong Yiii Tavt Lana Thai Jpan Kore Hira Kana Hang".split())
+
+
 def normal_language(tag: str) -> str | None:
     """``tag`` in the case BCP 47 recommends ("ZH-hans" -> "zh-Hans", "en_GB" -> "en-GB") when it
-    is a tag `LANGUAGE_TAG` accepts; None otherwise (pure)."""
+    is a tag `LANGUAGE_TAG` accepts, of a known language (`ISO_639_1`, `OTHER_LANGUAGES`) and
+    script (`SCRIPTS`); None otherwise (pure)."""
     parts = tag.strip().replace("_", "-").split("-")
     if not parts or not parts[0]:
         return None
@@ -39,7 +59,11 @@ def normal_language(tag: str) -> str | None:
     for part in parts[1:]:
         out.append(part.title() if len(part) == 4 else part.upper())
     candidate = "-".join(out)
-    return candidate if LANGUAGE_TAG.fullmatch(candidate) else None
+    if not LANGUAGE_TAG.fullmatch(candidate) or (out[0] not in ISO_639_1 and out[0] not in OTHER_LANGUAGES):
+        return None
+    if len(out) > 1 and len(out[1]) == 4 and out[1] not in SCRIPTS:
+        return None
+    return candidate
 
 
 def track_name(number: int, language: str) -> str:

@@ -22,8 +22,9 @@ How a source becomes a track:
 - the track is written by hand (``&``, ``<``, ``>`` escaped), read back with webvtt-py, and must
   give the same cues, to the millisecond, with the same text; then `check_track` must find
   nothing, with the dropped values that could name a person (ASS ``Original Script`` and the
-  other credit fields, Name fields, voice speakers, WebVTT header text) among the forbidden ones,
-  so a translator's name that is also in the cue text withholds the track.
+  other credit fields, comments, WebVTT header text) among the forbidden ones, so a translator's
+  name that is also in the cue text withholds the track. Name fields and voice speakers are
+  dropped but not searched for: they name characters, whom the dialogue names too.
 
 The cue text is kept as written: what a viewer reads is the decoded text without its markup
 (empty and blank lines dropped, as a blank line would end a WebVTT cue); no Unicode
@@ -119,14 +120,12 @@ def _known_tag(word: str) -> str | None:
     alias = NAME_ALIASES.get(word.strip().lower())
     if alias is not None:
         return alias
-    tag = normal_language(word)
-    if tag is None:
+    parts = word.strip().replace("_", "-").split("-")
+    parts[0] = ISO639_2.get(parts[0].lower(), parts[0])  # "chi" -> "zh" first: 639-2 is no BCP 47 primary here
+    tag = normal_language("-".join(parts))
+    if tag is None or tag.partition("-")[0] not in KNOWN_LANGUAGES:
         return None
-    primary, _, rest = tag.partition("-")
-    primary = ISO639_2.get(primary, primary)
-    if primary not in KNOWN_LANGUAGES:
-        return None
-    return normal_language(f"{primary}-{rest}" if rest else primary)
+    return tag
 
 
 def language_from_name(name: str) -> str | None:
@@ -387,8 +386,9 @@ def _parse_ass(text: str, fmt: str) -> _Parsed:
             notes.count("ASS Comment events")
             continue
         if event.name.strip():
+            # dropped, never searched for: a Name field mostly names a character, who is
+            # addressed by name in the dialogue the track must keep as written
             notes.count("ASS event Name fields")
-            notes.hide("ASS event Name fields", event.name)
         if event.effect.strip():
             notes.count("ASS event Effect fields")
         reader = _AssReader(wrap2, notes)
@@ -551,8 +551,7 @@ def _vtt_lines(raw_lines: Sequence[str], notes: _Notes) -> tuple[Line, ...]:
                 style[name] = not closing
             elif name == "v":
                 if not closing:
-                    notes.count("WebVTT voice spans")
-                    notes.hide("WebVTT voice span speakers", annotation)
+                    notes.count("WebVTT voice spans")  # a speaker is a character, as ASS Name fields
             elif not closing:
                 notes.count("WebVTT cue tags other than b, i, u")
         spans.append(_Span(html.unescape(raw[pos:]), style["b"], style["i"], style["u"]))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from preserve.core.errors import ConfigError
 from preserve.core.model import AccessLevel
@@ -122,9 +122,14 @@ class AccessSettings(_Model):
     @classmethod
     def _http_base(cls, value: str) -> str:
         value = value.strip()
-        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        if not value:
+            return value
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value, flags=re.IGNORECASE):
             raise ValueError(f"must be an http(s) URL without query or fragment, got {value!r}")
-        return value if not value or value.endswith("/") else value + "/"
+        # the form the IIIF model writes ids in: lower-case scheme and host, no default port,
+        # the path percent-encoded; a folder, so it ends with "/"
+        normal = str(AnyUrl(value if value.endswith("/") else value + "/"))
+        return normal if normal.endswith("/") else normal + "/"
 
     def private_place(
         self, base: TargetSettings, level: Literal[AccessLevel.RESTRICTED, AccessLevel.EMBARGOED]

@@ -38,6 +38,8 @@ FIELDS = (
     "credits_public",
     "subtitles",
 )
+#: codecs Python knows that no subtitle file is written in
+_NOT_TEXT_CODECS = frozenset({"undefined", "punycode", "idna", "raw_unicode_escape", "unicode_escape"})
 #: subtitle files one sidecar may describe (a film has a few; more is not a sidecar's job)
 MAX_SUBTITLE_NOTES = 200
 _DEFAULTS = IngestSettings()  # the [ingest] defaults are the one place these numbers are set
@@ -383,10 +385,13 @@ def _subtitle_notes(raw: Any, bad: Any) -> tuple[SubtitleNote, ...]:
             language = tag
         if encoding:
             try:
-                encoding = codecs.lookup(encoding).name
+                info = codecs.lookup(encoding)
             except LookupError:
+                info = None
+            if info is None or not getattr(info, "_is_text_encoding", True) or info.name in _NOT_TEXT_CODECS:
                 bad(f"entry {number}: unknown encoding (use a name such as gb18030, big5, utf-16, utf-8)")
                 continue
+            encoding = info.name
         notes.append(SubtitleNote(name, language, encoding))
     return tuple(notes)
 

@@ -202,7 +202,7 @@ def carry_out(
         seconds=time.monotonic() - started,
     )
     detail: dict[str, Any] = {
-        "copies": {c.kind: c.uri for c in placed},
+        "copies": {_copy_name(c.kind, c.key): c.uri for c in placed},
         "how": how,
         "removed": {k: list(v) for k, v in report.removed.items()},
         "remaining": {k: list(v) for k, v in remaining.items()},
@@ -305,10 +305,12 @@ def _place_copies(
                     missing = True
                     break
                 if got == "here":
-                    how[copy.kind] = "already there (SHA-256 checked)"
+                    how[_copy_name(copy.kind, copy.key)] = "already there (SHA-256 checked)"
                 else:
                     store.put_file(copy.key, local, sha256=copy.sha256, size=copy.size)
-                    how[copy.kind] = f"copied from {got} (SHA-256 checked on download and on upload)"
+                    how[_copy_name(copy.kind, copy.key)] = (
+                        f"copied from {got} (SHA-256 checked on download and on upload)"
+                    )
                 placed.append(AccessCopy(copy.kind, dest.name, copy.key, store.uri(copy.key), copy.size, copy.sha256))
             if missing:
                 placed, how = [], {}
@@ -320,8 +322,11 @@ def _place_copies(
                     key = f"{aip.id}/{path.name}"
                     store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
                     placed.append(AccessCopy(kind, dest.name, key, store.uri(key), d.size, d.values["sha256"]))
-                    how[kind] = "made again from the preserved original (post-checked, SHA-256 checked on upload)"
-                placed += _documents(settings, aip, level, store, placed, scratch, events, how)
+                    how[_copy_name(kind, key)] = (
+                        "made again from the preserved original (post-checked, SHA-256 checked on upload)"
+                    )
+                proxy = next((path for kind, path in made if kind == "proxy"), None)
+                placed += _documents(settings, aip, level, store, placed, scratch, events, how, proxy)
                 return placed, how, problems, True, ""
             placed += _documents(settings, aip, level, store, placed, scratch, events, how)
     except PrivacyError as exc:
@@ -330,6 +335,12 @@ def _place_copies(
     except PreserveError as exc:  # a location down, no replica verifies, ffmpeg failed: retried
         problems.append(redact.describe(exc))
     return placed, how, problems, False, ""
+
+
+def _copy_name(kind: str, key: str) -> str:
+    """How a copy is named in a change's record: its kind, and for the kinds an AIP may have
+    several of (text tracks) its access file name too."""
+    return f"{kind} {key.rsplit('/', 1)[-1]}" if kind == KIND_TRACK else kind
 
 
 def _documents(
@@ -341,9 +352,13 @@ def _documents(
     scratch: Path,
     events: list[Event],
     how: dict[str, str],
+    made: Path | None = None,
 ) -> list[AccessCopy]:
-    """The manifest and the page written for the copies' new place (`presenting.write_again`)."""
-    documents = presenting.write_again(settings, aip, level, store, placed, scratch, download=_download, events=events)
+    """The manifest and the page written for the copies' new place (`presenting.write_again`;
+    ``made``: the proxy just made again, which they then describe)."""
+    documents = presenting.write_again(
+        settings, aip, level, store, placed, scratch, download=_download, events=events, made=made
+    )
     for d in documents:
         how[d.kind] = "written again for this location (validated, checked, SHA-256 checked on upload)"
     return documents
@@ -535,10 +550,11 @@ def _tracks_again(
         film=film,
         film_source=film_path,
         probe=probe,
-        forbidden=[
-            *scrub.identifying_tags(probe.raw),
-            *([meta.contributor_id] if meta and meta.contributor_id else []),
-        ],
+        forbidden=package.track_forbidden(
+            scrub.identifying_tags(probe.raw),
+            shown=(meta.title, meta.original_title, aip.title) if meta is not None else (aip.title,),
+            also=(meta.contributor_id,) if meta is not None else (),
+        ),
         timeout=settings.ingest.tool_timeout_seconds,
     )
     for finding in findings:

@@ -30,6 +30,7 @@ from preserve.access.presentation import (
     UNDETERMINED,
     Presentation,
     TextTrack,
+    TrackRef,
     normal_language,
 )
 from preserve.catalog import AccessCopy, AipView, Catalog, FileView
@@ -84,12 +85,12 @@ def media_copies(copies: Sequence[AccessCopy]) -> list[AccessCopy]:
     return [c for c in copies if c.kind not in DOCUMENT_KINDS]
 
 
-def track_of(copy: AccessCopy, local: Path) -> TextTrack:
+def track_of(copy: AccessCopy, local: Path | str) -> TextTrack:
     """A stored text track as the presentation names it: its language from its access name
     (``subtitles-1.zh-Hans.vtt``), its label from that language."""
     parts = Path(copy.key).name.split(".")
     language = parts[1] if len(parts) == 3 else UNDETERMINED
-    return TextTrack(local, language, subtitles.label_of(language), 0)
+    return TextTrack(Path(local), language, subtitles.label_of(language), 0)
 
 
 def hidden_values(meta: sidecar.Sidecar | None) -> list[str]:
@@ -124,40 +125,35 @@ def write_again(
     *,
     download: Download,
     events: list[Event],
+    made: Path | None = None,
 ) -> list[AccessCopy]:
     """The manifest and the page of the copies ``placed`` at ``store`` (the location of ``level``),
     written, checked and stored there; [] for a level that has none (embargoed), or when there is
-    no proxy. The presentation comes from the AIP's recorded manifest when it has one, else from
-    the proxy (downloaded from ``store``), the catalog's title and the preserved sidecar. A
+    no proxy. The proxy's duration and size come from the AIP's recorded manifest when it has one
+    and the copies were not ``made`` again (then from that local proxy; else from the proxy
+    downloaded from ``store``); what the documents say of the film always comes from the preserved
+    sidecar as it is now (`described`: credits only when it marks them public), and their tracks
+    are the tracks ``placed``. A
     document that fails its check is a `fail` event and is not stored (PrivacyError is not
     raised: the copies themselves are fine). Raises StorageError when a location fails."""
     proxy = next((c for c in placed if c.kind == KIND_PROXY), None)
     if not policy.presented(level) or proxy is None:
         return []
     meta = preserved_sidecar(settings, aip, scratch, download)
-    p = _recorded(settings, aip, scratch)
+    p = _recorded(settings, aip, scratch) if made is None else None
     if p is None:
-        local = scratch / "proxy-for-presentation.mp4"
-        if store.get_file(proxy.key, local) != proxy.sha256:
+        local = made or scratch / "proxy-for-presentation.mp4"
+        if made is None and store.get_file(proxy.key, local) != proxy.sha256:
             raise StorageError(f"access copy {proxy.key} does not match its recorded SHA-256")
         try:
-            p = package.presentation(
-                aip.id,
-                local,
-                title=(meta.title if meta else "") or aip.title,
-                original_title=meta.original_title if meta else "",
-                original_language=meta.language if meta else "",
-                year=meta.year if meta else None,
-                credits=meta.directors if meta is not None and meta.credits_public else (),
-                poster=_poster(store, placed, scratch),
-                contact_sheet=any(c.kind == KIND_SHEET for c in placed),
-                tracks=[track_of(c, scratch / Path(c.key).name) for c in placed if c.kind == KIND_TRACK],
-            )
+            p = package.presentation(aip.id, local, poster=_poster(store, placed, scratch))
         except ToolError as exc:
             log.warning("no manifest for %s: %s", aip.id, redact.describe(exc))
             return []
         finally:
-            local.unlink(missing_ok=True)
+            if made is None:
+                local.unlink(missing_ok=True)
+    p = described(p, aip, meta, placed)
     base = policy.folder_url(settings, level, proxy.uri)
     out = scratch / "documents"
     out.mkdir(parents=True, exist_ok=True)
@@ -190,6 +186,28 @@ def write_again(
         )
     )
     return stored
+
+
+def described(
+    p: Presentation, aip: AipView, meta: sidecar.Sidecar | None, placed: Sequence[AccessCopy]
+) -> Presentation:
+    """``p`` with what it says of the film taken from the preserved sidecar as it is now (title,
+    original title and its language, year; the directors only when the sidecar marks the credits
+    public, so credits taken back never come back from an older manifest; none without a readable
+    sidecar), and with the copies that are really ``placed`` (tracks, poster, contact sheet)."""
+    language = normal_language(meta.language) if meta is not None and meta.language else None
+    tracks = [track_of(c, Path(c.key).name) for c in placed if c.kind == KIND_TRACK]
+    return dataclasses.replace(
+        p,
+        title=(meta.title if meta is not None else p.title) or aip.title,
+        original_title=meta.original_title if meta is not None else p.original_title,
+        original_language=language or p.original_language,
+        year=meta.year if meta is not None else p.year,
+        credits=tuple(d for d in meta.directors if d) if meta is not None and meta.credits_public else (),
+        poster=p.poster if any(c.kind == KIND_POSTER for c in placed) else None,
+        contact_sheet=any(c.kind == KIND_SHEET for c in placed),
+        tracks=tuple(TrackRef(t.path.name, t.language, t.label) for t in tracks),
+    )
 
 
 def _recorded(settings: Settings, aip: AipView, scratch: Path) -> Presentation | None:
@@ -243,15 +261,7 @@ def refresh(settings: Settings, catalog: Catalog, aip_id: str, meta: sidecar.Sid
         p = _recorded(settings, aip, scratch)
         if p is None:
             raise StorageError(f"the IIIF manifest of {aip.id} cannot be read back from {manifest.target}")
-        language = normal_language(meta.language) if meta.language else None
-        new = dataclasses.replace(
-            p,
-            title=meta.title or aip.title,
-            original_title=meta.original_title,
-            original_language=language or p.original_language,
-            year=meta.year,
-            credits=tuple(meta.directors) if meta.credits_public else (),
-        )
+        new = described(p, aip, meta, aip.access)
         base = policy.folder_url(settings, aip.access_level, manifest.uri)
         written = package.write_documents(new, base, scratch, forbidden=hidden_values(meta))
         location = policy.target(settings, manifest.target)

@@ -161,7 +161,9 @@ def _presentation(
         film=src,
         film_source=film.path,
         probe=probe,
-        forbidden=[*identifying, *([meta.contributor_id] if meta.contributor_id else [])],
+        forbidden=package.track_forbidden(
+            identifying, shown=(meta.title, meta.original_title), also=(meta.contributor_id,)
+        ),
         timeout=ctx.settings.ingest.tool_timeout_seconds,
     )
     for finding in findings:

@@ -12,7 +12,7 @@ from preserve.access import package, policy
 from preserve.access.presentation import KIND_MANIFEST, KIND_PAGE
 from preserve.catalog import AccessCopy
 from preserve.core import redact
-from preserve.core.errors import PrivacyError
+from preserve.core.errors import PreserveError
 from preserve.core.model import AccessLevel, EventType, Outcome, Role, utcnow
 from preserve.fixity.digest import digest_file
 from preserve.operations import alerts
@@ -131,7 +131,7 @@ def _documents(
     base = policy.folder_url(ctx.settings, level, copies[0].uri)
     try:
         manifest, page = package.write_documents(p, base, derivatives.proxy.parent, forbidden=derivatives.forbidden)
-    except PrivacyError as exc:
+    except PreserveError as exc:  # failed its check, or cannot be written for this base: the copies go on
         ctx.log.record(
             EventType.METADATA_MODIFICATION,
             Outcome.FAIL,
