@@ -19,6 +19,7 @@ from preserve.core.model import Agent, EventType, Outcome
 from preserve.operations import access_change, restore, withdraw
 from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
+from preserve.storage.base import read_small
 from preserve.tools import ffprobe
 from tests.mediafactory import ffmpeg, make_clip
 from tests.support import isolated_settings
@@ -163,10 +164,15 @@ def test_folder_with_subtitles_becomes_a_watchable_access_package(
     assert not proxy.subtitle_streams
 
     # the manifest: valid, ids under the public URL, one annotation per track with its language
-    document = written["manifest.json"].read_bytes()
+    with open_store(settings, settings.access_target) as public:  # as stored: ids under the public URL
+        stored = json.loads(read_small(public, f"{aip.id}/manifest.json"))
+    assert stored["id"] == f"https://films.example.org/a/{aip.id}/manifest.json"
+    document = written["manifest.json"].read_bytes()  # as fetched: ids of the files where it was written
     assert iiif.validate(document) == []
     m = json.loads(document)
-    assert m["id"] == f"https://films.example.org/a/{aip.id}/manifest.json"
+    assert m["id"] == dest.resolve().as_uri() + "/manifest.json"
+    assert m["items"][0]["items"][0]["items"][0]["body"]["id"] == dest.resolve().as_uri() + "/proxy.mp4"
+    assert stored["label"] == m["label"] and len(json.dumps(stored)) > 1000
     assert m["label"] == {"en": ["Going Home"], "zh": ["回家"]}
     canvas = m["items"][0]
     assert abs(canvas["duration"] - 2.0) < 0.2
@@ -188,9 +194,11 @@ def test_folder_with_subtitles_becomes_a_watchable_access_package(
     restricted = policy.access_location(settings, "restricted")
     assert restricted is not None and {a.target for a in moved.access} == {restricted.name}
     assert sorted(a.kind for a in moved.access) == sorted(kinds)
-    again = restore.fetch_access(settings, catalog, aip.id, tmp_path / "restricted")
-    m2 = json.loads(next(p for p in again if p.name == "manifest.json").read_bytes())
-    assert m2["id"].endswith(f"/{aip.id}/manifest.json") and not m2["id"].startswith("https://films.example.org")
+    assert restricted is not None
+    with open_store(settings, restricted) as private:
+        m2 = json.loads(read_small(private, f"{aip.id}/manifest.json"))
+    # no restricted_base_url: the storage URI of the restricted location
+    assert m2["id"] == f"s3://preserve-access/{restricted.prefix}/{aip.id}/manifest.json", m2["id"]
     assert m2["label"] == m["label"] and len(m2["items"][0]["annotations"][0]["items"]) == 4
     with open_store(settings, settings.access_target) as public:
         assert not list(public.list_versions(f"{aip.id}/"))  # nothing left at the public location
@@ -246,3 +254,40 @@ def test_credits_taken_back_by_an_amend_leave_no_version_naming_them(
     event = catalog.get_aip(aip_id).events[-1]
     assert "written again from the amended sidecar" in " ".join(e.detail for e in catalog.get_aip(aip_id).events)
     assert event is not None
+
+
+def test_credits_taken_back_never_return_with_a_later_access_change(
+    env: tuple[Settings, Catalog], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The amend that makes the credits private cannot write the documents again (a location
+    down: the one fault here that is mocked); the next `set-access` writes them from the sidecar
+    as it is now, not from the older manifest that still names the director."""
+    from preserve.core.errors import StorageUnavailable
+    from preserve.operations import amend, presenting
+
+    settings, catalog = env
+    film = settings.ingest_dir / "credited.mp4"
+    make_clip(film, duration=1.0)
+    (settings.ingest_dir / "credited.mp4.yaml").write_text(
+        f"title: Credited\ndirector: {DIRECTOR}\ncredits_public: true\naccess: open\n", encoding="utf-8"
+    )
+    outcome = ingest_submission(settings, catalog, film)
+    assert outcome.status == "stored", outcome.detail
+
+    def down(*args: object, **kwargs: object) -> str:
+        raise StorageUnavailable("the access location does not answer")
+
+    monkeypatch.setattr(presenting, "refresh", down)
+    private = tmp_path / "private.yaml"
+    private.write_text(f"title: Credited\ndirector: {DIRECTOR}\naccess: open\n", encoding="utf-8")
+    result = amend.amend(settings, catalog, outcome.aip_id, private, reason="asked", operator=OPERATOR)
+    assert result.documents.startswith("NOT written again")
+    monkeypatch.undo()
+    report = access_change.set_access(
+        settings, catalog, outcome.aip_id, "restricted", reason="reading room only", operator=OPERATOR
+    )
+    assert report.ok, report.remaining_lines()
+    fetched = {p.name: p.read_bytes() for p in restore.fetch_access(settings, catalog, outcome.aip_id, tmp_path / "r")}
+    assert b"Credited" in fetched["manifest.json"]
+    for name in ("manifest.json", "index.html"):
+        assert DIRECTOR.encode() not in fetched[name], name

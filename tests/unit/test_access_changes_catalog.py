@@ -219,3 +219,30 @@ def test_replace_access_unless_withheld_refuses_in_its_own_transaction(catalog: 
     assert catalog.get_aip("aip-2").access_level == "embargoed"
     assert catalog.replace_access("aip-1", published, access_level=AccessLevel.OPEN)
     assert catalog.get_aip("aip-1").access_level == "open"
+
+
+def test_replace_documents_swaps_only_the_documents_and_only_where_they_were(catalog: Catalog) -> None:
+    """What an amend's refresh records: the manifest and page swapped, every other copy as it is
+    now; nothing when the level or the copies' place changed meanwhile, or a withdrawal began."""
+    _stored(catalog, level="open")
+    media = [
+        AccessCopy("proxy", "access", "aip-1/proxy.mp4", "s3://a/aip-1/proxy.mp4", 5, "c" * 64),
+        AccessCopy("subtitles", "access", "aip-1/subtitles-1.en.vtt", "s3://a/aip-1/subtitles-1.en.vtt", 2, "d" * 64),
+    ]
+    old = [AccessCopy("manifest", "access", "aip-1/manifest.json", "s3://a/aip-1/manifest.json", 3, "e" * 64)]
+    catalog.replace_access("aip-1", [*media, *old], access_level=AccessLevel.OPEN)
+    new = [
+        AccessCopy("manifest", "access", "aip-1/manifest.json", "s3://a/aip-1/manifest.json", 4, "f" * 64),
+        AccessCopy("page", "access", "aip-1/index.html", "s3://a/aip-1/index.html", 6, "0" * 64),
+    ]
+    kinds = ["manifest", "page"]
+    assert not catalog.replace_documents("aip-1", new, kinds=kinds, expect_level="restricted", expect_target="access")
+    assert not catalog.replace_documents("aip-1", new, kinds=kinds, expect_level="open", expect_target="elsewhere")
+    assert catalog.get_aip("aip-1").access == (*media, *old)
+    assert catalog.replace_documents("aip-1", new, kinds=kinds, expect_level="open", expect_target="access")
+    assert catalog.get_aip("aip-1").access == (*media, *new)
+    catalog.begin_access_change(
+        "aip-1", from_level=AccessLevel.OPEN, to_level=AccessLevel.DARK, until=None, reason="r", operator=OPERATOR
+    )
+    assert not catalog.replace_documents("aip-1", old, kinds=kinds, expect_level="open", expect_target="access")
+    assert catalog.get_aip("aip-1").access == (*media, *new)

@@ -67,5 +67,17 @@ def test_migration_0006_keeps_copies_and_allows_several_of_a_kind(
         assert after is not None and [a.kind for a in after.access].count("subtitles") == 2
         with pytest.raises(CatalogError):  # still one copy per key
             catalog.replace_access(AIP, [*after.access, tracks[0]], access_level="open")
+        if backend == "postgresql":  # the rebuilt table's parts carry the table's own name
+            with sa.create_engine(url).connect() as conn:
+                names = set(
+                    conn.execute(
+                        sa.text(
+                            "SELECT relname FROM pg_class WHERE relname LIKE 'access_copies%' UNION "
+                            "SELECT conname FROM pg_constraint WHERE conname LIKE 'access_copies%'"
+                        )
+                    ).scalars()
+                )
+            assert not any("_new" in n for n in names), names
+            assert {"access_copies_id_seq", "access_copies_pkey", "access_copies_aip_id_fkey"} <= names
     finally:
         catalog.close()

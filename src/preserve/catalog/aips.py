@@ -198,6 +198,37 @@ class AipRepository(EventLog):
             q = select(AipRow.id).where(AipRow.access_level == AccessLevel(level).value)
             return list(s.scalars(q.order_by(AipRow.created_at)))
 
+    def replace_documents(
+        self,
+        aip_id: str,
+        documents: Sequence[AccessCopy],
+        *,
+        kinds: Sequence[str],
+        expect_level: AccessLevel | str,
+        expect_target: str,
+        events: Sequence[Event] = (),
+    ) -> bool:
+        """Swap the AIP's access copies of ``kinds`` (its IIIF manifest and page) for
+        ``documents``, with the events saying so, leaving every other copy as it is now; nothing
+        written (False) when, with the AIP row locked, its publication is withheld, its level is
+        no longer ``expect_level``, or its copies are no longer at ``expect_target`` (a change
+        carried out meanwhile: what was stored for the old place must not be recorded)."""
+        with self._tx() as s:
+            aip = s.get(AipRow, aip_id, with_for_update=True)
+            if aip is None:
+                raise CatalogError(f"no AIP {aip_id}")
+            if withheld(s, aip_id) or aip.access_level != AccessLevel(expect_level).value:
+                return False
+            if any(row.target != expect_target for row in aip.access):
+                return False
+            kept = [_view_of(row) for row in aip.access if row.kind not in kinds]
+            aip.access.clear()
+            s.flush()
+            for a in [*kept, *documents]:
+                aip.access.append(_access_row(a))
+            s.add_all(event_row(e, aip_id) for e in events)
+            return True
+
     def replace_access(
         self,
         aip_id: str,
@@ -309,6 +340,10 @@ def _refresh_replica(s: Session, aip_id: str, target: str) -> None:
 
 def _replica_row(r: ReplicaRecord) -> ReplicaRow:
     return ReplicaRow(target=r.target, uri=r.uri, status=ReplicaStatus(r.status).value, verified_at=r.verified_at)
+
+
+def _view_of(row: AccessRow) -> AccessCopy:
+    return AccessCopy(row.kind, row.target, row.key, row.uri, row.size, row.sha256)
 
 
 def _access_row(a: AccessCopy) -> AccessRow:

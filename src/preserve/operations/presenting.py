@@ -210,6 +210,24 @@ def described(
     )
 
 
+def _withdrawal_not_undone(settings: Settings, catalog: Catalog, aip_id: str) -> None:
+    """What a refresh stored could not be removed again while a withdrawal began: when the film is
+    being withdrawn (or already is), its access locations are swept again, and a sweep that does
+    not verify empty makes the withdrawal pending again, with its alert (`withdraw.reopen`), so
+    housekeeping finishes it."""
+    from preserve.operations import withdraw
+
+    now = catalog.get_aip(aip_id)
+    if now is None:
+        return
+    pending = [c for c in catalog.access_changes(aip_id, pending_only=True) if c.is_withdrawal]
+    if now.access_level is not AccessLevel.DARK and not pending:
+        return  # an access change, not a withdrawal: it sweeps the other locations itself
+    sweeps = withdraw.sweep_access(settings, now)
+    if not all(s.ok for s in sweeps):
+        withdraw.reopen(settings, catalog, aip_id, sweeps)
+
+
 def _recorded(settings: Settings, aip: AipView, scratch: Path) -> Presentation | None:
     """The presentation of the AIP's recorded manifest, read from where it is stored (None when
     it has none, or none of its places gives it back intact)."""
@@ -273,7 +291,6 @@ def refresh(settings: Settings, catalog: Catalog, aip_id: str, meta: sidecar.Sid
                 store.delete(key)  # every version: the old names must not stay fetchable
                 store.put_file(key, path, sha256=d.values["sha256"], size=d.size)
                 stored.append(AccessCopy(kind, location.name, key, store.uri(key), d.size, d.values["sha256"]))
-            copies = [c for c in aip.access if c.kind not in DOCUMENT_KINDS] + stored
             event = Event(
                 EventType.METADATA_MODIFICATION,
                 Outcome.PASS,
@@ -283,11 +300,23 @@ def refresh(settings: Settings, catalog: Catalog, aip_id: str, meta: sidecar.Sid
                 + f"); every earlier version of them deleted from {location.name}",
                 extra={"base": base},
             )
-            if not catalog.replace_access(
-                aip.id, copies, access_level=aip.access_level, events=[event], unless_withheld=True
+            if not catalog.replace_documents(
+                aip.id,
+                stored,
+                kinds=sorted(DOCUMENT_KINDS),
+                expect_level=aip.access_level,
+                expect_target=location.name,
+                events=[event],
             ):
-                for c in stored:  # a withdrawal began meanwhile: what was just stored must not stay
-                    store.delete(c.key)
+                # a withdrawal or an access change began meanwhile: what was just stored must not
+                # stay (the change in progress sweeps this location too, and a withdrawal verifies
+                # that nothing is left; a failure here is raised, so the amend tells it)
+                try:
+                    for c in stored:
+                        store.delete(c.key)
+                except StorageError:
+                    _withdrawal_not_undone(settings, catalog, aip.id)
+                    raise
                 return (
                     "not written again: a withdrawal or an access change began meanwhile (what was stored is removed)"
                 )

@@ -6,22 +6,28 @@ dissemination event."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from preserve import tools
-from preserve.access import policy
+from preserve.access import iiif, policy
+from preserve.access.presentation import KIND_MANIFEST
 from preserve.catalog import AipView, Catalog, ReplicaRecord, StoredObject
 from preserve.catalog.records import VersionRecord
 from preserve.config import Settings
+from preserve.core import redact
 from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
+from preserve.core.fs import atomic_target
 from preserve.core.model import AipStatus, Event, EventType, Outcome
 from preserve.core.progress import Meter, Progress
 from preserve.operations import journal
 from preserve.packaging import bag
 from preserve.storage import open_store
 from preserve.storage.base import member_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,8 @@ def restore(
 def fetch_access(settings: Settings, catalog: Catalog, aip_id: str, dest: Path) -> list[Path]:
     """Write every stored access copy of an AIP into ``dest``, wherever it is stored, each checked
     against its recorded SHA-256: the proxy, poster, contact sheet, text tracks, IIIF manifest and
-    page (the page names its files relatively, so the folder plays as it is)."""
+    page. The page names its files relatively, so the folder plays as it is; the manifest is
+    written with the ids of the files in ``dest`` (``file://``), so a viewer loads it from there."""
     aip = catalog.get_aip(aip_id)
     if aip is None:
         raise ConfigError(f"no AIP {aip_id!r} in the catalog")
@@ -205,5 +212,13 @@ def fetch_access(settings: Settings, catalog: Catalog, aip_id: str, dest: Path) 
             got = store.get_file(copy.key, path)
         if got != copy.sha256:
             raise VerificationError(f"access copy {copy.key} does not match its recorded SHA-256")
+        if copy.kind == KIND_MANIFEST:  # its ids name where it was stored: name the files here instead
+            try:
+                rebased = iiif.rebase(path.read_bytes(), Path(dest).resolve().as_uri() + "/")
+            except (PreserveError, ValueError) as exc:
+                log.warning("manifest of %s kept with the ids of its location: %s", aip.id, redact.describe(exc))
+            else:
+                with atomic_target(path) as tmp:
+                    tmp.write_bytes(rebased)
         written.append(path)
     return written

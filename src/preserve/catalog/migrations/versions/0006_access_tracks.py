@@ -42,6 +42,12 @@ def _rebuild(unique: tuple[str, str], constraint: str) -> None:
     op.drop_index(op.f("ix_access_copies_aip_id"), table_name="access_copies")
     op.drop_table("access_copies")
     op.rename_table("access_copies_new", "access_copies")
+    if op.get_bind().dialect.name == "postgresql":  # the names PostgreSQL gave the new table's parts
+        op.execute("ALTER SEQUENCE access_copies_new_id_seq RENAME TO access_copies_id_seq")
+        op.execute("ALTER INDEX access_copies_new_pkey RENAME TO access_copies_pkey")
+        op.execute(
+            "ALTER TABLE access_copies RENAME CONSTRAINT access_copies_new_aip_id_fkey TO access_copies_aip_id_fkey"
+        )
     op.create_index(op.f("ix_access_copies_aip_id"), "access_copies", ["aip_id"], unique=False)
 
 
