@@ -291,3 +291,41 @@ def test_credits_taken_back_never_return_with_a_later_access_change(
     assert b"Credited" in fetched["manifest.json"]
     for name in ("manifest.json", "index.html"):
         assert DIRECTOR.encode() not in fetched[name], name
+
+
+def test_an_undecidable_subtitle_file_is_made_a_track_once_its_encoding_is_named(
+    env: tuple[Settings, Catalog], tmp_path: Path
+) -> None:
+    """A one-line GB18030 file reads as Big5 too: no track (never mojibake), a warning with the
+    candidates; the archivist names the encoding by an amend, and `set-access --remake` makes
+    every copy again, the track among them."""
+    from preserve.operations import amend
+
+    settings, catalog = env
+    folder = settings.ingest_dir / "short"
+    folder.mkdir()
+    make_clip(folder / "film.mp4", duration=1.0)
+    (folder / "film.srt").write_bytes("1\r\n00:00:00,100 --> 00:00:00,900\r\n好，我等你。\r\n".encode("gb18030"))
+    (folder / "metadata.yaml").write_text("title: Short\naccess: open\n", encoding="utf-8")
+    outcome = ingest_submission(settings, catalog, folder)
+    assert outcome.status == "stored", outcome.detail
+    aip = catalog.get_aip(outcome.aip_id)
+    warned = [e for e in aip.events if e.subject.endswith("film.srt") and "track_outcome" in e.extra]
+    assert [e.outcome for e in warned] == [Outcome.WARNING]
+    assert warned[0].extra["encoding_candidates"][:2] == ["gb18030", "big5"] and "--remake" in warned[0].detail
+    assert "subtitles" not in [a.kind for a in aip.access]
+
+    named = tmp_path / "named.yaml"
+    named.write_text("title: Short\naccess: open\nsubtitles:\n  film.srt: {language: zh, encoding: gb18030}\n")
+    amend.amend(settings, catalog, aip.id, named, reason="encoding named", operator=OPERATOR)
+    report = access_change.set_access(
+        settings, catalog, aip.id, "open", reason="make the subtitles", operator=OPERATOR, remake=True
+    )
+    assert report.ok, report.remaining_lines()
+    after = catalog.get_aip(aip.id)
+    assert [a.key.rsplit("/", 1)[-1] for a in after.access if a.kind == "subtitles"] == ["subtitles-1.zh.vtt"]
+    fetched = {p.name: p for p in restore.fetch_access(settings, catalog, aip.id, tmp_path / "made")}
+    assert [c[2] for c in subtitles.read_cues(fetched["subtitles-1.zh.vtt"])] == ["好，我等你。"]
+    assert "subtitles-1.zh.vtt" in fetched["index.html"].read_text(encoding="utf-8")
+    made = [e for e in after.events if e.subject.endswith("film.srt") and e.extra.get("track_outcome") == "converted"]
+    assert made and made[-1].extra["encoding"] == "gb18030" and "sidecar" in made[-1].extra["encoding_detected_by"]

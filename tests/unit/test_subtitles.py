@@ -122,7 +122,7 @@ def test_an_undecidable_file_makes_no_track_and_says_what_to_do(tmp_path: Path) 
     finding = convert(src)
     assert finding.outcome is TrackOutcome.UNDECIDABLE and finding.track is None
     assert finding.candidates == ("gb18030", "big5") and finding.encoding is None
-    assert "sidecar" in finding.detail and "preserve retry" in finding.detail and "film" not in finding.detail
+    assert "sidecar" in finding.detail and "--remake" in finding.detail and "film" not in finding.detail
     assert not (tmp_path / "out" / "subtitles-1.zh.vtt").exists()
     declared = convert(src, encoding="gb18030")  # the sidecar says which: converted
     assert_track(declared, cues_of(SHORT_SIMPLIFIED))
@@ -455,3 +455,20 @@ def test_label_of(language: str, label: str) -> None:
 def test_is_subtitle_file() -> None:
     assert all(subtitles.is_subtitle_file(n) for n in ("a.srt", "b.ASS", "c.ssa", "d.vtt"))
     assert not any(subtitles.is_subtitle_file(n) for n in ("a.txt", "b.sub", "c.idx", "srt"))
+
+
+def test_a_subrip_block_with_an_unreadable_timing_makes_no_track(tmp_path: Path) -> None:
+    """pysubs2 folds such a block into the cue before it; converting would publish its number and
+    timing as text and lose its own timing."""
+    src = tmp_path / "film.en.srt"
+    src.write_text(
+        "1\n00:00:01,000 --> 00:00:02,000\nFirst\n\n2\n00:00:03 --> 00:00:04\nSecond\n\n"
+        "3\n00:00:05,000 --> 00:00:06,000\nThird\n",
+        encoding="utf-8",
+    )
+    finding = convert(src)
+    assert finding.outcome is TrackOutcome.UNREADABLE and "1 of its cue blocks" in finding.detail
+    assert finding.track is None
+    fine = tmp_path / "fine.en.srt"
+    fine.write_text("1\n00:00:01,000 --> 00:00:02,000\nan arrow --> in the text\n", encoding="utf-8")
+    assert convert(fine).outcome is TrackOutcome.CONVERTED

@@ -286,6 +286,10 @@ _SRT_MARKUP = re.compile(r"<\s*(/?)\s*([a-zA-Z]+)(\s[^>]*)?\s*>|\{\\[^}]*\}")
 _SRT_DROPPED_TAGS = frozenset({"font", "s", "strike", "span"})
 
 
+#: a line that starts the way a SubRip timing line does, readable or not ("00:00:03 --> ...")
+_TIMING_LIKE = re.compile(r"\s*\d+:\d+(?::\d+)?(?:[,.:]\d+)?\s*-->")
+
+
 def _parse_srt(text: str) -> _Parsed:
     notes = _Notes()
     _srt_preamble(text, notes)
@@ -296,6 +300,15 @@ def _parse_srt(text: str) -> _Parsed:
     events = list(subs.events)
     if not events or events[-1].start != _SENTINEL_MS:
         raise _Unreadable("it could not be read as SubRip")
+    # a block whose timing pysubs2 cannot read is folded into the cue before it (its number and
+    # timing published as that cue's text, its own timing lost): every line that looks like a
+    # timing must have become a cue, or the file is not converted
+    timings = sum(1 for line in text.split("\n") if _TIMING_LIKE.match(line))
+    if timings > len(events) - 1:
+        raise _Unreadable(
+            f"{timings - (len(events) - 1)} of its cue blocks have a timing line that cannot be read "
+            "(HH:MM:SS,mmm --> HH:MM:SS,mmm): converting it would lose their text or their timing"
+        )
     cues = [_Cue(e.start, e.end, _srt_lines(e.text, notes)) for e in events[:-1]]
     return _Parsed(cues, notes)
 
@@ -762,7 +775,8 @@ def _undecidable(decoded: charset.Decoded, *, stream: bool) -> str:
     which = f"one of {', '.join(decoded.candidates)}" if len(decoded.candidates) >= 2 else "its encoding"
     return (
         f"undecidable encoding: {what}; say which in the sidecar "
-        f"(subtitles: {{<file>: {{encoding: <{which}>}}}}) and run `preserve retry`"
+        f"(subtitles: {{<file>: {{encoding: <{which}>}}}}), then `preserve amend AIP --sidecar FILE` and "
+        "`preserve set-access AIP LEVEL --remake` make the track"
     )
 
 
@@ -808,7 +822,7 @@ def _convert(
         return finding(
             TrackOutcome.UNREADABLE,
             f"{parsed.lost} of its cue blocks cannot be read as {FORMAT_NAMES[kind]}, so converting it would lose "
-            "their text; fix the file and run `preserve retry`",
+            "their text; it stays in the preserved original (a corrected file can be sent as a new submission)",
             dropped=dropped,
         )
     if not cues:
@@ -830,7 +844,8 @@ def _convert(
         return finding(
             TrackOutcome.WITHHELD,
             f"withheld, nothing offered: the track's check found {'; '.join(exc.problems)} (a name in a dropped "
-            "header or field may also be in the cue text); look at the subtitles and publish them by hand if that is right",
+            "header or field may also be in the cue text); the subtitles stay in the preserved original for a "
+            "person to look at",
             dropped=dropped,
         )
     lang = normal_language(language) or UNDETERMINED

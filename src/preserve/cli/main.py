@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="the embargo's end (with embargoed)")
     sp.add_argument("--reason", required=True, help="why (recorded with the decision and the operator)")
     sp.add_argument("--direct", action="store_true", help="with dark: skip the dashboard clean-up")
+    sp.add_argument(
+        "--remake",
+        action="store_true",
+        help="make every access copy again from the preserved originals and the current sidecar, at this level "
+        "(after an amend naming a subtitle file's language or encoding)",
+    )
     sp = add(
         "embargo-release",
         operate.cmd_embargo_release,

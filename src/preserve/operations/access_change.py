@@ -104,6 +104,7 @@ def set_access(
     reason: str,
     operator: Agent,
     today: dt.date | None = None,
+    remake: bool = False,
 ) -> AccessChangeReport:
     """Change the AIP's access level to ``level`` (``until``: the embargo date, required for
     embargoed and after ``today``). Raises ConfigError for an unknown AIP, a deaccessioned one (but
@@ -131,6 +132,8 @@ def set_access(
             f"AIP {aip.id} is deaccessioned: only its tombstone stays, it has no access level to change",
             advice="A deaccessioned film cannot be made available again; `preserve status` shows it.",
         )
+    if level is AccessLevel.DARK and remake:
+        raise ConfigError("a dark film has no access copies to make again", advice="Give the level they are for.")
     if level is AccessLevel.DARK:
         w = withdrawals.withdraw(settings, catalog, aip.id, reason=reason, operator=operator)
         return AccessChangeReport(
@@ -140,7 +143,8 @@ def set_access(
         raise ConfigError("no access target is configured ([access_target]): access copies have nowhere to go")
     current_until = embargo_until(list(aip.events)) if aip.access_level is AccessLevel.EMBARGOED else None
     pending = catalog.access_changes(aip.id, pending_only=True)
-    if not pending and aip.access_level is level and (level is not AccessLevel.EMBARGOED or current_until == until):
+    same = aip.access_level is level and (level is not AccessLevel.EMBARGOED or current_until == until)
+    if not pending and same and not remake:
         return AccessChangeReport(
             aip.id,
             0,
@@ -154,7 +158,7 @@ def set_access(
     change, resumed = catalog.begin_access_change(
         aip.id, from_level=aip.access_level, to_level=level, until=until, reason=reason.strip(), operator=operator
     )
-    report = carry_out(settings, catalog, aip, change, resumed=resumed, previous_until=current_until)
+    report = carry_out(settings, catalog, aip, change, resumed=resumed, previous_until=current_until, remake=remake)
     journal.flush(settings, catalog, [aip.id])  # what was recorded (done, or an attempt), beside the AIP
     return report
 
@@ -167,8 +171,11 @@ def carry_out(
     *,
     resumed: bool = False,
     previous_until: dt.date | None = None,
+    remake: bool = False,
 ) -> AccessChangeReport:
-    """Carry out a pending change to a level whose copies are stored (open, restricted, embargoed)."""
+    """Carry out a pending change to a level whose copies are stored (open, restricted, embargoed);
+    ``remake``: every copy made again from the preserved originals (a change resumed by
+    housekeeping after a killed run moves the copies as they are)."""
     started = time.monotonic()
     dest = policy.access_location(settings, change.to_level)
     if dest is None:
@@ -177,7 +184,9 @@ def carry_out(
     remaining: dict[str, tuple[str, ...]] = {}
     scratch = settings.var_dir / "access-work" / aip.id
     try:
-        placed, how, problems, made, needs_person = _place_copies(settings, aip, change.to_level, dest, scratch, events)
+        placed, how, problems, made, needs_person = _place_copies(
+            settings, aip, change.to_level, dest, scratch, events, remake=remake
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if problems:
@@ -279,7 +288,14 @@ def finish_pending(settings: Settings, catalog: Catalog) -> list[tuple[AccessCha
 
 # -- the copies ----------------------------------------------------------------------------------
 def _place_copies(
-    settings: Settings, aip: AipView, level: AccessLevel, dest: TargetSettings, scratch: Path, events: list[Event]
+    settings: Settings,
+    aip: AipView,
+    level: AccessLevel,
+    dest: TargetSettings,
+    scratch: Path,
+    events: list[Event],
+    *,
+    remake: bool = False,
 ) -> tuple[list[AccessCopy], dict[str, str], list[str], bool, str]:
     """Every access copy verified at ``dest`` (the location of ``level``): left there when it is
     already there (its SHA-256 re-checked), else copied from the location that holds it (verified
@@ -296,7 +312,7 @@ def _place_copies(
     private_dir(scratch)  # the original film is restored here: for the archive's user only
     try:
         with open_store(settings, dest) as store:
-            media = presenting.media_copies(aip.access)
+            media = [] if remake else presenting.media_copies(aip.access)
             missing = not media
             for copy in media:
                 local = scratch / Path(copy.key).name

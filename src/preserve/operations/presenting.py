@@ -54,14 +54,16 @@ Download = Callable[[Settings, AipView, FileView, Path], str]
 
 
 def download_payload(settings: Settings, aip: AipView, f: FileView, dest: Path) -> str:
-    """One payload file from the first replica (verified ones first, in config order) whose copy
-    matches the catalog's SHA-256; the replica's name."""
+    """One payload file, as the AIP's newest version has it, from the first replica (verified ones
+    first, in config order) whose copy matches the catalog's SHA-256; the replica's name."""
     order = [t.name for t in settings.targets]
     replicas = sorted(
         (r for r in aip.replicas if r.target in order),
         key=lambda r: (r.status != "verified", order.index(r.target)),
     )
-    key = object_key(aip.id, f.path)
+    # the member as the newest version has it (an amend writes a changed sidecar under a new key)
+    newest = max(aip.versions, key=lambda v: v.number, default=None)
+    key = (newest.members.get(f.path) if newest is not None else None) or object_key(aip.id, f.path)
     problems: list[str] = []
     for r in replicas:
         if not any(o.key == key for o in r.objects):

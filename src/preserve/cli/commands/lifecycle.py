@@ -48,7 +48,14 @@ def cmd_set_access(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     with open_catalog(settings) as catalog:
         report = access_change.set_access(
-            settings, catalog, args.aip_id, args.level, until=until, reason=args.reason, operator=operator(args)
+            settings,
+            catalog,
+            args.aip_id,
+            args.level,
+            until=until,
+            reason=args.reason,
+            operator=operator(args),
+            remake=getattr(args, "remake", False),
         )
     for line in change_lines(report):
         print(line, flush=True)
