@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: prepare (or reuse) the data, start a private SeaweedFS, measure
+"""`python -m bench [--quick] [--only IDS]`: prepare (or reuse) the data, start a private SeaweedFS, measure
 every row, print the table and write bench/results.json. Exit status 1 when a row could not be
 measured (its error is in the table and the JSON); goals not met do not change the exit status."""
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import data as datasets
+from bench.access_rows import ingest_cost, subtitles_to_webvtt
 from bench.catalog_rows import amends, rebuilds
 from bench.environment import HAS_STAGING_SETTING, BenchArchive
 from bench.report import RESULTS_JSON, Row, machine, markdown, table, write_json
@@ -41,10 +42,12 @@ SECTIONS: list[tuple[Callable[[Context], None], tuple[str, ...]]] = [
     (prefect_overhead, ("B8",)),
     (rebuilds, ("B11", "B12")),  # issue 14: the catalog rebuilt from a replica, and amend
     (amends, ("B13",)),
+    (subtitles_to_webvtt, ("B14",)),  # issue 15: subtitles to WebVTT, and the text tracks' cost in an ingest
+    (ingest_cost, ("B15",)),
 ]
 ROW_ORDER = (
     *("B1", "B1c", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B7b", "B8", "B10", "disk"),
-    *("B11", "B12", "B13"),
+    *("B11", "B12", "B13", "B14", "B15"),
 )
 
 
@@ -69,8 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         default=datasets.DATA_DIR,
         help=f"where the cached inputs (cache/) and the scratch archive (work-*/) live (default {datasets.DATA_DIR})",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="IDS",
+        help="comma-separated row ids (e.g. B14,B15): run only the sections that make them (a section makes all "
+        "its rows); default: every row",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_JSON, help=f"the JSON written (default {RESULTS_JSON})")
     args = parser.parse_args(argv)
+    only = {r.strip() for r in args.only.split(",") if r.strip()}
+    if only - set(ROW_ORDER):
+        parser.error(f"--only: no such row {', '.join(sorted(only - set(ROW_ORDER)))} (rows: {', '.join(ROW_ORDER)})")
+    sections = [(s, ids) for s, ids in SECTIONS if not only or only & set(ids)]
     sizes = datasets.QUICK if args.quick else datasets.FULL
     args.repeat = args.repeat or (1 if args.quick else 3)
     started = time.monotonic()
@@ -93,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with archive.running():
         log(f"SeaweedFS up on 127.0.0.1:{archive.port_base}")
-        for section, row_ids in SECTIONS:
+        for section, row_ids in sections:
             t0 = time.monotonic()
             try:
                 section(ctx)
@@ -124,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "mode": sizes.name,
             "repeat": args.repeat,
+            "only": sorted(only),
             "date": dt.datetime.now().isoformat(timespec="seconds"),
             "machine": machine(),
             "sizes": sizes.__dict__,
