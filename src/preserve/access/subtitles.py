@@ -880,7 +880,7 @@ def convert_file(
     if size > max_bytes:
         return too_big
     with open(path, "rb") as fh:
-        data = fh.read(min(size, max_bytes) + 1)  # a file that grew is still caught, no 16 MiB buffer
+        data = fh.read(min(size, max_bytes) + 1)  # its own size, not a 16 MiB buffer
     if len(data) > max_bytes:
         return too_big
     return _convert(
