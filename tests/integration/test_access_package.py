@@ -18,6 +18,7 @@ from preserve.config import Settings
 from preserve.core.model import Agent, EventType, Outcome
 from preserve.operations import access_change, restore, withdraw
 from preserve.pipeline import ingest_submission
+from preserve.pipeline.result import IngestResult
 from preserve.storage import open_store
 from preserve.storage.base import read_small
 from preserve.tools import ffprobe
@@ -220,6 +221,18 @@ def test_folder_with_subtitles_becomes_a_watchable_access_package(
     _no_planted(back)
 
 
+def _credited(settings: Settings, catalog: Catalog) -> IngestResult:
+    """An open film whose sidecar makes its director's name public, ingested."""
+    film = settings.ingest_dir / "credited.mp4"
+    make_clip(film, duration=1.0)
+    (settings.ingest_dir / "credited.mp4.yaml").write_text(
+        f"title: Credited\ndirector: {DIRECTOR}\ncredits_public: true\naccess: open\n", encoding="utf-8"
+    )
+    outcome = ingest_submission(settings, catalog, film)
+    assert outcome.status == "stored", outcome.detail
+    return outcome
+
+
 def test_credits_taken_back_by_an_amend_leave_no_version_naming_them(
     env: tuple[Settings, Catalog], tmp_path: Path
 ) -> None:
@@ -228,13 +241,7 @@ def test_credits_taken_back_by_an_amend_leave_no_version_naming_them(
     from preserve.operations import amend
 
     settings, catalog = env
-    film = settings.ingest_dir / "credited.mp4"
-    make_clip(film, duration=1.0)
-    (settings.ingest_dir / "credited.mp4.yaml").write_text(
-        f"title: Credited\ndirector: {DIRECTOR}\ncredits_public: true\naccess: open\n", encoding="utf-8"
-    )
-    outcome = ingest_submission(settings, catalog, film)
-    assert outcome.status == "stored", outcome.detail
+    outcome = _credited(settings, catalog)
     aip_id = outcome.aip_id
     first = {p.name: p.read_bytes() for p in restore.fetch_access(settings, catalog, aip_id, tmp_path / "a")}
     assert DIRECTOR.encode() in first["manifest.json"] and DIRECTOR.encode() in first["index.html"]
@@ -266,13 +273,7 @@ def test_credits_taken_back_never_return_with_a_later_access_change(
     from preserve.operations import amend, presenting
 
     settings, catalog = env
-    film = settings.ingest_dir / "credited.mp4"
-    make_clip(film, duration=1.0)
-    (settings.ingest_dir / "credited.mp4.yaml").write_text(
-        f"title: Credited\ndirector: {DIRECTOR}\ncredits_public: true\naccess: open\n", encoding="utf-8"
-    )
-    outcome = ingest_submission(settings, catalog, film)
-    assert outcome.status == "stored", outcome.detail
+    outcome = _credited(settings, catalog)
 
     def down(*args: object, **kwargs: object) -> str:
         raise StorageUnavailable("the access location does not answer")

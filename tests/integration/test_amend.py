@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from preserve import cli
-from preserve.access import policy
+from preserve.access import iiif, policy
 from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.core.errors import ConfigError, StorageError
@@ -205,13 +205,33 @@ def test_amend_twice_restore_every_version_and_count_the_bytes(
     assert mod.extra["authorized_by"] == ["alice"] and "The Corrected Title" not in mod.detail
     assert {r.status for r in aip.replicas} == {"verified"}
 
-    # the access copies followed the access level: moved to the public location, verified there
+    # the access copies followed the access level: moved to the public location, verified there;
+    # the media as they were, the IIIF manifest and the page written again: for the new title and
+    # year (the amend refreshed them first) and, the manifest, with the ids of the public place
     assert aip.access_level == "open"
     public = policy.access_location(settings, "open")
+    assert public is not None
+    assert [c.kind for c in aip.access] == [c.kind for c in restricted.values()]  # nothing lost, documents last
+    assert [c.kind for c in aip.access][-2:] == ["manifest", "page"]
     with open_store(settings, public) as store:
         for copy in aip.access:
-            assert copy.target == public.name and copy.sha256 == restricted[copy.kind].sha256
-            assert store.get_file(copy.key, tmp_path / "copy") == copy.sha256
+            assert copy.target == public.name
+            assert (copy.sha256 == restricted[copy.kind].sha256) is (copy.kind not in ("manifest", "page")), copy.kind
+            assert store.get_file(copy.key, tmp_path / copy.key.rsplit("/", 1)[-1]) == copy.sha256
+    by_kind = {c.kind: c for c in aip.access}
+    manifest = (tmp_path / "manifest.json").read_bytes()
+    shown, base = iiif.presentation_of(manifest)
+    assert base == policy.folder_url(settings, "open", by_kind["proxy"].uri)
+    assert (shown.title, shown.year, shown.credits) == ("The Corrected Title", 1991, ())
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "The Corrected Title" in page and "1991" in page and "The First Title" not in page
+    for document in (manifest.decode("utf-8"), page):
+        assert "Someone Named" not in document and "contrib-42" not in document  # credits are not public
+    # one version of each at the public place (no earlier title left fetchable), none at the old one
+    client, bucket, prefix = raw_s3(settings, public.name)
+    listed = client.list_object_versions(Bucket=bucket, Prefix=f"{prefix}{aip_id}/")
+    assert "DeleteMarkers" not in listed
+    assert sorted(v["Key"].removeprefix(prefix) for v in listed["Versions"]) == sorted(c.key for c in aip.access)
     with open_store(settings, policy.access_location(settings, "restricted")) as store:
         assert list(store.list_versions(f"{aip_id}/")) == []
     change = catalog.access_changes(aip_id)[-1]
@@ -225,6 +245,8 @@ def test_amend_twice_restore_every_version_and_count_the_bytes(
     )
     assert (result.version, result.fields, result.title_changed) == (3, ("contributor_id",), False)
     assert result.access.startswith("unchanged (open")
+    assert result.documents == "unchanged"  # the pseudonym is shown nowhere: the documents stay as they are
+    assert catalog.get_aip(aip_id).access == aip.access
     after_v3 = stored(settings, aip_id)
     new_v3 = new_since(after_v2, after_v3, aip_id)
     for target in ("seaweed", "local"):

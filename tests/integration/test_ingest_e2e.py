@@ -12,6 +12,7 @@ from pathlib import Path
 import bagit
 import pytest
 
+from preserve.access import iiif
 from preserve.catalog import Catalog
 from preserve.characterise import decode
 from preserve.config import Settings
@@ -25,6 +26,9 @@ from tests.mediafactory import make_clip, truncated_copy
 from tests.support import isolated_settings
 
 LOCATION = "+39.9042+116.4074/"
+#: a film's access files as `preserve access` writes them: the copies (text tracks after them),
+#: then the IIIF manifest and the page
+ACCESS_FILES = ["proxy.mp4", "poster.jpg", "contact-sheet.jpg", "manifest.json", "index.html"]
 SECRET_TITLE = "Secret Title 秘密"
 
 
@@ -113,10 +117,19 @@ def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path)
         assert any(p.name.endswith(".mediainfo.xml") for p in tech.rglob("*"))
         assert any(p.name.endswith(".ffprobe.json") for p in tech.rglob("*"))
 
-        # the access proxy plays, is small enough, and carries nothing of the source's tags
-        copies = restore.fetch_access(settings, catalog, aip.id, tmp_path / "access" / name)
+        # the access proxy plays, is small enough, and carries nothing of the source's tags; a
+        # restricted film (no access decision) has its IIIF manifest and page too, and the folder's
+        # SRT its WebVTT track; the fetched manifest names the files where they were fetched to
+        dest = tmp_path / "access" / name
+        copies = restore.fetch_access(settings, catalog, aip.id, dest)
         proxy = next(p for p in copies if p.suffix == ".mp4")
-        assert {p.suffix for p in copies} == {".mp4", ".jpg"}
+        tracks = ["subtitles-1.zh.vtt"] if name == "folder" else []
+        assert aip.access_level == "restricted"
+        assert [p.name for p in copies] == [*ACCESS_FILES[:3], *tracks, *ACCESS_FILES[3:]]
+        shown, base = iiif.presentation_of((dest / "manifest.json").read_bytes())
+        assert base == dest.resolve().as_uri() + "/" and shown.aip_id == aip.id
+        assert [(t.name, t.language) for t in shown.tracks] == [(t, "zh") for t in tracks]
+        assert shown.credits == ()  # the sidecar does not mark the credits public
         assert decode.decode_check(proxy, timeout=120).ok
         probe = ffprobe.probe(proxy)
         assert probe.video_codec == "h264" and probe.height <= 1080 and probe.width % 2 == 0 and probe.height % 2 == 0
@@ -125,9 +138,12 @@ def test_ingest_matrix_end_to_end(env: tuple[Settings, Catalog], tmp_path: Path)
             [s.get("tags", {}) for s in probe.raw["streams"]]
         )
         assert "location" not in tags and "title" not in tags and "creation_time" not in tags
-        raw = proxy.read_bytes() + next(p for p in copies if p.suffix == ".jpg").read_bytes()
-        for needle in (b"loci", b"+39.9042", SECRET_TITLE.encode(), b"\xa9xyz", b"ISO6709"):
-            assert needle not in raw, needle
+        for copy in copies:  # every access file: the media, the track, the manifest and the page
+            raw = copy.read_bytes()
+            for needle in (b"loci", b"+39.9042", SECRET_TITLE.encode(), b"\xa9xyz", b"ISO6709"):
+                assert needle not in raw, (copy.name, needle)
+            for person in (b"Real Person Name", b"contrib-42"):
+                assert person not in raw, (copy.name, person)
 
     odd = ffprobe.probe(tmp_path / "access" / "odd" / "proxy.mp4")
     assert (odd.width, odd.height) == (1278, 716)

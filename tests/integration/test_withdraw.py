@@ -8,6 +8,8 @@ leaves it pending; every `set-access` transition, with the objects that exist af
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -37,7 +39,13 @@ from tests.mediafactory import make_clip
 from tests.support import isolated_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]
+#: an open or restricted film's access files: the copies, then its IIIF manifest and page (issue 15)
+NAMES = ["contact-sheet.jpg", "index.html", "manifest.json", "poster.jpg", "proxy.mp4"]
+#: an embargoed film's: the copies only (its manifest and page are written when it is published)
+MEDIA = ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]
+#: the catalog's kinds of those copies, in the order it records them: the documents last
+KINDS = ["proxy", "poster", "contact sheet", "manifest", "page"]
+MEDIA_KINDS = KINDS[:3]
 OPERATOR = Agent("archivist-a", kind="person")
 LEVELS = ("open", "restricted", "embargoed")
 
@@ -72,6 +80,25 @@ def versions(settings: Settings, level: str, aip_id: str) -> dict[str, int]:
     return out
 
 
+def version_digests(settings: Settings, level: str, aip_id: str) -> dict[str, list[str]]:
+    """The SHA-256 of every version under ``<aip>/`` at the location of ``level``, read straight
+    from the server with boto3: key -> digests (a delete marker has none, and counts as "")."""
+    t = policy.access_location(settings, level)
+    assert t is not None
+    client = boto3.client(
+        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **credentials_for(settings, t, env={})
+    )
+    prefix = f"{t.prefix.strip('/')}/"
+    out: dict[str, list[str]] = {}
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=t.bucket, Prefix=f"{prefix}{aip_id}/"):
+        for v in page.get("Versions", []):
+            body = client.get_object(Bucket=t.bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+            out.setdefault(v["Key"].removeprefix(prefix), []).append(hashlib.sha256(body).hexdigest())
+        for v in page.get("DeleteMarkers", []):
+            out.setdefault(v["Key"].removeprefix(prefix), []).append("")
+    return out
+
+
 def everywhere(settings: Settings, aip_id: str) -> dict[str, list[str]]:
     """The keys (any version) under the AIP at each access location."""
     return {level: sorted(versions(settings, level, aip_id)) for level in LEVELS}
@@ -79,7 +106,8 @@ def everywhere(settings: Settings, aip_id: str) -> dict[str, list[str]]:
 
 def expect(settings: Settings, aip_id: str, level: str | None) -> dict[str, list[str]]:
     """What `everywhere` must say when the copies are at ``level`` (None: nowhere)."""
-    return {where: [f"{aip_id}/{n}" for n in NAMES] if where == level else [] for where in LEVELS}
+    names = MEDIA if level == "embargoed" else NAMES
+    return {where: [f"{aip_id}/{n}" for n in names] if where == level else [] for where in LEVELS}
 
 
 def ingest_film(settings: Settings, catalog: Catalog, name: str, access: str | None, **clip: Any) -> str:
@@ -91,6 +119,24 @@ def ingest_film(settings: Settings, catalog: Catalog, name: str, access: str | N
     outcome = ingest_submission(settings, catalog, folder)
     assert outcome.status == "stored", outcome.detail
     return outcome.aip_id
+
+
+def kinds(catalog: Catalog, aip_id: str) -> list[str]:
+    """The kinds of the AIP's recorded access copies, in the catalog's order."""
+    aip = catalog.get_aip(aip_id)
+    assert aip is not None
+    return [c.kind for c in aip.access]
+
+
+def manifest_id(settings: Settings, level: str, aip_id: str) -> str:
+    """The ``id`` of the IIIF manifest stored at the location of ``level``, as the server has it."""
+    t = policy.access_location(settings, level)
+    assert t is not None
+    client = boto3.client(
+        "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **credentials_for(settings, t, env={})
+    )
+    body = client.get_object(Bucket=t.bucket, Key=f"{t.prefix.strip('/')}/{aip_id}/manifest.json")["Body"].read()
+    return str(json.loads(body)["id"])
 
 
 def decisions(catalog: Catalog, aip_id: str) -> list[Any]:
@@ -151,7 +197,7 @@ def test_withdraw_removes_every_version_everywhere_and_nothing_publishes_it_agai
 
     report = withdraw.withdraw(settings, catalog, aip_id[:13], reason="the filmmaker asked", operator=OPERATOR)
     assert report.ok and not report.remaining_lines()
-    assert report.versions_removed == 9  # 3 keys x 2 versions at open, 3 at restricted
+    assert report.versions_removed == 15  # 5 keys (copies, manifest, page) x 2 versions at open, 5 at restricted
     assert sorted(report.removed["access"]) == [f"{aip_id}/{n}" for n in NAMES]
     assert report.local_removed == (f"access/{aip_id}",)
     # no version of any access object remains, anywhere; the local copies are gone
@@ -255,10 +301,12 @@ def test_a_withdrawal_killed_after_its_first_deletion_is_finished(env: Any, tmp_
     )
     assert child.returncode == -9, child.stderr[-3000:]
     left = versions(settings, "open", aip_id)
-    assert len(left) == 2, left  # one of three copies deleted (every version), two still public
+    # one of the five access objects deleted (every version), the other four still public
+    assert len(left) == len(NAMES) - 1 and set(left) < {f"{aip_id}/{n}" for n in NAMES}, left
+    assert all(n == 1 for n in left.values()), left
     # the catalog never says dark while a copy is reachable, but the intent holds
     aip = catalog.get_aip(aip_id)
-    assert aip.access_level == "open" and len(aip.access) == 3
+    assert aip.access_level == "open" and kinds(catalog, aip_id) == KINDS
     assert catalog.publication_withheld(aip_id)
     (pending,) = catalog.status().access_changes
     assert (pending.aip_id, pending.to_level, pending.operator) == (aip_id, "dark", "b")
@@ -326,14 +374,24 @@ def test_every_set_access_transition_with_the_objects_after_each(env: Any) -> No
             assert aip.access == ()
         else:
             location = policy.access_location(settings, level)
-            assert {a.target for a in aip.access} == {location.name} and len(aip.access) == 3
-            for name, count in versions(settings, level, aip_id).items():
-                assert count >= 1, name
+            presented = level != "embargoed"  # an embargoed film's copies have no manifest and page yet
+            assert {a.target for a in aip.access} == {location.name}, n
+            assert kinds(catalog, aip_id) == (KINDS if presented else MEDIA_KINDS), n
+            # one version of each: nothing older (a manifest naming another place) is left behind
+            assert versions(settings, level, aip_id) == dict.fromkeys(expect(settings, aip_id, level)[level], 1), n
+            if presented:  # the manifest was written again for this place: its ids name it
+                proxy_uri = next(a.uri for a in aip.access if a.kind == "proxy")
+                base = policy.folder_url(settings, level, proxy_uri)
+                assert manifest_id(settings, level, aip_id) == base + "manifest.json", n
+            written = "written again for this location (validated, checked, SHA-256 checked on upload)"
+            assert {r.how[k] for k in ("manifest", "page") if k in r.how} == ({written} if presented else set()), n
             if previous == "dark":  # made again from the preserved original
-                assert set(r.how.values()) == {
+                assert {r.how[k] for k in MEDIA_KINDS} == {
                     "made again from the preserved original (post-checked, SHA-256 checked on upload)"
                 }
+                assert set(r.how) == set(KINDS if presented else MEDIA_KINDS), n
                 got = restore.fetch_access(settings, catalog, aip_id, settings.var_dir / f"check-{n}")
+                assert sorted(p.name for p in got) == (NAMES if presented else MEDIA), n
                 proxy = ffprobe.probe(next(p for p in got if p.name == "proxy.mp4"))
                 assert proxy.has_video and proxy.duration and proxy.duration > 0.5
                 shutil.rmtree(settings.var_dir / f"check-{n}")
@@ -354,6 +412,11 @@ def test_every_set_access_transition_with_the_objects_after_each(env: Any) -> No
     access_change.set_access(settings, catalog, aip_id, "embargoed", until=d1, reason="hold", operator=OPERATOR)
     assert [r.status for r in embargo.release_due(settings, catalog, today=d1)] == ["released"]
     assert everywhere(settings, aip_id) == expect(settings, aip_id, "open")
+    # published with its manifest and page, written for the public place (one version of each)
+    assert kinds(catalog, aip_id) == KINDS
+    assert versions(settings, "open", aip_id) == dict.fromkeys(expect(settings, aip_id, "open")["open"], 1)
+    public_proxy = next(a.uri for a in catalog.get_aip(aip_id).access if a.kind == "proxy")
+    assert manifest_id(settings, "open", aip_id) == policy.folder_url(settings, "open", public_proxy) + "manifest.json"
 
 
 def test_set_access_refuses_bad_requests(env: Any) -> None:
@@ -398,7 +461,7 @@ def test_the_withdraw_command_exit_codes_and_the_time_to_verified_absence(env: A
         for path in restore.fetch_access(settings, catalog, aip_id, tmp_path / "copies"):
             d = digest_file(path, ("sha256",))
             held.put_file(f"{aip_id}/{path.name}", path, sha256=d.values["sha256"], size=d.size)
-    assert len(versions(settings, "open", aip_id)) == len(versions(settings, "restricted", aip_id)) == 3
+    assert len(versions(settings, "open", aip_id)) == len(versions(settings, "restricted", aip_id)) == len(NAMES)
     config = write_config(settings, tmp_path / "preserve.toml", access={"contact_sheet_frames": 4})
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -419,7 +482,7 @@ def test_the_withdraw_command_exit_codes_and_the_time_to_verified_absence(env: A
     seconds = time.monotonic() - started
     assert done.returncode == 0, done.stdout + done.stderr
     assert everywhere(settings, aip_id) == expect(settings, aip_id, None)
-    assert done.stdout.splitlines()[0].startswith(f"{aip_id}  dark  withdrawn: 6 object version(s) removed")
+    assert done.stdout.splitlines()[0].startswith(f"{aip_id}  dark  withdrawn: 10 object version(s) removed")
     library = done.stdout.splitlines()[0].rsplit("(", 1)[-1].rstrip(")")
     print(f"\nwithdraw: command to verified absence {seconds:.2f} s (the withdrawal itself {library})")
     again = cli("withdraw", aip_id, "--reason", "again", "--direct")
@@ -455,7 +518,8 @@ def test_a_filesystem_access_target_is_emptied_too(s3_settings: Settings, tmp_pa
         make_clip(folder / "film.mp4", duration=0.5)
         (folder / "metadata.yaml").write_text("access: open\n", encoding="utf-8")
         aip_id = ingest_submission(settings, catalog, folder).aip_id
-        copies = [f"{aip_id}/poster.jpg", f"{aip_id}/proxy.mp4"]
+        # no contact sheet here: the proxy, the poster, the manifest and the page
+        copies = [f"{aip_id}/{n}" for n in ("index.html", "manifest.json", "poster.jpg", "proxy.mp4")]
         assert files("open", aip_id) == copies
         moved = access_change.set_access(settings, catalog, aip_id, "restricted", reason="r", operator=OPERATOR)
         assert moved.ok and [files(level, aip_id) for level in LEVELS] == [[], copies, []]
@@ -511,7 +575,7 @@ def test_a_change_replaced_by_a_withdrawal_whose_clean_up_fails_makes_the_withdr
     assert catalog.get_aip(aip_id).access_level == "dark" and not catalog.access_changes(aip_id, pending_only=True)
 
 
-def test_two_finishers_of_the_same_change_both_succeed(env: Any) -> None:
+def test_two_finishers_of_the_same_change_both_succeed(env: Any, tmp_path: Path) -> None:
     """The command line and housekeeping both read the pending change before either recorded it:
     the second finds it done and says so (no CatalogError, no exit 2), and a second finisher of a
     change of level does not sweep away the copies the first one recorded."""
@@ -525,7 +589,14 @@ def test_two_finishers_of_the_same_change_both_succeed(env: Any) -> None:
     second = access_change.carry_out(settings, catalog, stale, change)
     assert second.ok
     assert everywhere(settings, aip_id) == expect(settings, aip_id, "open")
-    assert catalog.get_aip(aip_id).access_level == "open" and len(catalog.get_aip(aip_id).access) == 3
+    assert catalog.get_aip(aip_id).access_level == "open" and kinds(catalog, aip_id) == KINDS
+    # every version at the public location has the bytes the catalog records (the second finisher,
+    # whose stale view names a manifest at the restricted place the first one swept, writes the same
+    # manifest and page again from the proxy: an identical version, nothing else)
+    recorded = {c.key: c.sha256 for c in catalog.get_aip(aip_id).access}
+    assert version_digests(settings, "open", aip_id).keys() == recorded.keys()
+    for key, digests in version_digests(settings, "open", aip_id).items():
+        assert set(digests) == {recorded[key]}, key
     dark, _ = catalog.begin_access_change(
         aip_id, from_level=AccessLevel.OPEN, to_level=AccessLevel.DARK, until=None, reason="now", operator=OPERATOR
     )
