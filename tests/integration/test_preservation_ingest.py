@@ -191,7 +191,8 @@ def test_access_levels_open_restricted_embargoed_dark(env: tuple[Settings, Catal
         o = ingest_submission(settings, catalog, path)
         assert o.status == "stored", (level, o.detail)
         ids[level] = o.aip_id
-    names = ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]
+    media = ["contact-sheet.jpg", "poster.jpg", "proxy.mp4"]  # what an embargoed film's location holds
+    names = ["contact-sheet.jpg", "index.html", "manifest.json", "poster.jpg", "proxy.mp4"]  # + manifest, page
     everywhere = {
         level: {where: _keys(settings, where, ids[level]) for where in ("open", "restricted", "embargoed")}
         for level in ids
@@ -205,7 +206,7 @@ def test_access_levels_open_restricted_embargoed_dark(env: tuple[Settings, Catal
     assert everywhere["embargoed"] == {
         "open": [],
         "restricted": [],
-        "embargoed": [f"{ids['embargoed']}/{n}" for n in names],
+        "embargoed": [f"{ids['embargoed']}/{n}" for n in media],
     }
     assert everywhere["dark"] == {"open": [], "restricted": [], "embargoed": []}
     for level in ids:  # every decision is an event
@@ -225,4 +226,6 @@ def test_access_levels_open_restricted_embargoed_dark(env: tuple[Settings, Catal
     assert aip.access_level == "open" and {a.target for a in aip.access} == {"access"}
     assert premis.validate(premis.from_catalog(aip)) == []
     assert embargo.release_due(settings, catalog, today=until) == []  # nothing left to release
-    assert len(restore.fetch_access(settings, catalog, aip.id, settings.var_dir / "got")) == 3
+    # published: the manifest and the page written for the public location with the copies
+    got = restore.fetch_access(settings, catalog, aip.id, settings.var_dir / "got")
+    assert sorted(p.name for p in got) == names
