@@ -590,13 +590,15 @@ def test_two_finishers_of_the_same_change_both_succeed(env: Any, tmp_path: Path)
     assert second.ok
     assert everywhere(settings, aip_id) == expect(settings, aip_id, "open")
     assert catalog.get_aip(aip_id).access_level == "open" and kinds(catalog, aip_id) == KINDS
-    # every version at the public location has the bytes the catalog records (the second finisher,
-    # whose stale view names a manifest at the restricted place the first one swept, writes the same
-    # manifest and page again from the proxy: an identical version, nothing else)
+    # every version at the public location has the bytes the catalog records, and there is one of
+    # each: the second finisher finds the change done and writes nothing (no manifest and page made
+    # again from its stale view)
+    assert second.note == "already carried out by another run"
     recorded = {c.key: c.sha256 for c in catalog.get_aip(aip_id).access}
     assert version_digests(settings, "open", aip_id).keys() == recorded.keys()
     for key, digests in version_digests(settings, "open", aip_id).items():
         assert set(digests) == {recorded[key]}, key
+        assert len(digests) == 1, key
     dark, _ = catalog.begin_access_change(
         aip_id, from_level=AccessLevel.OPEN, to_level=AccessLevel.DARK, until=None, reason="now", operator=OPERATOR
     )

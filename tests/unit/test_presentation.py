@@ -114,11 +114,10 @@ def test_a_manifest_that_cannot_be_written_is_a_packaging_error(tmp_path: Path) 
     assert not list(tmp_path.iterdir())
 
 
-def test_track_forbidden_values_spare_the_films_own_title() -> None:
-    values = package.track_forbidden(
-        ["回家", "Going Home", "a", "GPS +39.9+116.4", "Shot by Wang"],
+def test_forbidden_values_spare_the_films_own_title() -> None:
+    values = package.forbidden_values(
+        ["回家", "Going Home", "a", "GPS +39.9+116.4", "Shot by Wang", "contrib-42", "", " Shot by Wang "],
         shown=("Going Home", "回家"),
-        also=("contrib-42", ""),
     )
     assert values == ["GPS +39.9+116.4", "Shot by Wang", "contrib-42"]
 

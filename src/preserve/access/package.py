@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preserve.access import iiif, page, subtitles
+from preserve.access import iiif, page, scrub, subtitles
 from preserve.access.presentation import (
     MANIFEST_NAME,
     PAGE_NAME,
@@ -139,18 +139,20 @@ def _unconverted(source: str, exc: BaseException, language_from: str) -> TrackFi
     )
 
 
-#: a value shorter than this is not searched for in a track: it turns up in dialogue by chance
-MIN_TRACK_FORBIDDEN = 4
+#: a value shorter than this is not searched for: it turns up in dialogue or a title by chance
+#: (the same bound as the copies' byte scan)
+MIN_FORBIDDEN = scrub.MIN_FORBIDDEN_LENGTH
 
 
-def track_forbidden(identifying: Sequence[str], *, shown: Sequence[str] = (), also: Sequence[str] = ()) -> list[str]:
-    """What no text track may contain (pure): the source's identifying tags (``identifying``) and
-    the values in ``also`` (a contributor's pseudonym), each at least `MIN_TRACK_FORBIDDEN`
-    characters, except those the film's public texts (``shown``: its title, original title)
-    contain: a container whose title tag is the film's title must not withhold its subtitles."""
+def forbidden_values(values: Sequence[str], *, shown: Sequence[str] = ()) -> list[str]:
+    """What a text track or a public document must not contain (pure): ``values`` (the source's
+    identifying tags, a contributor's pseudonym, directors not credited publicly), stripped, each
+    at least `MIN_FORBIDDEN` characters and once, except those the film's public texts
+    (``shown``: its title, original title, credits made public) contain: a container whose title
+    tag is the film's title must not withhold its subtitles or its page."""
     public = [t for t in shown if t]
-    values = (v.strip() for v in (*identifying, *also) if v)
-    return list(dict.fromkeys(v for v in values if len(v) >= MIN_TRACK_FORBIDDEN and not any(v in t for t in public)))
+    stripped = (v.strip() for v in values if v)
+    return list(dict.fromkeys(v for v in stripped if len(v) >= MIN_FORBIDDEN and not any(v in t for t in public)))
 
 
 def tracks_of(findings: Sequence[TrackFinding]) -> tuple[TextTrack, ...]:

@@ -31,11 +31,10 @@ from preserve.catalog import AccessChangeRecord, AccessCopy, AipView, Catalog, F
 from preserve.catalog.access_changes import DONE
 from preserve.config import Settings, TargetSettings
 from preserve.core import redact
-from preserve.core.errors import ConfigError, PreserveError, PrivacyError, SidecarError, StorageError
+from preserve.core.errors import ConfigError, PreserveError, PrivacyError, StorageError
 from preserve.core.fs import private_dir
 from preserve.core.model import AccessLevel, Agent, AipStatus, Event, EventType, Outcome, utcnow
 from preserve.fixity.digest import digest_file
-from preserve.intake import sidecar
 from preserve.operations import alerts, journal, presenting
 from preserve.operations import withdraw as withdrawals
 from preserve.operations.embargo import embargo_until
@@ -180,6 +179,21 @@ def carry_out(
     dest = policy.access_location(settings, change.to_level)
     if dest is None:
         raise ConfigError("no access target is configured ([access_target]): access copies have nowhere to go")
+    now = catalog.access_change(change.id)
+    if now is not None and now.state == DONE:  # another finisher did it since this one read it: nothing to move
+        current = catalog.get_aip(aip.id) or aip
+        return AccessChangeReport(
+            aip.id,
+            change.id,
+            change.from_level,
+            change.to_level,
+            change.until,
+            previous_until,
+            copies=current.access,
+            note="already carried out by another run",
+            resumed=True,
+            seconds=time.monotonic() - started,
+        )
     events: list[Event] = []
     remaining: dict[str, tuple[str, ...]] = {}
     scratch = settings.var_dir / "access-work" / aip.id
@@ -443,18 +457,8 @@ _download = presenting.download_payload
 def _described(settings: Settings, aip: AipView, scratch: Path) -> tuple[str, ...]:
     """The descriptive values no access copy may carry: the catalog's title and, from the preserved
     sidecar when there is one, the original title and the directors."""
-    values = [aip.title]
-    for f in aip.files:
-        if f.role == "sidecar" and f.path.endswith((".yaml", ".yml")):
-            local = scratch / "sidecar.yaml"
-            try:
-                _download(settings, aip, f, local)
-                meta = sidecar.load(local)
-            except (StorageError, SidecarError):
-                continue
-            finally:
-                local.unlink(missing_ok=True)
-            values += [meta.title, meta.original_title, *meta.directors]
+    meta = presenting.preserved_sidecar(settings, aip, scratch, _download)
+    values = [aip.title, *((meta.title, meta.original_title, *meta.directors) if meta is not None else ())]
     return tuple(v for v in values if v)
 
 
@@ -566,10 +570,9 @@ def _tracks_again(
         film=film,
         film_source=film_path,
         probe=probe,
-        forbidden=package.track_forbidden(
-            scrub.identifying_tags(probe.raw),
+        forbidden=package.forbidden_values(
+            [*scrub.identifying_tags(probe.raw), meta.contributor_id if meta is not None else ""],
             shown=(meta.title, meta.original_title, aip.title) if meta is not None else (aip.title,),
-            also=(meta.contributor_id,) if meta is not None else (),
         ),
         timeout=settings.ingest.tool_timeout_seconds,
     )

@@ -110,7 +110,7 @@ def preserved_sidecar(settings: Settings, aip: AipView, scratch: Path, download:
             try:
                 download(settings, aip, f, local)
                 return sidecar.load(local)
-            except (StorageError, PreserveError):
+            except PreserveError:  # not readable now (a replica down, a sidecar refused)
                 continue
             finally:
                 local.unlink(missing_ok=True)

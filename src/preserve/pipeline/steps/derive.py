@@ -127,7 +127,7 @@ def make_access(ctx: IngestContext, staged: Staged, described: Described, valida
     checked = _post_check(ctx, staged, film, probe, derivatives)
     if checked.proxy is None:
         return checked
-    return _presentation(ctx, staged, film, src, probe, checked, out)
+    return _presentation(ctx, staged, film, src, probe, checked, checked.proxy, out)
 
 
 def _presentation(
@@ -137,6 +137,7 @@ def _presentation(
     src: Path,
     probe: ffprobe.ProbeReport,
     derivatives: Derivatives,
+    proxy: Path,
     out: Path,
 ) -> Derivatives:
     """The text tracks (every subtitle file of the submission, every subtitle stream of the film;
@@ -161,8 +162,8 @@ def _presentation(
         film=src,
         film_source=film.path,
         probe=probe,
-        forbidden=package.track_forbidden(
-            identifying, shown=(meta.title, meta.original_title), also=(meta.contributor_id,)
+        forbidden=package.forbidden_values(
+            [*identifying, meta.contributor_id], shown=(meta.title, meta.original_title)
         ),
         timeout=ctx.settings.ingest.tool_timeout_seconds,
     )
@@ -172,17 +173,11 @@ def _presentation(
     shown = {meta.title, meta.original_title, *(meta.directors if meta.credits_public else ())} - {""}
     # the documents are also held to an allow-list of what they may say (iiif/page.check_clean)
     hidden = [*identifying, meta.contributor_id, *(() if meta.credits_public else meta.directors)]
-    forbidden = tuple(
-        dict.fromkeys(
-            v
-            for v in (h.strip() for h in hidden)
-            if len(v) >= scrub.MIN_FORBIDDEN_LENGTH and not any(v in text for text in shown)
-        )
-    )
+    forbidden = tuple(package.forbidden_values(hidden, shown=tuple(shown)))
     try:
         presentation = package.presentation(
             ctx.aip_id,
-            derivatives.proxy or out,
+            proxy,
             title=meta.title,
             original_title=meta.original_title,
             original_language=meta.language,
