@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -42,6 +41,9 @@ from preserve.access.presentation import (
     UNDETERMINED,
     Presentation,
     TrackRef,
+    fold,
+    forbidden_search,
+    own_texts,
 )
 from preserve.core.errors import PackagingError
 
@@ -646,32 +648,6 @@ def validate(data: bytes) -> list[str]:
 
 
 # -- privacy --------------------------------------------------------------------------------------
-def _fold(text: str) -> str:
-    """The form strings are compared in: NFC, case-folded."""
-    return unicodedata.normalize("NFC", text).casefold()
-
-
-def own_texts(p: Presentation) -> frozenset[str]:
-    """The presentation's own texts, which the access files may show: the AIP id, title, original
-    title, year, track labels and languages, and the directors only when their credits are
-    public (``p.credits`` is empty otherwise)."""
-    texts = {p.aip_id, p.title, p.original_title, *p.credits}
-    if p.year is not None:
-        texts.add(str(p.year))
-    for track in p.tracks:
-        texts |= {track.label, track.language}
-    return frozenset(t for t in texts if t)
-
-
-def forbidden_search(forbidden: Sequence[str], p: Presentation) -> tuple[str, ...]:
-    """The forbidden values to look for, folded: each non-empty one, except those that are in
-    full one of the presentation's own texts (a title the caller also forbids in media files is
-    still the title here). A forbidden value inside an own text is still looked for."""
-    own = {_fold(t) for t in own_texts(p)}
-    values = (_fold(v.strip()) for v in forbidden if v.strip())
-    return tuple(dict.fromkeys(v for v in values if v not in own))
-
-
 def check_clean(data: bytes, p: Presentation, base: str, forbidden: Sequence[str] = ()) -> list[str]:
     """The privacy check of a manifest of ``p`` at ``base``, an allow-list: every string in it
     (values and keys) must be one of the presentation's own texts (`own_texts`), a URL of one of
@@ -693,11 +669,11 @@ def check_clean(data: bytes, p: Presentation, base: str, forbidden: Sequence[str
             for key in node:
                 if key not in keys:
                     findings.append(f"{where}: a key that is not one preserve writes")
-                if any(v in _fold(key) for v in search):
+                if any(v in fold(key) for v in search):
                     findings.append(f"{where}: a key holds a forbidden value")
         elif isinstance(node, str):
             if node not in allowed:
                 findings.append(f"{where}: a string that is not the presentation's own")
-            if any(v in _fold(node) for v in search):
+            if any(v in fold(node) for v in search):
                 findings.append(f"{where}: holds a forbidden value")
     return findings

@@ -19,13 +19,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import unicodedata
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from urllib.parse import quote, urlsplit
 
-from preserve.access.iiif import forbidden_search, own_texts
-from preserve.access.presentation import CONTACT_SHEET_NAME, MANIFEST_NAME, POSTER_NAME, PROXY_NAME, Presentation
+from preserve.access.presentation import (
+    CONTACT_SHEET_NAME,
+    MANIFEST_NAME,
+    POSTER_NAME,
+    PROXY_NAME,
+    Presentation,
+    fold,
+    forbidden_search,
+    own_texts,
+)
 
 #: the page's only stylesheet; its hash is in the CSP, so any change here is allowed with it
 STYLE = """
@@ -189,10 +196,6 @@ def render(p: Presentation) -> bytes:
 
 
 # -- the check ------------------------------------------------------------------------------------
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFC", text).casefold()
-
-
 class _Checker(HTMLParser):
     """Walks the page once and notes every finding with its line, never quoting a value."""
 
@@ -217,7 +220,7 @@ class _Checker(HTMLParser):
         self.findings.append(f"line {line}: {what}")
 
     def forbidden(self, text: str, where: str) -> None:
-        folded = _fold(text)
+        folded = fold(text)
         if any(v in folded for v in self.search):
             self.hit = True
             self.note(f"{where} holds a forbidden value")
@@ -298,9 +301,9 @@ def check_clean(html_bytes: bytes, p: Presentation, forbidden: Sequence[str] = (
     """The check of a page of ``p``, an allow-list: the one doctype; only the elements and
     attributes `render` writes; no ``<script>``, no ``on*`` attribute, no comment; every URL
     relative and to a file of the AIP's folder; every text and attribute value one of the
-    presentation's own texts (`iiif.own_texts`: directors only when their credits are public) or
+    presentation's own texts (`presentation.own_texts`: directors only when their credits are public) or
     the page's own words; the stylesheet the CSP's hash allows; the CSP and the no-referrer
-    policy present; no ``forbidden`` value anywhere (`iiif.forbidden_search`). Findings name
+    policy present; no ``forbidden`` value anywhere (`presentation.forbidden_search`). Findings name
     the line and the kind of thing, never a value. Empty means clean."""
     try:
         text = html_bytes.decode("utf-8")
@@ -316,6 +319,6 @@ def check_clean(html_bytes: bytes, p: Presentation, forbidden: Sequence[str] = (
         findings.append("no Content-Security-Policy, or not the page's")
     if not checker.referrer:
         findings.append("no no-referrer policy")
-    if not checker.hit and any(v in _fold(html.unescape(text)) for v in checker.search):
+    if not checker.hit and any(v in fold(html.unescape(text)) for v in checker.search):
         findings.append("the page holds a forbidden value")  # split across nodes, or in the markup
     return findings

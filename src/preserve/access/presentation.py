@@ -8,12 +8,16 @@ Nothing here may carry what identifies the people involved: a track's ``source``
 file's name in the submission, a stream number) is for the preservation events only and is never
 written into an access file; access files are named by their number and language
 (`track_name`), never after what the submitter called them; a presentation holds people's names
-(``credits``) only when the sidecar marks the credits public."""
+(``credits``) only when the sidecar marks the credits public. What the public files may say
+(`own_texts`) and what they are searched for (`forbidden_search`) are decided here, once, for
+the manifest's and the page's checks."""
 
 from __future__ import annotations
 
 import enum
 import re
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,3 +150,29 @@ class Presentation:
     poster: tuple[int, int] | None = None
     contact_sheet: bool = False
     tracks: tuple[TrackRef, ...] = field(default_factory=tuple)
+
+
+def fold(text: str) -> str:
+    """The form strings are compared in: NFC, case-folded."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def own_texts(p: Presentation) -> frozenset[str]:
+    """The presentation's own texts, which the access files may show: the AIP id, title, original
+    title, year, track labels and languages, and the directors only when their credits are
+    public (``p.credits`` is empty otherwise)."""
+    texts = {p.aip_id, p.title, p.original_title, *p.credits}
+    if p.year is not None:
+        texts.add(str(p.year))
+    for track in p.tracks:
+        texts |= {track.label, track.language}
+    return frozenset(t for t in texts if t)
+
+
+def forbidden_search(forbidden: Sequence[str], p: Presentation) -> tuple[str, ...]:
+    """The forbidden values to look for, folded: each non-empty one, except those that are in
+    full one of the presentation's own texts (a title the caller also forbids in media files is
+    still the title here). A forbidden value inside an own text is still looked for."""
+    own = {fold(t) for t in own_texts(p)}
+    values = (fold(v.strip()) for v in forbidden if v.strip())
+    return tuple(dict.fromkeys(v for v in values if v not in own))
