@@ -16,6 +16,7 @@ from pathlib import Path
 from bench import data as datasets
 from bench.access_rows import ingest_cost, subtitles_to_webvtt
 from bench.catalog_rows import amends, rebuilds
+from bench.crypt_rows import encrypted_memory, encrypted_replicas
 from bench.environment import HAS_STAGING_SETTING, BenchArchive
 from bench.report import RESULTS_JSON, Row, machine, markdown, table, write_json
 from bench.rows import (
@@ -32,6 +33,7 @@ from bench.rows import (
 #: B1c (copy mode) exists only where the tree has the [ingest] staging setting.
 SECTIONS: list[tuple[Callable[[Context], None], tuple[str, ...]]] = [
     (memory_flatness, ("B6b",)),  # first: it needs the most free disk, before S3 data accumulates
+    (encrypted_memory, ("B18",)),  # issue 16: next, for the same reason (20 GB of ciphertext on the server)
     (
         fixity_and_storage,
         ("B1", *(("B1c",) if HAS_STAGING_SETTING else ()), "B2", "B3", "B4", "B6a", "B7b", "disk"),
@@ -44,10 +46,11 @@ SECTIONS: list[tuple[Callable[[Context], None], tuple[str, ...]]] = [
     (amends, ("B13",)),
     (subtitles_to_webvtt, ("B14",)),  # issue 15: subtitles to WebVTT, and the text tracks' cost in an ingest
     (ingest_cost, ("B15",)),
+    (encrypted_replicas, ("B16", "B17")),  # issue 16: age-encrypted replicas against plaintext ones
 ]
 ROW_ORDER = (
     *("B1", "B1c", "B2", "B3", "B4", "B5", "peer", "B6a", "B6b", "B7", "B7b", "B8", "B10", "disk"),
-    *("B11", "B12", "B13", "B14", "B15"),
+    *("B11", "B12", "B13", "B14", "B15", "B16", "B17", "B18"),
 )
 
 

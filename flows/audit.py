@@ -20,11 +20,15 @@ from preserve.operations import alerts, audit
 
 
 @task(name="audit-replica", cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=30)
-def audit_replica(config: str | None, replica: str, aip: str | None, full: bool) -> audit.AuditReport:
+def audit_replica(
+    config: str | None, replica: str, aip: str | None, full: bool, decrypt: bool = False
+) -> audit.AuditReport:
     settings = settings_mod.load(config)
     catalog = Catalog(settings.catalog_url)
     try:
-        return audit.run_audit(settings, catalog, audit.AuditScope(aip_id=aip, replica=replica, full=full))
+        return audit.run_audit(
+            settings, catalog, audit.AuditScope(aip_id=aip, replica=replica, full=full), decrypt=decrypt
+        )
     finally:
         catalog.close()
 
@@ -58,22 +62,27 @@ def _run_name() -> str:
 
     p = flow_run.parameters
     scope = " ".join(x for x in (p.get("aip"), p.get("replica")) if x) or "all replicas"
-    return f"fixity-audit · {scope}" + (" · full" if p.get("full") else "")
+    return f"fixity-audit · {scope}" + (" · full" if p.get("full") else "") + (" · decrypt" if p.get("decrypt") else "")
 
 
 @flow(name="fixity-audit", flow_run_name=_run_name, persist_result=False)
 def fixity_audit_flow(
-    aip: str | None = None, replica: str | None = None, full: bool = False, config: str | None = None
+    aip: str | None = None,
+    replica: str | None = None,
+    full: bool = False,
+    config: str | None = None,
+    decrypt: bool = False,
 ) -> State:
     """Audit every replica (or one). Ends Failed when damage was found or a replica was
-    unreachable, so the dashboard shows what needs a person."""
+    unreachable, so the dashboard shows what needs a person. ``decrypt``: the objects of
+    encrypted targets re-read are also decrypted and their plaintext checked (identity needed)."""
     private_umask()  # what this run and its tools create is for the archive's user only
     settings = settings_mod.load(config)
     names = [t.name for t in settings.targets if replica in (None, t.name)]
     tag_this_run("audit", *names)
     reports = [
         audit_replica.with_options(task_run_name=f"audit · {name}", tags=["audit", name])(
-            str(settings.source), name, aip, full
+            str(settings.source), name, aip, full, decrypt
         )
         for name in names
     ]

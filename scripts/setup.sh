@@ -13,6 +13,7 @@ command -v mediainfo >/dev/null || need_apt+=(mediainfo)
 command -v mediaconch >/dev/null || need_apt+=(mediaconch)
 command -v exiftool >/dev/null || need_apt+=(libimage-exiftool-perl)  # the privacy post-check
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v age >/dev/null && command -v age-keygen >/dev/null || need_apt+=(age)  # stock age: interop tests, the operator's way back
 if [ "${PRESERVE_WITH_POSTGRES:-0}" = 1 ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi

@@ -61,17 +61,18 @@ if where == "upload":  # inside replicate, after N objects have been stored (on 
     stored, lock = [0], threading.Lock()
 
     def killing(real):
-        def put_file(self, *args, **kwargs):
+        def put_source(self, *args, **kwargs):
             info = real(self, *args, **kwargs)
             with lock:
                 stored[0] += 1
                 if stored[0] >= int(what):
                     die()
             return info
-        return put_file
+        return put_source
 
+    # put_file is a call of put_source: wrapping put_source counts every object once, by either way in
     for cls in (S3Store, LocalStore):
-        cls.put_file = killing(cls.put_file)
+        cls.put_source = killing(cls.put_source)
 
 if where == "accession":  # the source is in done/, the claim not yet released
     real_move = disposition.move_to_done

@@ -562,8 +562,8 @@ def test_download_dropped_midway_continues_where_it_stopped(
 def test_uploads_run_in_parallel_across_targets(
     s3_settings: Settings, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`parallel_uploads` put_file calls are under way at once (the real ones, counted on the
-    way in and out), and every object on both targets verifies."""
+    """`parallel_uploads` uploads (put_source calls) are under way at once (the real ones,
+    counted on the way in and out), and every object on both targets verifies."""
     from preserve.storage.local import LocalStore
 
     settings = tuned(s3_settings, parallel_uploads=3)
@@ -574,7 +574,7 @@ def test_uploads_run_in_parallel_across_targets(
     active, peak, lock = 0, 0, threading.Lock()
 
     def counting(real: Callable[..., Any]) -> Callable[..., Any]:
-        def put_file(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def put_source(self: Any, *args: Any, **kwargs: Any) -> Any:
             nonlocal active, peak
             with lock:
                 active += 1
@@ -586,10 +586,11 @@ def test_uploads_run_in_parallel_across_targets(
                 with lock:
                     active -= 1
 
-        return put_file
+        return put_source
 
-    monkeypatch.setattr(S3Store, "put_file", counting(S3Store.put_file))
-    monkeypatch.setattr(LocalStore, "put_file", counting(LocalStore.put_file))
+    # put_file is a call of put_source: wrapping put_source counts each upload once, by either way in
+    monkeypatch.setattr(S3Store, "put_source", counting(S3Store.put_source))
+    monkeypatch.setattr(LocalStore, "put_source", counting(LocalStore.put_source))
     targets = [settings.target("seaweed"), TargetSettings(name="disk", kind="filesystem", path=tmp_path / "disk")]
     outcomes = replication.upload_all(settings, targets, run, uploads)
     assert peak == 3

@@ -272,7 +272,10 @@ def test_every_column_that_travels_to_the_replicas_is_one_someone_chose(catalog:
         AIP, from_level="restricted", to_level="dark", until=None, reason="r", operator=Agent("ana", kind="person")
     )
     state = catalog.aip_state(AIP)
-    assert set(state) == {"format", "aip", "replicas", "access", "access_changes", "deaccessions", "versions"}
+    assert set(state) == {
+        *("format", "aip", "replicas", "access", "access_changes", "deaccessions", "versions"),
+        *("objects", "keys"),
+    }
     assert set(state["aip"]) == {
         *("id", "title", "submission_name", "created_at", "status", "access_level"),
         *("payload_oxum", "content_key", "state_seq"),
@@ -283,7 +286,17 @@ def test_every_column_that_travels_to_the_replicas_is_one_someone_chose(catalog:
         *("from_level", "to_level", "until", "reason", "operator", "state", "requested_at", "completed_at"),
         *("attempts", "last_error", "detail", "dashboard_cleaned_at"),
     }
-    from preserve.catalog.models import DeaccessionObjectRow, DeaccessionRow
+    from preserve.catalog.models import AipKeyRow, DeaccessionObjectRow, DeaccessionRow, ObjectRow
+    from preserve.catalog.snapshot import OBJECT_COLUMNS
+
+    # of the objects, only those on an encrypted target travel, and only these columns of them
+    assert OBJECT_COLUMNS == ("target", "key", "stored_key", "stored_size", "stored_sha256")
+    assert set(OBJECT_COLUMNS) <= {c.key for c in ObjectRow.__table__.columns}
+    assert state["objects"] == []  # every object of this AIP is plaintext
+    assert {c.key for c in AipKeyRow.__table__.columns} == {
+        *("id", "aip_id", "target", "recipient", "wrapped", "sha256", "recipients", "created_at"),
+        *("verified_at", "destroyed_at"),
+    }
 
     assert {c.key for c in DeaccessionRow.__table__.columns} == {
         *("id", "aip_id", "state", "reason", "requested_by", "requested_at", "approved_by", "approved_at"),
@@ -292,6 +305,6 @@ def test_every_column_that_travels_to_the_replicas_is_one_someone_chose(catalog:
     assert {c.key for c in DeaccessionObjectRow.__table__.columns} == {
         *("id", "deaccession_id", "aip_id", "target", "key", "size", "sha256", "version_id", "lock_mode"),
         *("lock_until", "state", "due_at", "deleted_at", "versions_deleted", "method", "detail", "attempts"),
-        "checked_at",
+        *("checked_at", "stored_key"),
     }
     assert state["aip"]["state_seq"] == 1 and catalog.aip_state(AIP)["aip"]["state_seq"] == 2  # numbered

@@ -8,6 +8,7 @@ from preserve.catalog.access_changes import AccessChangeRecord
 from preserve.catalog.aips import content_key
 from preserve.catalog.records import (
     AccessCopy,
+    AipKeyRecord,
     AipView,
     AlertRecord,
     FileView,
@@ -24,6 +25,7 @@ from preserve.catalog.repository import Catalog
 __all__ = [
     "AccessChangeRecord",
     "AccessCopy",
+    "AipKeyRecord",
     "AipView",
     "AlertRecord",
     "Catalog",

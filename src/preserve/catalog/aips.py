@@ -361,6 +361,9 @@ def _object_row(o: StoredObject, target: str) -> ObjectRow:
         version_id=o.version_id or "",
         lock_mode=o.lock_mode or "",
         lock_until=o.lock_until,
+        stored_key=o.stored_key or "",
+        stored_size=o.stored_size,
+        stored_sha256=o.stored_sha256 or "",
     )
 
 
@@ -376,6 +379,9 @@ def _stored_object(r: ObjectRow) -> StoredObject:
         lock_until=aware(r.lock_until),
         status=ReplicaStatus(r.status),
         aip_id=r.aip_id,
+        stored_key=r.stored_key or "",
+        stored_size=r.stored_size,
+        stored_sha256=r.stored_sha256 or "",
     )
 
 

@@ -78,6 +78,13 @@ class ObjectDeletion:
     detail: str = ""
     attempts: int = 0
     checked_at: dt.datetime | None = None
+    #: the opaque key the target holds it under (an encrypted target); "" for a plaintext object
+    stored_key: str = ""
+
+    @property
+    def physical_key(self) -> str:
+        """The key to delete on the target (the opaque one, when encrypted)."""
+        return self.stored_key or self.key
 
 
 @dataclass(frozen=True)
@@ -230,6 +237,7 @@ class DeaccessionRepository(CatalogEngine):
                         version_id=o.version_id,
                         lock_mode=o.lock_mode,
                         lock_until=o.lock_until,
+                        stored_key=o.stored_key or "",
                         state=DeletionState.PENDING.value,
                     )
                 )
@@ -245,13 +253,19 @@ class DeaccessionRepository(CatalogEngine):
 
     def add_deletions(self, request_id: str, found: Sequence[tuple[str, str, int]], *, state: DeletionState) -> int:
         """Deletion records for objects found under the AIP's prefix that the catalog never had
-        (target, key, size); those already recorded are left as they are. Returns how many were new."""
+        (target, key, size); those already recorded are left as they are, whether by their key or,
+        on an encrypted target, by the opaque key the target holds them under. Returns how many
+        were new."""
         if not found:
             return 0
         with self._tx() as s:
             row = self._locked(s, request_id)
-            before = len(_objects(s, row.id))
+            had = _object_rows(s, row.id)
+            before = len(had)
+            opaque = {(o.target, o.stored_key) for o in had if o.stored_key}
             for target, key, size in found:
+                if (target, key) in opaque:
+                    continue
                 s.execute(
                     insert_ignore(s, DeaccessionObjectRow).values(
                         deaccession_id=row.id,
@@ -260,6 +274,7 @@ class DeaccessionRepository(CatalogEngine):
                         key=key,
                         size=size,
                         sha256="",
+                        stored_key="",
                         version_id="",
                         lock_mode="",
                         state=DeletionState(state).value,
@@ -384,6 +399,7 @@ def _object(o: DeaccessionObjectRow) -> ObjectDeletion:
         detail=o.detail,
         attempts=o.attempts or 0,
         checked_at=aware(o.checked_at),
+        stored_key=o.stored_key or "",
     )
 
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -98,6 +109,12 @@ class ObjectRow(Base):
     version_id: Mapped[str] = mapped_column(Text, default="")
     lock_mode: Mapped[str] = mapped_column(String(32), default="")
     lock_until: Mapped[dt.datetime | None]
+    #: on an encrypted target: the opaque key the target holds the ciphertext under, and the
+    #: ciphertext's size and SHA-256 (what an audit without any key re-reads against); ``key``,
+    #: ``size`` and ``sha256`` stay the plaintext's. Empty (NULL) for a plaintext object.
+    stored_key: Mapped[str] = mapped_column(Text, default="", server_default="")
+    stored_size: Mapped[int | None] = mapped_column(BigInteger)
+    stored_sha256: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
     aip: Mapped[AipRow] = relationship(back_populates="objects")
 
@@ -252,6 +269,29 @@ class DeaccessionObjectRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     checked_at: Mapped[dt.datetime | None]  # last time an audit looked for it
+    #: the opaque key the target holds it under (an encrypted target); "" for a plaintext object
+    stored_key: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class AipKeyRow(Base):
+    """The key of one AIP on one encrypted target: its public half (the age recipient its objects
+    are encrypted to) and the key object, the AIP's age identity wrapped to the target's
+    recipients, as stored beside the AIP. Not tied to the AIP row: when a deaccession destroys the
+    key, the row stays (``wrapped`` emptied, ``destroyed_at`` set) as the record of it."""
+
+    __tablename__ = "aip_keys"
+    __table_args__ = (UniqueConstraint("aip_id", "target", name="uq_aip_keys_aip_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aip_id: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(128))
+    recipient: Mapped[str] = mapped_column(Text)  # the AIP key's own public key, "age1..."
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)  # the key object's bytes; b"" once destroyed
+    sha256: Mapped[str] = mapped_column(String(64))  # of ``wrapped`` as written
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)  # the target recipients it is wrapped to
+    created_at: Mapped[dt.datetime]
+    verified_at: Mapped[dt.datetime | None]  # when the key object on the target was last found intact
+    destroyed_at: Mapped[dt.datetime | None]
 
 
 class AipVersionRow(Base):

@@ -1,5 +1,5 @@
 """The values the catalog takes and returns (stored objects, replicas, access copies, AIP views, new
-AIPs, submission states, alerts): frozen dataclasses, so ORM rows never leave the catalog. No I/O."""
+AIPs, submission states, alerts, AIP keys): frozen dataclasses, so ORM rows never leave the catalog. No I/O."""
 
 from __future__ import annotations
 
@@ -23,6 +23,30 @@ class StoredObject:
     lock_until: dt.datetime | None = None
     status: ReplicaStatus = ReplicaStatus.VERIFIED
     aip_id: str = ""
+    #: on an encrypted target: the opaque key the target holds, and the ciphertext's size and
+    #: SHA-256; ``key``, ``size`` and ``sha256`` stay the plaintext's (the bag member's)
+    stored_key: str = ""
+    stored_size: int | None = None
+    stored_sha256: str = ""
+
+    @property
+    def encrypted(self) -> bool:
+        return self.stored_key != ""
+
+    @property
+    def physical_key(self) -> str:
+        """The key of the bytes on the target (the opaque one, when encrypted)."""
+        return self.stored_key or self.key
+
+    @property
+    def physical_size(self) -> int:
+        """The size of the bytes on the target (the ciphertext's, when encrypted)."""
+        return self.stored_size if self.stored_size is not None else self.size
+
+    @property
+    def physical_sha256(self) -> str:
+        """The SHA-256 of the bytes on the target (the ciphertext's, when encrypted)."""
+        return self.stored_sha256 or self.sha256
 
 
 @dataclass(frozen=True)
@@ -164,3 +188,24 @@ class AlertRecord:
     attempts: int
     delivered: dt.datetime | None
     last_error: str
+
+
+@dataclass(frozen=True)
+class AipKeyRecord:
+    """The key of one AIP on one encrypted target (`Catalog.record_key`): its public half
+    (``recipient``, "age1..."), the key object's bytes (the AIP's identity wrapped to the target's
+    ``recipients``) and their SHA-256; ``wrapped`` is empty once the key was destroyed."""
+
+    aip_id: str
+    target: str
+    recipient: str
+    wrapped: bytes
+    sha256: str
+    recipients: tuple[str, ...]
+    created_at: dt.datetime
+    verified_at: dt.datetime | None = None
+    destroyed_at: dt.datetime | None = None
+
+    @property
+    def destroyed(self) -> bool:
+        return self.destroyed_at is not None

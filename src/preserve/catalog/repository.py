@@ -1,8 +1,9 @@
 """The catalog interface, `Catalog`: one object over the per-aggregate repositories (submissions,
 AIPs with their replicas, objects, access copies and events, alerts, access changes, deaccessions,
-versions, the journal's bookkeeping, state snapshots and rebuilt AIPs) and the status summary. It
-takes and returns plain values (`preserve.catalog.records`); ORM rows never leave the catalog
-package. Side effects: database reads and writes."""
+versions, the journal's bookkeeping, state snapshots and rebuilt AIPs, the keys of AIPs on
+encrypted targets) and the status summary. It takes and returns plain values
+(`preserve.catalog.records`); ORM rows never leave the catalog package. Side effects: database
+reads and writes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from preserve.catalog.aips import AipRepository
 from preserve.catalog.alerts import AlertRepository
 from preserve.catalog.deaccessions import DeaccessionRepository
 from preserve.catalog.journal import JournalRepository
+from preserve.catalog.keys import KeyRepository
 from preserve.catalog.snapshot import SnapshotRepository
 from preserve.catalog.submissions import SubmissionRepository
 from preserve.catalog.versions import VersionRepository
@@ -31,6 +33,7 @@ class Catalog(
     VersionRepository,
     JournalRepository,
     SnapshotRepository,
+    KeyRepository,
 ):
     """Repository over the catalog database (SQLite by default, PostgreSQL at scale); a context
     manager that closes the database at the end of its ``with`` block."""

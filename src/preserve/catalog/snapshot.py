@@ -1,17 +1,22 @@
 """The part of an AIP's catalog record that is neither an event nor in a version inventory (its
-row, replicas, access copies, access changes, deaccessions and their deletions, version headers),
-as a JSON-ready dict that every event record carries to storage (`aip_state`); and the way back:
+row, replicas, access copies, access changes, deaccessions and their deletions, version headers,
+where each object on an encrypted target is and what its ciphertext is, which keys the AIP has
+(public parts only: never the wrapped key, which must stay destroyable)), as a
+JSON-ready dict that every event record carries to storage (`aip_state`); and the way back:
 importing a rebuilt AIP into an empty catalog in one transaction (`import_aip`), with the
-bookkeeping of rebuilds. Columns are written by name, so a column added later travels without a
-change here. Side effects: database reads and writes."""
+bookkeeping of rebuilds. Columns are written by name (bytes as base64), so a column added later
+travels without a change here; of the objects, only the encrypted ones and only `OBJECT_COLUMNS`
+travel. Side effects: database reads and writes."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Date, DateTime, func, select
+from sqlalchemy import Date, DateTime, LargeBinary, func, select
 from sqlalchemy.orm import Session
 
 from preserve.catalog.aips import _object_row
@@ -20,6 +25,7 @@ from preserve.catalog.events import event_row
 from preserve.catalog.models import (
     AccessChangeRow,
     AccessRow,
+    AipKeyRow,
     AipRow,
     AipVersionRow,
     Base,
@@ -27,17 +33,22 @@ from preserve.catalog.models import (
     DeaccessionRow,
     EventRow,
     FileRow,
+    ObjectRow,
     RebuildRow,
     ReplicaRow,
     SubmissionRow,
 )
-from preserve.catalog.records import RebuiltAip
+from preserve.catalog.records import RebuiltAip, StoredObject
 from preserve.core.errors import CatalogError
 from preserve.core.model import AccessLevel, AipStatus, ReplicaStatus, SubmissionStatus, utcnow
 
 STATE_FORMAT = 1
 #: columns that are the catalog's own bookkeeping, not the AIP's record
 _SKIP = frozenset({"id", "aip_id", "deaccession_id"})
+#: what travels of an object on an encrypted target (the rest is in the version inventories or is
+#: found again by the rebuild's inventory pass): which plaintext member it holds, under which
+#: opaque key, and the ciphertext's size and SHA-256
+OBJECT_COLUMNS = ("target", "key", "stored_key", "stored_size", "stored_sha256")
 
 
 def _dump(row: Base, skip: frozenset[str] = _SKIP) -> dict[str, Any]:
@@ -50,6 +61,8 @@ def _dump(row: Base, skip: frozenset[str] = _SKIP) -> dict[str, Any]:
             v = (aware(v) or v).isoformat()
         elif isinstance(v, dt.date):
             v = v.isoformat()
+        elif isinstance(v, bytes | bytearray | memoryview):
+            v = base64.b64encode(bytes(v)).decode("ascii")
         out[col.key] = v
     return out
 
@@ -66,6 +79,8 @@ def _load(model: type[Base], data: Mapping[str, Any], skip: frozenset[str] = _SK
             v = aware(dt.datetime.fromisoformat(str(v)))
         elif v is not None and isinstance(col.type, Date):
             v = dt.date.fromisoformat(str(v)[:10])
+        elif v is not None and isinstance(col.type, LargeBinary):
+            v = base64.b64decode(str(v), validate=True)
         out[col.key] = v
     return out
 
@@ -98,6 +113,8 @@ def default_state(
         "access_changes": [],
         "deaccessions": [],
         "versions": [],
+        "objects": [],
+        "keys": [],
     }
 
 
@@ -136,8 +153,10 @@ class SnapshotRepository(CatalogEngine):
     def import_aip(self, a: RebuiltAip, *, uris: Mapping[str, str] | None = None) -> None:
         """Write one rebuilt AIP whole: its row, files, versions, objects, replicas (one per target
         that has objects; status and verification time from its objects, as audits keep them),
-        access copies, access changes, deaccessions, events, and its submission as stored.
-        ``uris`` gives a replica's URI where the state has none. CatalogError if it exists."""
+        access copies, access changes, deaccessions, keys, events, and its submission as stored.
+        An object the rebuild found without its encrypted form (``stored_key``) takes it from
+        the state's ``objects``. ``uris`` gives a replica's URI where the state has none.
+        CatalogError if it exists."""
         state = a.state
         head = dict(state.get("aip") or {})
         aip_id = str(head.get("id") or "")
@@ -175,7 +194,9 @@ class SnapshotRepository(CatalogEngine):
             known = {str(r.get("target")): r for r in state.get("replicas") or ()}
             by_target: dict[str, list[ReplicaStatus]] = {}
             dates: dict[str, list[dt.datetime | None]] = {}
+            sealed = {(str(o.get("target")), str(o.get("key"))): o for o in state.get("objects") or ()}
             for o in a.objects:
+                o = _with_stored(o, sealed.get((o.target, o.key)))
                 row.objects.append(_object_row(o, o.target))
                 by_target.setdefault(o.target, []).append(ReplicaStatus(o.status))
                 dates.setdefault(o.target, []).append(o.verified_at)
@@ -194,6 +215,16 @@ class SnapshotRepository(CatalogEngine):
                 s.flush()
                 for o in d.get("objects") or ():
                     s.add(DeaccessionObjectRow(deaccession_id=drow.id, aip_id=aip_id, **_load(DeaccessionObjectRow, o)))
+            for k in state.get("keys") or ():
+                values = _load(AipKeyRow, k)
+                target = str(values.get("target") or "")
+                if not target or s.scalar(
+                    select(AipKeyRow.id).where(AipKeyRow.aip_id == aip_id, AipKeyRow.target == target)
+                ):
+                    continue  # the catalog's own record of a key wins over a copy from storage
+                values.setdefault("created_at", row.created_at)
+                values.setdefault("wrapped", b"")
+                s.add(AipKeyRow(aip_id=aip_id, **values))
             s.add_all(event_row(e, aip_id, row.submission_name) for e in a.events)
             if row.submission_name and s.get(SubmissionRow, row.submission_name) is None:
                 s.add(
@@ -263,6 +294,19 @@ def _replica_status(
     return ReplicaStatus.PENDING, None
 
 
+def _with_stored(o: StoredObject, sealed: Mapping[str, Any] | None) -> StoredObject:
+    """The object with its encrypted form from the state, when the rebuild did not find one."""
+    if o.encrypted or not sealed or not sealed.get("stored_key"):
+        return o
+    size = sealed.get("stored_size")
+    return dataclasses.replace(
+        o,
+        stored_key=str(sealed["stored_key"]),
+        stored_size=int(size) if size is not None else None,
+        stored_sha256=str(sealed.get("stored_sha256") or ""),
+    )
+
+
 def _state(s: Session, row: AipRow) -> dict[str, Any]:
     changes = s.scalars(select(AccessChangeRow).where(AccessChangeRow.aip_id == row.id).order_by(AccessChangeRow.id))
     deacc = list(
@@ -278,6 +322,12 @@ def _state(s: Session, row: AipRow) -> dict[str, Any]:
         )
         item["objects"] = [_dump(o) for o in objs]
         out_deacc.append(item)
+    keys = s.scalars(select(AipKeyRow).where(AipKeyRow.aip_id == row.id).order_by(AipKeyRow.target))
+    sealed = s.scalars(
+        select(ObjectRow)
+        .where(ObjectRow.aip_id == row.id, ObjectRow.stored_key != "")
+        .order_by(ObjectRow.target, ObjectRow.key)
+    )
     return {
         "format": STATE_FORMAT,
         "aip": _dump(row, frozenset()),
@@ -294,4 +344,9 @@ def _state(s: Session, row: AipRow) -> dict[str, Any]:
             }
             for v in row.versions
         ],
+        "objects": [{c: getattr(o, c) for c in OBJECT_COLUMNS} for o in sealed],
+        # never the wrapped key itself: event records are kept for ever (under Object Lock too)
+        # and on every replica, so a key there could not be destroyed; a rebuild takes the key
+        # from the key object beside the AIP on the encrypted target
+        "keys": [_dump(k, _SKIP | {"wrapped"}) for k in keys],
     }

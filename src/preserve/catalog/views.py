@@ -1,14 +1,18 @@
 """What `preserve status` reports, computed from the catalog with aggregate queries (no per-AIP
-loading, so it stays fast on a large archive): holdings, replicas per target, fixity age and
-bytes overdue, quarantined submissions, AIPs at risk, alerts not delivered, access changes and
-deaccessions in progress. Read-only."""
+loading, so it stays fast on a large archive): holdings, replicas per target (with, on encrypted
+targets, the AIPs whose key object was not found intact within the audit interval), fixity age
+and bytes overdue, quarantined submissions, AIPs at risk, alerts not delivered, access changes and
+deaccessions in progress; `with_targets` adds what only the config knows (whether a target
+encrypts, its custody). Read-only."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -16,6 +20,7 @@ from preserve.catalog.deaccessions import DeaccessionState, DeletionState
 from preserve.catalog.engine import aware
 from preserve.catalog.models import (
     AccessChangeRow,
+    AipKeyRow,
     AipRow,
     AlertRow,
     DeaccessionObjectRow,
@@ -25,6 +30,7 @@ from preserve.catalog.models import (
     ReplicaRow,
     SubmissionRow,
 )
+from preserve.config import TargetSettings
 from preserve.core.model import AipStatus, ReplicaStatus, SubmissionStatus
 
 UNIDENTIFIED = "(not identified)"
@@ -49,6 +55,15 @@ class TargetCount:
     other: int
     objects: int
     bytes: int
+    #: objects stored encrypted there (ciphertext under opaque names), from the catalog
+    encrypted_objects: int = 0
+    #: AIPs with encrypted objects there whose key object has no record, or was not found
+    #: intact by an audit within the audit interval (or never)
+    keys_unverified: int = 0
+    #: from the config (`with_targets`): whether the target encrypts what is written to it, and
+    #: who keeps it ("archive" | "third-party"; "" for a target no longer configured)
+    encrypted: bool = False
+    custody: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,7 @@ class CatalogStatus:
             or self.undelivered_alerts
             or self.access_changes
             or any(d.stuck for d in self.deaccessions)
+            or any(t.keys_unverified for t in self.targets)
         )
 
 
@@ -192,12 +208,49 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
             select(ObjectRow.target, func.count(ObjectRow.id), func.sum(ObjectRow.size)).group_by(ObjectRow.target)
         )
     }
+    due = now - dt.timedelta(days=audit_interval_days)
+    encrypted: dict[str, int] = {
+        t: int(n or 0)
+        for t, n in s.execute(
+            select(ObjectRow.target, func.count(ObjectRow.id))
+            .where(ObjectRow.stored_key != "")
+            .group_by(ObjectRow.target)
+        )
+    }
+    verified_key = exists().where(
+        and_(
+            AipKeyRow.aip_id == ObjectRow.aip_id,
+            AipKeyRow.target == ObjectRow.target,
+            AipKeyRow.destroyed_at.is_(None),
+            AipKeyRow.verified_at >= due,
+        )
+    )
+    unverified: dict[str, int] = {
+        t: int(n or 0)
+        for t, n in s.execute(
+            select(ObjectRow.target, func.count(func.distinct(ObjectRow.aip_id)))
+            .join(AipRow, AipRow.id == ObjectRow.aip_id)
+            .where(ObjectRow.stored_key != "", AipRow.status != AipStatus.DEACCESSIONED.value, ~verified_key)
+            .group_by(ObjectRow.target)
+        )
+    }
     targets = []
     for t in sorted(set(rep) | set(objs)):
         n, v, d, m = rep.get(t, (0, 0, 0, 0))
-        targets.append(TargetCount(t, n, v, d, m, n - v - d - m, *objs.get(t, (0, 0))))
+        targets.append(
+            TargetCount(
+                t,
+                n,
+                v,
+                d,
+                m,
+                n - v - d - m,
+                *objs.get(t, (0, 0)),
+                encrypted_objects=int(encrypted.get(t, 0) or 0),
+                keys_unverified=int(unverified.get(t, 0) or 0),
+            )
+        )
 
-    due = now - dt.timedelta(days=audit_interval_days)
     overdue = (ObjectRow.last_verified_at.is_(None)) | (ObjectRow.last_verified_at < due)
     n_objects, never, oldest = s.execute(
         select(
@@ -275,6 +328,19 @@ def summarize(s: Session, now: dt.datetime, audit_interval_days: int, min_verifi
         access_changes=changes,
         deaccessions=_deaccessions(s, now),
     )
+
+
+def with_targets(status: CatalogStatus, targets: Sequence[TargetSettings]) -> CatalogStatus:
+    """The status with what the config says of each target it has replicas on: whether it
+    encrypts and its custody (a target no longer configured keeps encrypted False, custody "")."""
+    configured = {t.name: t for t in targets}
+    rows = tuple(
+        dataclasses.replace(r, encrypted=configured[r.target].encrypted, custody=configured[r.target].custody)
+        if r.target in configured
+        else r
+        for r in status.targets
+    )
+    return dataclasses.replace(status, targets=rows)
 
 
 def _deaccessions(s: Session, now: dt.datetime) -> tuple[DeaccessionInProgress, ...]:

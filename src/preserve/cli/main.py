@@ -14,7 +14,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 from preserve import __version__
-from preserve.cli.commands import aips, amend, backup, catalog, deaccession, ingest, lifecycle, operate, storage
+from preserve.cli.commands import (
+    aips,
+    amend,
+    backup,
+    catalog,
+    deaccession,
+    ingest,
+    keys,
+    lifecycle,
+    operate,
+    storage,
+)
 from preserve.cli.invocation import EXIT_ERROR, EXIT_FINDING, EXIT_OK
 
 __all__ = ["EXIT_ERROR", "EXIT_FINDING", "EXIT_OK", "build_parser", "main"]
@@ -72,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--aip", default=None, help="only this AIP")
     sp.add_argument("--replica", default=None, help="only this replica (target name)")
     sp.add_argument("--full", action="store_true", help="re-read every object in scope, ignoring the byte budget")
+    sp.add_argument(
+        "--decrypt",
+        action="store_true",
+        help="also decrypt what is re-read on encrypted targets and check the plaintext (needs their identities)",
+    )
     sp.add_argument("--direct", action="store_true", help="run the library audit without Prefect")
     sp = add("show", aips.cmd_show, "show one AIP: files, replicas, access copies, events")
     sp.add_argument("aip_id")
@@ -155,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--today", default=None, help="release as if today were this date (YYYY-MM-DD)")
     deaccession.add_parser(sub)
+    keys.add_parser(sub)
     sp = add(
         "services", operate.cmd_services, "start/stop/show the embedded S3-compatible server (SeaweedFS, loopback)"
     )

@@ -189,6 +189,27 @@ def print_status(st: CatalogStatus, alerts_off: bool) -> None:
                 human_bytes(r.bytes),
             )
         con.print(t)
+        t = Table(
+            title=f"copies per target (key objects verified: found intact within {st.audit_interval_days} days)",
+            title_justify="left",
+        )
+        for col in ("target", "custody", "copies", "AIPs lacking a verified key object"):
+            t.add_column(col, justify="right" if col.startswith("AIPs") else "left")
+        for r in st.targets:
+            encrypted = r.encrypted or r.encrypted_objects > 0
+            if not encrypted:
+                copies = "plaintext"
+            elif r.encrypted_objects < r.objects:
+                copies = f"encrypted ({r.objects - r.encrypted_objects} objects in plaintext)"
+            else:
+                copies = "encrypted"
+            t.add_row(
+                r.target,
+                r.custody or "-",
+                (warn if r.custody == "third-party" and not encrypted else "") + copies,
+                ((warn if r.keys_unverified else ok) + str(r.keys_unverified)) if encrypted else "-",
+            )
+        con.print(t)
     if st.formats:
         t = Table(title="files by format", title_justify="left")
         for col in ("format", "files", "bytes"):

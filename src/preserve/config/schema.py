@@ -183,6 +183,21 @@ class TargetSettings(_Model):
     cold: bool = False  # cold storage class: audits only do the inventory check
     # filesystem
     path: Path | None = None
+    # encryption (issue 16): who holds the copies, and whether they are age-encrypted
+    #: "archive": storage the archive controls; "third-party": a provider's (another
+    #: jurisdiction, anyone with read access there) - its copies must be encrypted unless
+    #: ``allow_plaintext`` says otherwise
+    custody: Literal["archive", "third-party"] = "archive"
+    allow_plaintext: bool = False
+    #: "age": every object is encrypted (age-encryption.org/v1) to a key of its AIP's own, that
+    #: key wrapped to ``age_recipients``; object keys there are opaque
+    encryption: Literal["", "age"] = ""
+    #: age X25519 public keys ("age1..."); at least one should be a key kept offline
+    age_recipients: list[str] = Field(default_factory=list)
+    #: the variable naming a file with one of the recipients' identities (age-keygen's format);
+    #: default PRESERVE_<NAME>_AGE_IDENTITY. Needed to read, restore, decrypt-audit and add to
+    #: an AIP already there; never in a config file
+    age_identity_env: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> TargetSettings:
@@ -190,10 +205,43 @@ class TargetSettings(_Model):
             raise ValueError(f"target {self.name!r}: an s3 target needs a bucket")
         if self.kind == "filesystem" and self.path is None:
             raise ValueError(f"target {self.name!r}: a filesystem target needs a path")
+        if self.encryption == "age":
+            if not self.age_recipients:
+                raise ValueError(
+                    f'target {self.name!r}: encryption = "age" needs age_recipients '
+                    "(age X25519 public keys, age1...; make them with age-keygen)"
+                )
+            for i, r in enumerate(self.age_recipients):
+                if not _is_age_recipient(r):
+                    raise ValueError(
+                        f"target {self.name!r}: age_recipients[{i}] is not an age X25519 public key "
+                        "(age1... as printed by age-keygen -y)"
+                    )
+            if len(set(self.age_recipients)) != len(self.age_recipients):
+                raise ValueError(f"target {self.name!r}: age_recipients lists a key twice")
+        elif self.age_recipients:
+            raise ValueError(f'target {self.name!r}: age_recipients is set but encryption is not "age"')
+        if self.custody == "third-party" and not self.encryption and not self.allow_plaintext:
+            raise ValueError(
+                f'target {self.name!r}: custody = "third-party" keeps copies where the archive does '
+                'not control who reads them; set encryption = "age" with age_recipients, or '
+                "allow_plaintext = true to accept plaintext copies there"
+            )
         return self
 
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption == "age"
+
+    def identity_env_name(self) -> str:
+        """The variable naming this target's age identity file."""
+        return self.age_identity_env or f"{self._env_stem()}_AGE_IDENTITY"
+
+    def _env_stem(self) -> str:
+        return "PRESERVE_" + "".join(c if c.isalnum() else "_" for c in self.name.upper())
+
     def env_names(self) -> tuple[str, str]:
-        stem = "PRESERVE_" + "".join(c if c.isalnum() else "_" for c in self.name.upper())
+        stem = self._env_stem()
         return (self.access_key_env or f"{stem}_ACCESS_KEY_ID", self.secret_key_env or f"{stem}_SECRET_ACCESS_KEY")
 
     def credentials(self, env: Mapping[str, str]) -> dict[str, str] | None:
@@ -206,6 +254,17 @@ class TargetSettings(_Model):
         if self.profile:
             return {"profile_name": self.profile}
         return None
+
+
+def _is_age_recipient(text: str) -> bool:
+    """Whether ``text`` parses as an age X25519 recipient (pyrage, the maintained implementation)."""
+    from pyrage import RecipientError, x25519
+
+    try:
+        x25519.Recipient.from_str(text)
+    except RecipientError:
+        return False
+    return True
 
 
 def _location(t: TargetSettings) -> tuple[str, ...]:
@@ -314,6 +373,11 @@ class Settings(_Model):
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"target names must be unique, got {names}")
+        if self.access_target is not None and self.access_target.encrypted:
+            raise ValueError(
+                f"access target {self.access_target.name!r}: access copies are for viewers and "
+                "are never encrypted (they carry nothing identifying); encryption is for replicas"
+            )
         if self.access_target is not None and self.access_target.kind == "s3":
             public = self.access_target.prefix.strip("/")
             for private in (self.access.restricted_prefix, self.access.embargo_prefix):

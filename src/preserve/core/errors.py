@@ -17,9 +17,11 @@ these are for failures, when an operation cannot go on.
     ├── StorageError                an object store failed
     │   ├── StorageUnavailable      unreachable, timed out, credentials refused (operational)
     │   ├── VerificationError       a stored object's size/checksum is not what we sent
+    │   │   └── DecryptionFailed    an encrypted object fails age's authentication (damaged)
     │   ├── FeatureNotHonoured      the server silently ignored checksums / Object Lock
     │   ├── ObjectLocked            an operation was refused because the object is locked
-    │   └── ObjectMissing           a key that should exist does not
+    │   ├── ObjectMissing           a key that should exist does not
+    │   └── KeyUnavailable          an AIP's key on an encrypted target cannot be had (identity, key object)
     ├── CatalogError                the catalog database refused an operation
     └── ClaimLost                   another worker took over a submission this one was ingesting
 
@@ -188,6 +190,25 @@ class ObjectLocked(StorageError):
 
 class ObjectMissing(StorageError):
     pass
+
+
+class KeyUnavailable(StorageError):
+    """An AIP's key on an encrypted target cannot be had: no identity is configured for the
+    target, the identity given is not one of its recipients, or the AIP's key object is missing
+    or damaged there (the message says which)."""
+
+    advice = (
+        "Set PRESERVE_<TARGET>_AGE_IDENTITY to a file holding one of the target's age identities "
+        "(as written by age-keygen); a key object that is missing or damaged is put back from the "
+        "catalog by `preserve audit` (repair), or from the escrow copy of `preserve keys export`."
+    )
+
+
+class DecryptionFailed(VerificationError):
+    """An encrypted object failed age's authentication: it is truncated, tampered with, or not
+    an age file at all."""
+
+    advice = "The ciphertext is damaged: repair the replica from a good copy (`preserve audit`)."
 
 
 class CatalogError(PreserveError):

@@ -38,6 +38,7 @@ class EventType(str, enum.Enum):
     FILENAME_CHANGE = "filename change"
     DELETION = "deletion"
     DEACCESSION = "deaccession"  # a request to remove an AIP, its approval by a second person, its end
+    ENCRYPTION = "encryption"  # an AIP's key re-wrapped to an encrypted target's recipients (keys rewrap)
 
 
 class Outcome(str, enum.Enum):

@@ -15,10 +15,18 @@ knows the AIP was deaccessioned, by whom and why); each step ends by writing its
 Side effects: object deletions and listings on the replicas; catalog writes; event records
 written beside the AIP; whatever `withdraw` does (access copies, an alert).
 
-Encrypted replicas (the issue "Encrypted replicas") do not exist yet. When they do, the seam is
-`DeletionMethod.KEY_DESTROYED`: a replica whose objects are encrypted with a key of their own is
-deleted by destroying that key, recorded as a `deletion` event whose method says so (the
-ciphertext left behind then counts as deleted)."""
+On an encrypted replica everything is done on the target as it is stored (`as_stored`: opaque
+names, ciphertext; no identity is needed): each object is purged by its opaque key, and every
+other object under the AIP's prefix goes with them (its journal's event records included: they
+are encrypted to the AIP's key, so they could not outlive it readably). Then the AIP's key is
+destroyed there: every version of its key object and name index (written without retention)
+deleted, verified by listing their versions, and the catalog's record of the key marked destroyed.
+A ciphertext that retention keeps (COMPLIANCE, GOVERNANCE without the bypass, a legal hold) is
+then recorded as deleted with `DeletionMethod.KEY_DESTROYED`: it stays until its retention ends
+but nobody can decrypt it; the scheduled audit deletes it then, and never reports it as left
+over. Until its key object has no version left, such an object is a failed deletion (retried by
+the audit), and the deaccession is not complete. The journal writes nothing more beside the AIP
+on a replica whose key is destroyed."""
 
 from __future__ import annotations
 
@@ -44,7 +52,9 @@ from preserve.core.model import Agent, Event, EventType, Outcome
 from preserve.operations import journal
 from preserve.operations import withdraw as withdrawal
 from preserve.storage import ObjectStore, layout, open_store, store_agent
-from preserve.storage.base import Purge, member_path
+from preserve.storage.base import ObjectInfo, Purge, member_path
+from preserve.storage.crypt import EncryptedStore, as_stored
+from preserve.storage.crypt import names as crypt_names
 
 
 class DeletionMethod(enum.StrEnum):
@@ -310,16 +320,19 @@ def carry_out(
 def _discover(settings: Settings, catalog: Catalog, deaccession: Deaccession) -> list[str]:
     """Record objects under the AIP's prefix on each replica that the catalog never had (a crashed
     upload's leftovers, a copy made by hand, the journal's version inventories): they are the AIP's
-    too, and are deleted with it. Its event records are not: they stay. Returns what could not be
-    looked at (a target unreachable: its recorded objects still fail visibly)."""
-    known = {(o.target, o.key) for o in deaccession.objects}
+    too, and are deleted with it. Its event records are not: they stay (but on an encrypted
+    replica, where they are ciphertext like the rest, and its key object and name index: found by
+    their keys as stored). Returns what could not be looked at (a target unreachable: its recorded
+    objects still fail visibly)."""
+    known = {(o.target, o.key) for o in deaccession.objects} | {(o.target, o.physical_key) for o in deaccession.objects}
     found: list[tuple[str, str, int]] = []
     errors: list[str] = []
     for t in settings.targets:
         try:
             with open_store(settings, t) as store:
-                for v in store.list_versions(f"{deaccession.aip_id}/"):
-                    if _kept(deaccession.aip_id, v.key):
+                # an encrypted target as stored: its opaque keys, its key object and name index too
+                for v in as_stored(store).list_versions(f"{deaccession.aip_id}/"):
+                    if not t.encrypted and _kept(deaccession.aip_id, v.key):
                         continue
                     if (t.name, v.key) not in known and not v.delete_marker:
                         known.add((t.name, v.key))
@@ -407,6 +420,8 @@ def _delete_on(
     now: Callable[[], dt.datetime],
     operator: Agent | None,
 ) -> list[DeletionOutcome]:
+    if target.encrypted:
+        return _delete_encrypted(catalog, deaccession, target, store, objects, now, operator)
     outcomes = []
     for o in objects:
         outcome = _delete_one(target, store, o)
@@ -414,14 +429,152 @@ def _delete_on(
     return outcomes
 
 
+def key_objects(aip_id: str) -> tuple[str, str]:
+    """The keys of an AIP's key object and name index on an encrypted target (as stored)."""
+    return f"{aip_id}/{crypt_names.KEY_OBJECT}", f"{aip_id}/{crypt_names.INDEX_OBJECT}"
+
+
+def _delete_encrypted(
+    catalog: Catalog,
+    deaccession: Deaccession,
+    target: TargetSettings,
+    store: ObjectStore,
+    objects: Sequence[ObjectDeletion],
+    now: Callable[[], dt.datetime],
+    operator: Agent | None,
+) -> list[DeletionOutcome]:
+    """On an encrypted target: purge each ciphertext by its opaque key, then destroy the AIP's key
+    (`_destroy_key`); what retention keeps then counts as deleted (KEY_DESTROYED), or, while the
+    key object is still there, as a failure the audit retries."""
+    raw = as_stored(store)
+    keyed = set(key_objects(deaccession.aip_id))
+    attempts = [(o, *_attempt(target, raw, o)) for o in objects if o.physical_key not in keyed]
+    purges, why = _destroy_key(catalog, deaccession.aip_id, target, store, now())
+    outcomes = []
+    for o, outcome, purge, left in attempts:
+        if purge is not None and purge.retained and left:
+            outcome = _key_kept(target, o, outcome, why) if why else _key_destroyed(target, o, purge, left)
+        outcomes.append(_record(catalog, deaccession, o, outcome, now(), target.kind, operator))
+    for o in objects:
+        if o.physical_key in keyed:
+            outcome = _key_object_outcome(target, o, purges.get(o.physical_key), why)
+            outcomes.append(_record(catalog, deaccession, o, outcome, now(), target.kind, operator))
+    return outcomes
+
+
+def _destroy_key(
+    catalog: Catalog, aip_id: str, target: TargetSettings, store: ObjectStore, at: dt.datetime
+) -> tuple[dict[str, tuple[Purge, int]], str]:
+    """Delete every version of the AIP's key object and name index on an encrypted target, verify
+    by listing their versions (as stored), and once its key object has none left record the key
+    destroyed in the catalog. Returns, by key, each purge and how many versions are still listed,
+    and why the key is not destroyed ("" once it is)."""
+    raw = as_stored(store)
+    key_object, index = key_objects(aip_id)
+    try:
+        if isinstance(store, EncryptedStore):
+            done = store.destroy_key(aip_id, bypass_governance=target.allow_governance_bypass)
+        else:
+            done = [raw.purge(k, bypass_governance=target.allow_governance_bypass) for k in (key_object, index)]
+        by_key = {p.key: p for p in done}
+        found = {k: (by_key.get(k, Purge(k)), sum(1 for v in raw.list_versions(k) if v.key == k)) for k in by_key}
+    except StorageError as exc:
+        return {}, f"{type(exc).__name__}: {exc}"
+    purge, left = found.get(key_object, (Purge(key_object), 0))
+    if left:
+        held = f" ({', '.join(sorted({r.mode for r in purge.retained}))})" if purge.retained else ""
+        return found, f"{left} version(s) of its key object still listed afterwards{held}"
+    catalog.destroy_key(aip_id, target.name, at)
+    return found, ""
+
+
+def _key_destroyed(target: TargetSettings, o: ObjectDeletion, purge: Purge, left: int) -> DeletionOutcome:
+    modes = ", ".join(sorted({r.mode for r in purge.retained}))
+    due = purge.retained_until
+    until = f"until {due:%Y-%m-%d %H:%M:%S} UTC" if due is not None else "until the legal hold is lifted"
+    n = len(purge.deleted)
+    return DeletionOutcome(
+        target.name,
+        o.key,
+        DeletionState.DELETED,
+        f"{DeletionMethod.KEY_DESTROYED}: {modes} retention keeps {left} version(s) of the ciphertext {until}, "
+        f"but the AIP's key on {target.name} is destroyed (its key object has no version left), so nobody can "
+        f"decrypt it any more; {n} version(s) deleted now; the scheduled audit deletes the rest once the "
+        "retention ends",
+        n,
+        method=DeletionMethod.KEY_DESTROYED.value,
+    )
+
+
+def _key_kept(target: TargetSettings, o: ObjectDeletion, retained: DeletionOutcome, why: str) -> DeletionOutcome:
+    return DeletionOutcome(
+        target.name,
+        o.key,
+        DeletionState.FAILED,
+        f"{retained.detail}; and the AIP's key on {target.name} could not be destroyed ({why}), so the ciphertext "
+        "can still be decrypted: the audit tries again every run",
+        retained.versions_deleted,
+    )
+
+
+def _key_object_outcome(
+    target: TargetSettings, o: ObjectDeletion, done: tuple[Purge, int] | None, why: str
+) -> DeletionOutcome:
+    """The outcome for the AIP's key object or name index itself (both purged by `_destroy_key`)."""
+    what = "name index" if o.physical_key.endswith(f"/{crypt_names.INDEX_OBJECT}") else "key object"
+    if done is None:
+        return DeletionOutcome(
+            target.name, o.key, DeletionState.FAILED, f"the AIP's {what} is not deleted: {why}; retried by the audit"
+        )
+    purge, left = done
+    n = len(purge.deleted)
+    if left:
+        return DeletionOutcome(
+            target.name,
+            o.key,
+            DeletionState.FAILED,
+            f"the AIP's {what}: {n} version(s) deleted, {left} still listed afterwards"
+            + (f" ({why})" if why else "")
+            + "; retried by the audit",
+            n,
+        )
+    return DeletionOutcome(
+        target.name,
+        o.key,
+        DeletionState.DELETED,
+        f"{DeletionMethod.VERSIONS_DELETED}: the AIP's {what} on {target.name}, {n} version(s) deleted; none "
+        "listed afterwards" + ("" if why else " (the AIP's key is destroyed there)"),
+        n,
+        method=DeletionMethod.VERSIONS_DELETED.value,
+    )
+
+
 def _delete_one(target: TargetSettings, store: ObjectStore, o: ObjectDeletion) -> DeletionOutcome:
     """Purge one key, then list its versions: deleted only when none is listed."""
+    return _attempt(target, store, o)[0]
+
+
+def _attempt(
+    target: TargetSettings, store: ObjectStore, o: ObjectDeletion
+) -> tuple[DeletionOutcome, Purge | None, int]:
+    """`_delete_one`, with the purge (None when it failed) and how many versions are left. The key
+    purged is the one the target holds (``physical_key``: the opaque one on an encrypted target,
+    whose ``store`` is then the target as stored)."""
+    key = o.physical_key
     try:
-        purge = store.purge(o.key, bypass_governance=target.allow_governance_bypass)
-        left = [v for v in store.list_versions(o.key) if v.key == o.key]
+        purge = store.purge(key, bypass_governance=target.allow_governance_bypass)
+        left = [v for v in store.list_versions(key) if v.key == key]
     except StorageError as exc:
         advice = f" ({exc.advice})" if "may not delete" in str(exc) else ""  # the permission it needs
-        return DeletionOutcome(target.name, o.key, DeletionState.FAILED, f"{type(exc).__name__}: {exc}{advice}")
+        return (
+            DeletionOutcome(target.name, o.key, DeletionState.FAILED, f"{type(exc).__name__}: {exc}{advice}"),
+            None,
+            0,
+        )
+    return _outcome(target, o, purge, left), purge, len(left)
+
+
+def _outcome(target: TargetSettings, o: ObjectDeletion, purge: Purge, left: Sequence[ObjectInfo]) -> DeletionOutcome:
     n = len(purge.deleted)
     if not left:
         how = DeletionMethod.GOVERNANCE_BYPASSED if purge.bypassed else DeletionMethod.VERSIONS_DELETED
@@ -585,13 +738,25 @@ def _complete(catalog: Catalog, deaccession: Deaccession, at: dt.datetime) -> bo
     if any(o.state is not DeletionState.DELETED for o in current.objects):
         return False
     targets = sorted({o.target for o in current.objects})
+    for t in targets:  # an encrypted replica is done once its key is destroyed, too
+        key = catalog.key_of(current.aip_id, t)
+        if key is not None and not key.destroyed:
+            return False
+    shredded = [o for o in current.objects if o.method == DeletionMethod.KEY_DESTROYED.value]
+    unreadable = (
+        f"; {len(shredded)} of them ciphertext that retention keeps on "
+        f"{', '.join(sorted({o.target for o in shredded}))}, unreadable since the AIP's key there is destroyed "
+        "(deleted by the scheduled audit when the retention ends)"
+        if shredded
+        else ""
+    )
     event = Event(
         EventType.DEACCESSION,
         Outcome.PASS,
         Agent(current.approved_by, kind="person"),
-        f"deaccession {current.id} complete: access withdrawn; {len(current.objects)} object(s) deleted, every "
-        f"version, on {', '.join(targets) or 'no replica'}; requested by {current.requested_by} on "
-        f"{current.requested_at:%Y-%m-%d}, approved by {current.approved_by} on "
+        f"deaccession {current.id} complete: access withdrawn; {len(current.objects)} object(s) deleted"
+        f"{'' if shredded else ', every version,'} on {', '.join(targets) or 'no replica'}{unreadable}; "
+        f"requested by {current.requested_by} on {current.requested_at:%Y-%m-%d}, approved by {current.approved_by} on "
         f"{(current.approved_at or at):%Y-%m-%d}; the tombstone keeps the digests of its {len(current.files)} file(s)",
         at=at,
         extra={**_authority(current), "step": "completed"},
@@ -642,7 +807,8 @@ def audit_deaccessioned(
             findings.append(DeletionFinding(d.aip_id, out.target, out.key, problem, out.detail))
         # the journal's version inventories, if the carry-out stopped before it could find them: deleted
         # now, or scheduled like any object under retention (not overdue: their date was never due)
-        inventories = _inventories(catalog, d, {n: s for n, s in stores.items() if n in names})
+        plain = {t.name for t in targets if not t.encrypted}  # an encrypted one's: found by their keys as stored
+        inventories = _inventories(catalog, d, {n: s for n, s in stores.items() if n in plain})
         handled |= {(o.target, o.key) for o in inventories}
         for out in delete_objects(settings, catalog, d, inventories, now=now, stores=stores):
             if out.state is not DeletionState.SCHEDULED:
@@ -690,31 +856,43 @@ def _look_for_leftovers(
     now: Callable[[], dt.datetime],
     handled: set[tuple[str, str]],
 ) -> list[DeletionFinding]:
-    """List every version under the AIP's prefix on one replica and compare with its deletion
-    records: a deleted key listed again, or a key never recorded, has reappeared (left in place for
-    a person, recorded, reported at every audit until it is gone); a version inventory of the
-    journal not found before is recorded to be deleted with the rest while the deaccession is being
-    carried out. The event records are meant to stay, and are not looked at. ``handled``: (target, key) this audit has just tried to delete,
-    already reported."""
+    """List every version under the AIP's prefix on one replica (as stored: an encrypted one by
+    its opaque keys) and compare with its deletion records: a deleted key listed again, or a key
+    never recorded, has reappeared (left in place for a person, recorded, reported at every audit
+    until it is gone); a version inventory of the journal not found before (on an encrypted
+    replica: anything not found before) is recorded to be deleted with the rest while the
+    deaccession is being carried out. The event records are meant to stay, and are not looked at
+    (on a plaintext replica). Ciphertext kept by retention after the AIP's key was destroyed is no
+    leftover: it is deleted here once its retention has ended. ``handled``: (target, key) this
+    audit has just tried to delete, already reported."""
+    raw = as_stored(store)
+    encrypted = target.encrypted
+    skip: set[str] = set()
+    if encrypted:
+        key = catalog.key_of(d.aip_id, target.name)
+        if key is not None and not key.destroyed:  # the AIP's until the key is destroyed, not leftovers
+            skip = set(key_objects(d.aip_id))
     try:
         listed: dict[str, int] = {}
         sizes: dict[str, int] = {}
-        for v in store.list_versions(f"{d.aip_id}/"):
-            if _kept(d.aip_id, v.key):
+        for v in raw.list_versions(f"{d.aip_id}/"):
+            if (encrypted and v.key in skip) or (not encrypted and _kept(d.aip_id, v.key)):
                 continue
             listed[v.key] = listed.get(v.key, 0) + (0 if v.delete_marker else 1)
             sizes.setdefault(v.key, v.size)
     except StorageError as exc:
         return [DeletionFinding(d.aip_id, target.name, "", "failed", f"not checked: {type(exc).__name__}: {exc}")]
     at = now()
-    records = {o.key: o for o in d.objects if o.target == target.name}
+    records = {o.physical_key: o for o in d.objects if o.target == target.name}
     new = [(target.name, key, sizes[key]) for key, n in listed.items() if key not in records and n]
     # a version inventory of the journal, written before the approval and not found yet (the
-    # carry-out stopped before it listed the replicas): the AIP's, deleted with the rest
+    # carry-out stopped before it listed the replicas): the AIP's, deleted with the rest; on an
+    # encrypted replica, whose keys say nothing, whatever is under the AIP's prefix then
     inventories = [
         x
         for x in new
-        if d.state is DeaccessionState.APPROVED and layout.classify(d.aip_id, x[1]) == "version-inventory"
+        if d.state is DeaccessionState.APPROVED
+        and (encrypted or layout.classify(d.aip_id, x[1]) == "version-inventory")
     ]
     new = [x for x in new if x not in inventories]
     if inventories:
@@ -723,11 +901,15 @@ def _look_for_leftovers(
         catalog.add_deletions(d.id, new, state=DeletionState.REAPPEARED)
     if new or inventories:
         d = catalog.deaccession(d.id) or d
-        records = {o.key: o for o in d.objects if o.target == target.name}
+        records = {o.physical_key: o for o in d.objects if o.target == target.name}
     findings = []
-    for key, o in records.items():
-        present = listed.get(key, 0)
-        if (target.name, key) in handled:
+    for stored, o in records.items():
+        present = listed.get(stored, 0)
+        if (target.name, o.key) in handled:
+            continue
+        if o.method == DeletionMethod.KEY_DESTROYED.value and o.state is DeletionState.DELETED:
+            if present and (o.lock_until is None or o.lock_until <= at):
+                _purge_unreadable(catalog, d, target, raw, o, at)
             continue
         if o.state in (DeletionState.DELETED, DeletionState.REAPPEARED) and present:
             detail = (
@@ -735,12 +917,12 @@ def _look_for_leftovers(
                 + (f" after its deletion on {o.deleted_at:%Y-%m-%d %H:%M} UTC" if o.deleted_at else "")
                 + f"; left in place for a person: `preserve deaccession approve {d.id}` deletes it again"
             )
-            findings.append(DeletionFinding(d.aip_id, target.name, key, "reappeared", detail))
+            findings.append(DeletionFinding(d.aip_id, target.name, o.key, "reappeared", detail))
             _record(
                 catalog,
                 d,
                 o,
-                DeletionOutcome(target.name, key, DeletionState.REAPPEARED, detail),
+                DeletionOutcome(target.name, o.key, DeletionState.REAPPEARED, detail),
                 at,
                 target.kind,
                 None,
@@ -751,7 +933,7 @@ def _look_for_leftovers(
                 DeletionFinding(
                     d.aip_id,
                     target.name,
-                    key,
+                    o.key,
                     "overdue",
                     f"still there after its deletion date {o.due_at:%Y-%m-%d %H:%M:%S} UTC: {o.detail}",
                 )
@@ -761,13 +943,33 @@ def _look_for_leftovers(
                 catalog,
                 d,
                 o,
-                DeletionOutcome(target.name, key, DeletionState.DELETED, "gone again; no version listed"),
+                DeletionOutcome(target.name, o.key, DeletionState.DELETED, "gone again; no version listed"),
                 at,
                 target.kind,
                 None,
                 attempted=False,
             )
     return findings
+
+
+def _purge_unreadable(
+    catalog: Catalog, d: Deaccession, target: TargetSettings, raw: ObjectStore, o: ObjectDeletion, at: dt.datetime
+) -> None:
+    """Delete ciphertext that retention kept after the AIP's key was destroyed (it already counts as
+    deleted), once retention allows: quiet while it does not; a `deletion` event once it is gone."""
+    _, purge, left = _attempt(target, raw, o)
+    if purge is None or left or not purge.deleted:
+        return
+    done = DeletionOutcome(
+        target.name,
+        o.key,
+        DeletionState.DELETED,
+        f"{len(purge.deleted)} version(s) of ciphertext kept by retention after the AIP's key was destroyed "
+        "deleted now that the retention has ended; none listed afterwards",
+        len(purge.deleted),
+        method=DeletionMethod.KEY_DESTROYED.value,
+    )
+    catalog.add_events(d.aip_id, [_deletion_event(d, o, done, at, target.kind, None)])
 
 
 def format_findings(findings: Sequence[DeletionFinding]) -> list[str]:

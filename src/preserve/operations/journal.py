@@ -14,6 +14,11 @@ nothing it does is recorded as an event (that would make the journal grow withou
 flushes at once may both write an event (the second's bookkeeping is then refused and reported):
 a record is never overwritten, and a rebuild drops an event it reads twice.
 
+On an encrypted target these objects go through its EncryptedStore like any other: encrypted to
+the AIP's key, under opaque names (writing beside an AIP already there needs the target's
+identity: without it the flush reports KeyUnavailable, naming the variable, and the records stay
+pending); a deaccession destroys that key, and nothing more is written there.
+
 Keys (`preserve.storage.layout`): ``<aip>/events/<UTC time>-<token>.premis.xml`` (a new key for
 every record, never overwritten, never deleted by preserve: deaccession keeps them, they carry
 the tombstone) and ``<aip>/versions/v<N>.json`` (deaccession deletes these: they name the files
@@ -181,7 +186,8 @@ class _Todo:
 def _pending(catalog: Catalog, aip_id: str, holders: Sequence[TargetSettings]) -> _Todo | None:
     """What is still to write beside the AIP on each target; None when nothing is. A deaccessioned
     AIP gets no more inventories (they name its files and title, which deaccession removes from
-    storage); its event records go on (they carry the tombstone)."""
+    storage); its event records go on (they carry the tombstone), but not to an encrypted target
+    where its key is destroyed."""
     found = [
         (t, catalog.journal_versions_pending(aip_id, t.name), catalog.journal_pending(aip_id, t.name)) for t in holders
     ]
@@ -190,8 +196,17 @@ def _pending(catalog: Catalog, aip_id: str, holders: Sequence[TargetSettings]) -
     if aip is None:
         return None
     if aip.status is AipStatus.DEACCESSIONED:
-        found = [(t, [], e) for t, _, e in found if e]
+        found = [(t, [], e) for t, _, e in found if e and not _key_gone(catalog, aip_id, t)]
     return _Todo(aip, found) if found else None
+
+
+def _key_gone(catalog: Catalog, aip_id: str, t: TargetSettings) -> bool:
+    """An encrypted target where a deaccessioned AIP has no key (any more): nothing is written
+    there (a record would need a new key object beside what the deaccession destroyed)."""
+    if not t.encrypted:
+        return False
+    key = catalog.key_of(aip_id, t.name)
+    return key is None or key.destroyed
 
 
 def _write(

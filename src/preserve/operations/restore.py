@@ -1,8 +1,12 @@
 """Getting a film back: download one version of an AIP's bag (the latest by default: exactly the
 members the catalog records for it, each from the object that holds it) from a replica, check every
 object against the catalog's SHA-256 as it arrives, validate the bag, and fall back to the next
-replica on any mismatch. Also fetches access copies. Side effects: downloads into the destination, records a
-dissemination event."""
+replica on any mismatch. From an encrypted replica the objects are decrypted as they arrive (the
+target's identity opens the AIP's key; names come back from its opaque keys), and what is checked
+is the plaintext; a replica whose key cannot be opened (no identity, or not one of its recipients)
+or whose ciphertext fails to decrypt is reported, naming the variable its identity is read from,
+and the next replica is tried. Also fetches access copies. Side effects: downloads into the
+destination, records a dissemination event."""
 
 from __future__ import annotations
 
@@ -16,9 +20,16 @@ from preserve.access import iiif, policy
 from preserve.access.presentation import KIND_MANIFEST
 from preserve.catalog import AipView, Catalog, ReplicaRecord, StoredObject
 from preserve.catalog.records import VersionRecord
-from preserve.config import Settings
+from preserve.config import Settings, TargetSettings
 from preserve.core import redact
-from preserve.core.errors import ConfigError, PreserveError, StorageError, VerificationError
+from preserve.core.errors import (
+    ConfigError,
+    DecryptionFailed,
+    KeyUnavailable,
+    PreserveError,
+    StorageError,
+    VerificationError,
+)
 from preserve.core.fs import atomic_target
 from preserve.core.model import AipStatus, Event, EventType, Outcome
 from preserve.core.progress import Meter, Progress
@@ -74,6 +85,18 @@ def _version(aip: AipView, number: int | None) -> VersionRecord | None:
             advice=f"`preserve show {aip.id}` lists them with their dates and reasons.",
         )
     return found
+
+
+def _why(target: TargetSettings, exc: StorageError) -> str:
+    """Why a replica gave nothing: the error, and on an encrypted target whose key could not be
+    opened or whose ciphertext did not decrypt, which identity it needs (the variable naming it)."""
+    text = str(exc)
+    var = target.identity_env_name()
+    if isinstance(exc, KeyUnavailable) and var not in text:
+        text += f" (restoring from {target.name} needs one of its age identities, in the file {var} names)"
+    elif isinstance(exc, DecryptionFailed):
+        text = f"decryption failed: {text} (its ciphertext is damaged; the identity in {var} was accepted)"
+    return text
 
 
 def _members(aip: AipView, rep: ReplicaRecord, version: VersionRecord | None) -> list[tuple[str, StoredObject]]:
@@ -142,7 +165,8 @@ def restore(
                     if got != obj.sha256:
                         raise VerificationError(f"{obj.key}: SHA-256 {got} differs from the catalog's {obj.sha256}")
         except StorageError as exc:
-            attempts.append(f"{name}: {exc}")
+            why = _why(settings.target(name), exc)
+            attempts.append(f"{name}: {why}")
             catalog.add_events(
                 aip.id,
                 [
@@ -150,7 +174,7 @@ def restore(
                         EventType.RESTORE,
                         Outcome.FAIL,
                         tools.preserve_agent(),
-                        f"restore from {name} failed, trying the next replica: {exc}",
+                        f"restore from {name} failed, trying the next replica: {why}",
                         subject=name,
                     )
                 ],

@@ -3,7 +3,7 @@ that opens one per configured target, and the agent recorded in events about the
 none until a store is used.
 
 Architecture: `base` holds the ObjectStore protocol and the key rules every store shares; `local`
-and the `s3` package implement it; `replication` puts an AIP on every target and back-fills new
+and the `s3` package implement it; `crypt` wraps either for a target with ``encryption = "age"``; `replication` puts an AIP on every target and back-fills new
 ones. A new backend implements ObjectStore (raising only preserve.core.errors types) and gets a
 branch in `open_store` and `store_agent`."""
 
@@ -20,7 +20,18 @@ __all__ = ["ObjectInfo", "ObjectStore", "check_key", "open_store", "store_agent"
 
 def open_store(settings: Settings, target: TargetSettings) -> ObjectStore:
     """The store for one target, with its own client and credentials (never shared between
-    targets). Raises ConfigError for an unusable target configuration."""
+    targets); for an encrypted target, the EncryptedStore over it (its ``raw`` is the target as
+    stored). Raises ConfigError for an unusable target configuration."""
+    inner = _plain_store(settings, target)
+    if not target.encrypted:
+        return inner
+    from preserve.storage.credentials import age_identity_file
+    from preserve.storage.crypt import EncryptedStore
+
+    return EncryptedStore(inner, target, age_identity_file(target))
+
+
+def _plain_store(settings: Settings, target: TargetSettings) -> ObjectStore:
     if target.kind == "s3":
         from preserve.storage.s3 import S3Store  # boto3 is only imported when an S3 target is used
 

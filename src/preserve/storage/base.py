@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 from preserve.core.errors import StorageError
 from preserve.core.fs import fsync_dir as fsync_dir  # re-exported: it used to live here
@@ -39,6 +39,36 @@ class UploadStats:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Bytes to store: ``size`` bytes that ``open()`` yields afresh for every attempt (a file, or
+    the ciphertext an encrypted store makes from one while it is read). ``sha256`` is the digest
+    they must have (a mismatch fails the put, nothing is kept); None when it cannot be known
+    before they are read (ciphertext made on the fly): the store then hashes what it sends and
+    returns that digest, verified against the server as any other. ``label`` names the source in
+    errors (a path on the archive's own machine; never sent to a store)."""
+
+    label: str
+    size: int
+    open: Callable[[], BinaryIO]
+    sha256: str | None
+
+    @classmethod
+    def of_file(cls, path: Path, *, sha256: str, size: int) -> Source:
+        path = Path(path)
+        return cls(label=str(path), size=size, open=lambda: open(path, "rb"), sha256=sha256)
+
+
+@dataclass(frozen=True)
+class StoredForm:
+    """What an encrypted store actually holds for one object: the opaque key, and the size and
+    SHA-256 of the ciphertext (the digest an audit without any key re-reads against)."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """What a store can tell about one stored object."""
 
@@ -57,6 +87,9 @@ class ObjectInfo:
     upload: UploadStats | None = None
     #: set by list_versions only: this entry is a delete marker (it hides the key, holds no bytes)
     delete_marker: bool = False
+    #: set by an encrypted store only (``key``, ``size`` and ``sha256`` above are then the
+    #: plaintext's): the object as the target holds it
+    stored: StoredForm | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +137,16 @@ class ObjectStore(Protocol):
 
     def put_file(self, key: str, path: Path, *, sha256: str, size: int) -> ObjectInfo:
         """Store the file under key and verify it against ``sha256``/``size`` (VerificationError,
-        FeatureNotHonoured); returns the verified ObjectInfo."""
+        FeatureNotHonoured); returns the verified ObjectInfo. Same as
+        ``put_source(key, Source.of_file(path, sha256=sha256, size=size))``."""
+        ...
+
+    def put_source(self, key: str, source: Source, *, retain: bool = True) -> ObjectInfo:
+        """Store ``source`` under key, streamed (one part in memory at a time), and verify it:
+        against ``source.sha256`` when given, else against the digest of what was sent (returned
+        as ``sha256``). ``retain=False`` writes the object without the target's Object Lock
+        retention (an encrypted AIP's key object and name index: destroying the key must stay
+        possible while the ciphertext is locked)."""
         ...
 
     def head(self, key: str) -> ObjectInfo | None:

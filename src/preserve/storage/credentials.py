@@ -44,3 +44,11 @@ def credentials_for(settings: Settings, target: TargetSettings, env: Mapping[str
         return embedded_credentials(settings, who=f"target {target.name!r}")
     key_name, secret_name = target.env_names()
     raise ConfigError(f"no credentials for target {target.name!r}: set {key_name} and {secret_name}, or a profile")
+
+
+def age_identity_file(target: TargetSettings, env: Mapping[str, str] | None = None) -> Path | None:
+    """The file holding an encrypted target's age identity, as its variable names it (``env``, by
+    default the process environment); None when the variable is not set. The file is read only
+    when a key must be opened."""
+    value = (os.environ if env is None else env).get(target.identity_env_name(), "")
+    return Path(value).expanduser() if value else None

@@ -1,7 +1,8 @@
 """Filesystem object store: keys are files under the target's root, written atomically (temp file,
-fsync, rename) and verified by re-reading them. Side effects: creates, renames and deletes files
-and directories under the root; folders are created 0700 and stored files made read-only for the
-archive's user alone (0400): no other local user can list or read a replica."""
+fsync, rename) from a file or any stream, and verified by re-reading them. Side effects: creates,
+renames and deletes files and directories under the root; folders are created 0700 and stored
+files made read-only for the archive's user alone (0400): no other local user can list or read a
+replica."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from preserve.storage.base import (
     Closing,
     ObjectInfo,
     Purge,
+    Source,
     UploadStats,
     check_key,
     check_prefix,
@@ -135,12 +137,10 @@ class LocalStore(Closing):
 
     # -- put -----------------------------------------------------------------------------------
     def put_file(self, key: str, path: Path, *, sha256: str, size: int) -> ObjectInfo:
-        """Copy to a temporary file beside the destination, hashing what is written; then re-read
-        it from disk and compare size and SHA-256 before the rename makes it visible. On any
-        failure nothing is left under the key (an earlier object there stays untouched)."""
-        dest = self._path(key)
+        """`put_source` of the file, after checking that it still has the size it was hashed
+        with (VerificationError before anything is written)."""
+        self._path(key)
         path = Path(path)
-        sha256 = sha256.lower()
         try:
             actual_size = path.stat().st_size
         except OSError as exc:
@@ -149,6 +149,19 @@ class LocalStore(Closing):
             raise VerificationError(
                 f"source {path} is {actual_size} bytes, expected {size}: it changed since it was hashed"
             )
+        return self.put_source(key, Source.of_file(path, sha256=sha256, size=size))
+
+    def put_source(self, key: str, source: Source, *, retain: bool = True) -> ObjectInfo:
+        """Copy the source's stream to a temporary file beside the destination, one chunk in
+        memory at a time, hashing what is written; then re-read it from disk and compare size and
+        SHA-256 (``source.sha256``, or when it has none the digest of what was written, which is
+        returned) before the rename makes it visible. A stream yielding fewer or more than
+        ``source.size`` bytes is a VerificationError; anything else it raises leaves unchanged.
+        On any failure nothing is left under the key (an earlier object there stays untouched).
+        ``retain`` is ignored: a directory has no retention."""
+        dest = self._path(key)
+        size = source.size
+        expected = source.sha256.lower() if source.sha256 is not None else None
         try:
             _make_dirs(dest.parent)
         except OSError as exc:
@@ -156,13 +169,15 @@ class LocalStore(Closing):
         self._check_inside(dest)
         tmp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            written_hex, written = self._copy(path, tmp)
-            if written != size or written_hex != sha256:
+            written_hex, written = self._copy(source, tmp)
+            if written != size or (expected is not None and written_hex != expected):
+                gave = f"{written} bytes hashing to {written_hex}" if written <= size else f"more than {size} bytes"
+                wanted = f"{size} bytes with {expected}" if expected is not None else f"{size} bytes"
                 raise VerificationError(
-                    f"source {path} gave {written} bytes hashing to {written_hex}, "
-                    f"expected {size} bytes with {sha256}: it is corrupt or "
-                    "changed since it was hashed; nothing was stored"
+                    f"source {source.label} gave {gave}, expected {wanted}: it is "
+                    "corrupt or changed since it was hashed; nothing was stored"
                 )
+            sha256 = written_hex
             try:
                 with open(tmp, "rb") as f:
                     reread_hex, reread = _hash_file(f)
@@ -190,25 +205,27 @@ class LocalStore(Closing):
             key=key, size=size, sha256=sha256, checksum_raw=None, upload=UploadStats(parts=1, read_back=True)
         )
 
-    def _copy(self, source: Path, tmp: Path) -> tuple[str, int]:
-        """Copy source to a new tmp file; returns the hex SHA-256 and size of what was written."""
+    def _copy(self, source: Source, tmp: Path) -> tuple[str, int]:
+        """Copy the source's stream to a new tmp file; returns the hex SHA-256 and size of what
+        was written. Stops once the stream has given more than ``source.size`` bytes (the size
+        returned is then larger than expected, the hash of no interest)."""
         digest = hashlib.sha256()
         size = 0
         try:
-            src = open(source, "rb")
+            src = source.open()
         except OSError as exc:
-            raise VerificationError(f"source {source} could not be read: {exc}") from exc
-        with src:
+            raise VerificationError(f"source {source.label} could not be read: {exc}") from exc
+        try:
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
             except OSError as exc:
                 raise StorageUnavailable(f"target {self.name!r}: cannot create {tmp}: {exc}") from exc
             with open(fd, "wb") as out:
-                while True:
+                while size <= source.size:
                     try:
-                        chunk = src.read(CHUNK_SIZE)
+                        chunk = src.read(min(CHUNK_SIZE, source.size - size + 1))
                     except OSError as exc:
-                        raise VerificationError(f"source {source} could not be read: {exc}") from exc
+                        raise VerificationError(f"source {source.label} could not be read: {exc}") from exc
                     if not chunk:
                         break
                     digest.update(chunk)
@@ -217,12 +234,16 @@ class LocalStore(Closing):
                         out.write(chunk)
                     except OSError as exc:
                         raise StorageUnavailable(f"target {self.name!r}: writing {tmp} failed: {exc}") from exc
+                if size > source.size:
+                    return digest.hexdigest(), size  # refused by the caller: nothing to flush
                 try:
                     out.flush()
                     os.fsync(out.fileno())
                 except OSError as exc:
                     raise StorageUnavailable(f"target {self.name!r}: writing {tmp} failed: {exc}") from exc
                 _drop_cache(out.fileno())
+        finally:
+            src.close()
         return digest.hexdigest(), size
 
     # -- read ----------------------------------------------------------------------------------

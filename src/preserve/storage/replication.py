@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from preserve.catalog import AipView, Catalog, ReplicaRecord, StoredObject
+from preserve.catalog.records import AipKeyRecord
 from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, StorageError, VerificationError
 from preserve.core.model import AipStatus, Event, EventType, Outcome, ReplicaStatus, utcnow
 from preserve.storage import ObjectInfo, ObjectStore, open_store, store_agent
+from preserve.storage.crypt import EncryptedStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class TargetOutcome:
     retries: int = 0
     read_back: bool = False
     seconds: float = 0.0
+    #: on an encrypted target, the AIP's key there (the catalog records it with the replica)
+    key: AipKeyRecord | None = None
 
     @property
     def ok(self) -> bool:
@@ -76,20 +80,38 @@ class TargetOutcome:
 
 
 def replica_uri(store: ObjectStore, aip_id: str) -> str:
+    """The AIP's prefix on the store's target (on an encrypted one, its opaque prefix)."""
+    if isinstance(store, EncryptedStore):
+        return store.prefix_uri(aip_id)
     return store.uri(f"{aip_id}/bagit.txt").removesuffix("bagit.txt")
 
 
-def _stored(target: str, upload: Upload, info: ObjectInfo) -> StoredObject:
+def stored_object(target: str, key: str, size: int, sha256: str, info: ObjectInfo) -> StoredObject:
+    """The catalog's record of an object just stored and verified: the plaintext's key, size and
+    digest, and on an encrypted target the opaque key and the ciphertext's size and digest."""
     return StoredObject(
         target=target,
-        key=upload.key,
-        size=upload.size,
-        sha256=upload.sha256,
+        key=key,
+        size=size,
+        sha256=sha256,
         verified_at=utcnow(),
         version_id=info.version_id or "",
         lock_mode=info.lock_mode or "",
         lock_until=info.lock_until,
+        stored_key=info.stored.key if info.stored else "",
+        stored_size=info.stored.size if info.stored else None,
+        stored_sha256=info.stored.sha256 if info.stored else "",
     )
+
+
+def _stored(target: str, upload: Upload, info: ObjectInfo) -> StoredObject:
+    return stored_object(target, upload.key, upload.size, upload.sha256, info)
+
+
+def key_record(store: ObjectStore, aip_id: str) -> AipKeyRecord | None:
+    """The record of the AIP's key on an encrypted store once it made or opened it (None for a
+    plaintext store): the catalog keeps it beside the key object on the target."""
+    return store.key_record(aip_id) if isinstance(store, EncryptedStore) else None
 
 
 def upload_all(
@@ -176,9 +198,11 @@ def upload_all(
                 for fut in jobs:
                     fut.cancel()
                 raise
-        for out in outcomes:
+        for out, opened in zip(outcomes, stores, strict=True):
             out.seconds = time.monotonic() - started
             out.objects.sort(key=lambda o: o.key)
+            if opened is not None:
+                out.key = key_record(opened, aip_id)
     return outcomes
 
 
@@ -365,19 +389,9 @@ def _backfill_one(
                 if info.upload is not None:
                     reused += info.upload.parts_reused
                     retries += info.upload.retries
-                objects.append(
-                    StoredObject(
-                        target=t.name,
-                        key=obj.key,
-                        size=obj.size,
-                        sha256=obj.sha256,
-                        verified_at=utcnow(),
-                        version_id=info.version_id or "",
-                        lock_mode=info.lock_mode or "",
-                        lock_until=info.lock_until,
-                    )
-                )
+                objects.append(stored_object(t.name, obj.key, obj.size, obj.sha256, info))
             uri = replica_uri(dest, aip.id)
+            key = key_record(dest, aip.id)
     except StorageError as exc:
         detail = f"back-fill to {t.name} failed: {exc}"
         catalog.add_events(aip.id, [Event(EventType.REPLICATION, Outcome.FAIL, agent, detail, subject=t.name)])
@@ -399,6 +413,9 @@ def _backfill_one(
         detail += (
             f"; Object Lock {locked[0].lock_mode} until {max(o.lock_until for o in locked if o.lock_until):%Y-%m-%d}"
         )
+    if key is not None:
+        catalog.record_key(key)  # before the replica that needs it
+        detail += "; encrypted (age), the AIP's key wrapped to the target's recipients beside it"
     catalog.upsert_replica(
         aip.id,
         ReplicaRecord(t.name, uri, ReplicaStatus.VERIFIED, utcnow(), tuple(objects)),

@@ -22,11 +22,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     """What came in, is everything intact, what needs me: from the catalog alone (no Prefect,
     no storage round trips), so it answers in well under a second."""
     settings = load_settings(args)
+    from preserve.catalog.views import with_targets
+
     with open_catalog(settings) as catalog:
         st = catalog.status(
             audit_interval_days=settings.audit.audit_interval_days,
             min_verified_replicas=settings.replication.min_verified_replicas,
         )
+    st = with_targets(st, settings.targets)  # whether each target encrypts, its custody: the config's
     alerts_off = not (settings.alerts.webhook_url or (settings.alerts.smtp_host and settings.alerts.smtp_to))
     if args.json:
         from preserve.report.views import status_json

@@ -55,20 +55,28 @@ def cmd_replicate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Exit 0 all good, 1 damage found (repaired or not), 2 a replica was unreachable."""
+    """Exit 0 all good, 1 damage found (repaired or not), 2 a replica was unreachable (or, with
+    --decrypt, an encrypted target's keys could not be opened)."""
     settings = load_settings(args)
     if args.direct:
         from preserve.operations import alerts, audit
 
         with open_catalog(settings) as catalog:
-            report = audit.run_audit(settings, catalog, audit.AuditScope(args.aip, args.replica, args.full))
+            report = audit.run_audit(
+                settings, catalog, audit.AuditScope(args.aip, args.replica, args.full), decrypt=args.decrypt
+            )
             alerts.sweep(settings, catalog)  # damage and AIPs at risk reach the operators, once each
         print(audit.format_report(report))
         return report.exit_code
     from flows.audit import fixity_audit_flow
 
     state = fixity_audit_flow(
-        aip=args.aip, replica=args.replica, full=args.full, config=str(settings.source), return_state=True
+        aip=args.aip,
+        replica=args.replica,
+        full=args.full,
+        config=str(settings.source),
+        decrypt=args.decrypt,
+        return_state=True,
     )
     result = state.result(raise_on_failure=False)
     data = flow_data(result)

@@ -1,7 +1,10 @@
 """The inventory pass (HEAD: presence, size, stored checksum) over one target, and the rules of what
 counts as verified: what each object must be (from an inventory, else from the bag), which
-recorded check vouches for it, and the rebuild's own inventory event. Side effects: HEADs the
-objects of one AIP on one target."""
+recorded check vouches for it, and the rebuild's own inventory event. On an encrypted target the
+HEAD gives the plaintext's size and the ciphertext's key, size and (when the server keeps it)
+SHA-256; the ciphertext's digest is otherwise taken from the AIP's recorded state, and only when
+that has none, read from the target as stored (no key needed). Side effects: HEADs the objects of
+one AIP on one target (and, rarely, reads a ciphertext whole)."""
 
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ from typing import Any
 from preserve import tools
 from preserve.catalog import StoredObject
 from preserve.catalog.records import VersionRecord
+from preserve.core.errors import StorageError, StorageUnavailable
 from preserve.core.model import Event, EventType, Outcome, ReplicaStatus
 from preserve.operations.rebuild.fallback import TAG_RE, Bag
 from preserve.operations.rebuild.records import Journal, utc, when
 from preserve.operations.rebuild.report import ObjectFinding
-from preserve.storage.base import ObjectInfo, ObjectStore
+from preserve.storage.base import ObjectInfo, ObjectStore, StoredForm, sha256_of
+from preserve.storage.crypt import as_stored
 
 #: HEADs in flight per target during the inventory pass
 HEAD_WORKERS = 8
@@ -140,11 +145,40 @@ def _heads(store: ObjectStore, keys: Sequence[str]) -> dict[str, ObjectInfo | No
         return dict(zip(keys, pool.map(store.head, keys), strict=True))
 
 
+def _cipher_sha256(
+    store: ObjectStore, stored: StoredForm, sealed: Mapping[str, Any] | None
+) -> tuple[str, tuple[str, str, str]]:
+    """The ciphertext's SHA-256 for the catalog, and a problem when the server's checksum differs
+    from the recorded one: the server's, else the recorded state's (same opaque key and size),
+    else read from the target as stored ("" if that read fails: the next audit finds out)."""
+    recorded = ""
+    if sealed and str(sealed.get("stored_key") or "") == stored.key and sealed.get("stored_size") == stored.size:
+        recorded = str(sealed.get("stored_sha256") or "")
+    if stored.sha256:
+        if recorded and recorded != stored.sha256:
+            return stored.sha256, ("checksum", f"ciphertext sha256 {recorded}", f"stored checksum {stored.sha256}")
+        return stored.sha256, ("", "", "")
+    if recorded:
+        return recorded, ("", "", "")
+    try:
+        return sha256_of(as_stored(store), stored.key), ("", "", "")
+    except StorageUnavailable:
+        raise
+    except StorageError:
+        return "", ("", "", "")
+
+
 def take_inventory(
-    aip_id: str, target: str, store: ObjectStore | None, expected: Mapping[str, _Expected], checks: Checks
+    aip_id: str,
+    target: str,
+    store: ObjectStore | None,
+    expected: Mapping[str, _Expected],
+    checks: Checks,
+    sealed: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[list[StoredObject], list[ObjectFinding]]:
     """Every expected object on one target by HEAD (``store`` None: the target is down, so every
-    object is pending), compared with what it must be."""
+    object is pending), compared with what it must be. ``sealed``: the recorded state's entries of
+    the encrypted objects on this target, by key (their ciphertext's key, size and SHA-256)."""
     keys = sorted(expected)
     found = _heads(store, keys) if store is not None else {}
     objects: list[StoredObject] = []
@@ -153,6 +187,10 @@ def take_inventory(
         exp, info = expected[key], found.get(key)
         verified_at, failure = checks.vouch(target, key, exp)
         problem = ("", "", "")
+        stored = info.stored if info is not None else None
+        cipher_sha256, cipher_problem = ("", ("", "", ""))
+        if store is not None and stored is not None:
+            cipher_sha256, cipher_problem = _cipher_sha256(store, stored, (sealed or {}).get(key))
         if store is None:
             status = ReplicaStatus.PENDING
         elif info is None:
@@ -165,6 +203,8 @@ def take_inventory(
                 ReplicaStatus.DAMAGED,
                 ("checksum", f"sha256 {exp.sha256}", f"stored checksum {info.sha256}"),
             )
+        elif cipher_problem[0]:
+            status, problem = ReplicaStatus.DAMAGED, cipher_problem
         elif failure is not None:
             status = ReplicaStatus.MISSING if failure.detail.startswith("missing") else ReplicaStatus.DAMAGED
             problem = (
@@ -190,6 +230,9 @@ def take_inventory(
                 lock_until=info.lock_until if info is not None else None,
                 status=status,
                 aip_id=aip_id,
+                stored_key=stored.key if stored is not None else "",
+                stored_size=stored.size if stored is not None else None,
+                stored_sha256=cipher_sha256,
             )
         )
     return objects, findings

@@ -2,7 +2,14 @@
 each; the journal flush at the end) and the build of one AIP (its journal, its bag where needed,
 its state, then the inventory pass on every target). Side effects: reads every target; writes the
 catalog (AIPs, events, journal bookkeeping, the rebuild's record) and, through the journal flush,
-the rebuild's own events beside each AIP."""
+the rebuild's own events beside each AIP.
+
+From an encrypted target (its identity configured; without one the rebuild is refused with the
+KeyUnavailable that names the variable) each AIP is listed through its EncryptedStore, so names
+are revealed with the AIP's key and the journal and bag read decrypted; an AIP prefix there with
+no key object (destroyed by a deaccession, or lost) cannot be read and is reported as such. Each
+encrypted object is recorded with its ciphertext's key, size and SHA-256, and each AIP key found
+is recorded as its key object is on the target (`Catalog.record_key`)."""
 
 from __future__ import annotations
 
@@ -19,7 +26,14 @@ from preserve.catalog import Catalog, FileView, StoredObject
 from preserve.catalog.records import RebuiltAip
 from preserve.catalog.snapshot import default_state
 from preserve.config import Settings
-from preserve.core.errors import CatalogError, ConfigError, PackagingError, StorageError, StorageUnavailable
+from preserve.core.errors import (
+    CatalogError,
+    ConfigError,
+    KeyUnavailable,
+    PackagingError,
+    StorageError,
+    StorageUnavailable,
+)
 from preserve.core.model import AccessLevel, AipStatus, Event, utcnow
 from preserve.core.progress import Progress
 from preserve.operations.rebuild.fallback import (
@@ -54,6 +68,7 @@ from preserve.operations.rebuild.report import (
 from preserve.packaging import eventlog
 from preserve.storage import layout, open_store
 from preserve.storage.base import ObjectInfo, ObjectStore, member_path, object_key, read_small
+from preserve.storage.crypt import EncryptedStore
 from preserve.storage.replication import replica_uri
 
 
@@ -167,9 +182,16 @@ def _build(
     # the other replicas' journals, read first: the newest state may be there (a damaged or
     # missing record on the source must not bring back an older access level)
     others: dict[str, tuple[set[str], Journal]] = {}
+    unread: dict[str, str] = {}  # target -> why the AIP could not be listed there
     for name in stores:
         if name != source and name in reachable:
-            held_there = {i.key for i in stores[name].list(f"{aip_id}/")}
+            try:
+                held_there = {i.key for i in stores[name].list(f"{aip_id}/")}
+            except StorageUnavailable:
+                raise
+            except StorageError as exc:  # an encrypted target whose key of this AIP cannot be opened
+                unread[name] = str(exc)
+                continue
             others[name] = (held_there, read_journal(stores[name], name, aip_id, held_there))
     mine = newest_state([(source, journal)])
     best = newest_state([(source, journal), *((n, j) for n, (_, j) in others.items())])
@@ -282,8 +304,12 @@ def _build(
     recorded = state_at is not None  # the state is a record's, not the default of a bag
     objects: list[StoredObject] = []
     inventory_events: list[Event] = []
+    sealed: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for o in state.get("objects") or ():
+        sealed.setdefault(str(o.get("target")), {})[str(o.get("key"))] = o
     for name in [source, *(n for n in stores if n != source)]:
-        store: ObjectStore | None = stores[name] if name in reachable else None
+        readable = name in reachable and (name == source or name in others)
+        store: ObjectStore | None = stores[name] if readable else None
         if name == source:
             held: set[str] = set(listed)
         elif store is not None:
@@ -292,12 +318,19 @@ def _build(
             found.damaged += other.damaged
             found.disagreements += compare_journals(aip_id, source, name, journal, other)
             found.unexpected += strays(name, held)
-        elif name in had:  # down: what it held is not known; pending until an audit reaches it
+        elif name in had or name in unread:  # down: what it held is not known; pending until an audit reaches it
             held = set(expected)
         else:
             continue
         if not expected:
             continue
+        if name in unread:
+            found.disagreements.append(
+                Disagreement(
+                    aip_id, name, "replica", f"not read: {unread[name]}; its objects are pending until audited"
+                )
+            )
+            held = set(expected)
         if not held & set(expected):
             if name in had and recorded:
                 found.disagreements.append(
@@ -306,7 +339,7 @@ def _build(
                     )
                 )
             continue
-        objs, findings = take_inventory(aip_id, name, store, expected, checks)
+        objs, findings = take_inventory(aip_id, name, store, expected, checks, sealed.get(name))
         objects += objs
         out.counts[name] = collections.Counter(o.status.value for o in objs)
         if store is None:
@@ -362,6 +395,59 @@ def _group(infos: Iterable[ObjectInfo]) -> dict[str, dict[str, ObjectInfo]]:
     return groups
 
 
+def _listing(
+    store: ObjectStore, not_preserve: list[NotPreserve], errors: list[str]
+) -> dict[str, dict[str, ObjectInfo]]:
+    """Every object on the source, by prefix. An encrypted target is listed as stored first, then
+    each AIP on it through its key (its names revealed); an AIP whose key object is not there, or
+    cannot be opened with the target's identity, is reported instead (``not_preserve``,
+    ``errors``)."""
+    if not isinstance(store, EncryptedStore):
+        return _group(store.list(""))
+    groups: dict[str, dict[str, ObjectInfo]] = {}
+    for prefix, keys in sorted(_group(store.raw.list("")).items()):
+        if not layout.AIP_ID_RE.match(prefix):
+            groups[prefix] = keys  # reported as not an AIP
+        elif store.key_object_key(prefix) not in keys:
+            not_preserve.append(
+                NotPreserve(
+                    prefix,
+                    len(keys),
+                    sum(i.size for i in keys.values()),
+                    "encrypted, and its key object is not there (destroyed by a deaccession, or lost: the escrow "
+                    "copy of `preserve keys export` puts it back): nothing in it can be read",
+                )
+            )
+        else:
+            try:
+                groups[prefix] = {i.key: i for i in store.list(f"{prefix}/")}
+            except StorageUnavailable:
+                raise
+            except StorageError as exc:  # its key cannot be opened, or a name does not decrypt
+                errors.append(f"{prefix}: not imported: {exc}")
+    return groups
+
+
+def _record_keys(catalog: Catalog, aip_id: str, stores: Mapping[str, ObjectStore], held: Iterable[str]) -> list[str]:
+    """Record the AIP's key on each encrypted target that holds it, as its key object is there
+    (after the import: the catalog's own record, over the state's copy). Returns what failed."""
+    failed: list[str] = []
+    for name in held:
+        store = stores[name]
+        if not isinstance(store, EncryptedStore):
+            continue
+        try:
+            store.key_for(aip_id)
+            rec = store.key_record(aip_id)
+            if rec is not None:
+                catalog.record_key(rec)
+        except StorageUnavailable:
+            raise
+        except (StorageError, CatalogError) as exc:
+            failed.append(f"{aip_id}: its key on {name} was not recorded: {exc}")
+    return failed
+
+
 def _looks_like_aip(aip_id: str, keys: Iterable[str]) -> bool:
     """A bagit.txt, a version inventory or an event record (all a deaccessioned AIP keeps)."""
     return any(
@@ -392,6 +478,10 @@ def rebuild(
             f"no replica target named {source!r}; known: {names}",
             advice="Name one of the [[targets]] of the configuration with --from.",
         )
+    if settings.target(source).encrypted:  # refused before anything is written, naming the variable
+        with open_store(settings, settings.target(source)) as probe:
+            if isinstance(probe, EncryptedStore):
+                probe.identities()
     running = catalog.rebuild_running()
     resumed = running is not None and running[1] == source
     if not resumed and not merge and not catalog.is_empty():
@@ -424,6 +514,14 @@ def rebuild(
         for name in names:
             if name == source:
                 continue
+            other = stores[name]
+            if isinstance(other, EncryptedStore) and not other.has_identity:
+                errors.append(
+                    f"{name}: encrypted, and no identity is configured for it (set "
+                    f"{other.target.identity_env_name()}); its objects are recorded as pending, unverified, "
+                    "until an audit reads it"
+                )
+                continue
             try:
                 stores[name].check_reachable()
                 reachable.append(name)
@@ -432,7 +530,7 @@ def rebuild(
                     f"{name}: unreachable ({exc}); its objects are recorded as pending, unverified, "
                     "until an audit reaches it"
                 )
-        groups = _group(stores[source].list(""))
+        groups = _listing(stores[source], not_preserve, errors)
         aips: list[str] = []
         for prefix, keys in sorted(groups.items()):
             if not layout.AIP_ID_RE.match(prefix):
@@ -458,6 +556,11 @@ def rebuild(
                 except (CatalogError, PackagingError) as exc:  # this AIP only: the others go on
                     errors.append(f"{aip_id}: not imported: {exc}")
                     built = _Built()
+                except KeyUnavailable as exc:  # its key on the source cannot be opened: the others go on
+                    errors.append(f"{aip_id}: not imported: {exc}")
+                    built = _Built()
+                if built.rebuilt is not None:
+                    errors += _record_keys(catalog, aip_id, stores, built.uris)
                 if built.rebuilt is not None:
                     try:
                         _mark_journal(catalog, aip_id, source, built)

@@ -38,6 +38,8 @@ def record(
         f"stored with {len(replicated.replicas)} verified replica(s)",
     )
     meta = staged.metadata
+    for key in replicated.keys:  # an encrypted replica is only as good as its key: kept first
+        ctx.catalog.record_key(key)
     ctx.catalog.record_aip(
         NewAip(
             id=ctx.aip_id,

@@ -19,6 +19,7 @@ from pathlib import Path
 from preserve import tools
 from preserve.access import policy
 from preserve.catalog import ReplicaRecord
+from preserve.catalog.records import AipKeyRecord
 from preserve.config import TargetSettings
 from preserve.core.errors import ObjectLocked, StorageError, VerificationError
 from preserve.core.model import EventType, Outcome, ReplicaStatus, utcnow
@@ -28,6 +29,7 @@ from preserve.pipeline.steps.package import Packaged
 from preserve.pipeline.steps.receive import Staged, changed_error, raise_if_changed
 from preserve.storage import ObjectStore, open_store, replication, store_agent
 from preserve.storage.base import object_key
+from preserve.storage.crypt import EncryptedStore, as_stored
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class Replicated:
 
     replicas: tuple[ReplicaRecord, ...]
     seconds: float
+    #: the AIP's key on each encrypted target that verified (recorded with the AIP)
+    keys: tuple[AipKeyRecord, ...] = ()
 
 
 class EarlyUploads:
@@ -194,6 +198,7 @@ def replicate(ctx: IngestContext, staged: Staged, packaged: Packaged, early: Ear
     if changed:
         raise changed_error(sorted(set(changed)), "its upload found other bytes than were first read")
     replicas: list[ReplicaRecord] = []
+    keys: list[AipKeyRecord] = []
     failures: list[str] = []
     for out in merged:
         if not out.ok:
@@ -209,6 +214,8 @@ def replicate(ctx: IngestContext, staged: Staged, packaged: Packaged, early: Ear
                 objects=tuple(out.objects),
             )
         )
+        if out.key is not None:
+            keys.append(out.key)
         ctx.log.record(
             EventType.REPLICATION,
             Outcome.PASS,
@@ -232,7 +239,7 @@ def replicate(ctx: IngestContext, staged: Staged, packaged: Packaged, early: Ear
         f"{'from the ingest folder' if staged.in_place else 'from staging'} and uploaded to "
         f"{', '.join(r.target for r in replicas)}: each matches the digest of its first read",
     )
-    return Replicated(replicas=tuple(replicas), seconds=seconds)
+    return Replicated(replicas=tuple(replicas), seconds=seconds, keys=tuple(keys))
 
 
 def _merge(early: replication.TargetOutcome | None, late: replication.TargetOutcome) -> replication.TargetOutcome:
@@ -253,6 +260,7 @@ def _merge(early: replication.TargetOutcome | None, late: replication.TargetOutc
         retries=early.retries + late.retries,
         read_back=early.read_back or late.read_back,
         seconds=early.seconds + late.seconds,
+        key=late.key or early.key,
     )
 
 
@@ -262,15 +270,18 @@ def sweep_unrecorded(ctx: IngestContext, store: ObjectStore, target: str) -> Non
     prefix is an unrecorded orphan, and all its versions go, so the recorded AIP is exactly what
     this attempt uploads. Locked objects cannot go; the event says so."""
     prefix = f"{ctx.aip_id}/"
-    stale = [info.key for info in store.list(prefix)]
+    raw = as_stored(store)  # on an encrypted target: the opaque objects, key object and index too
+    stale = [info.key for info in raw.list(prefix)]
     if not stale:
         return
     locked: list[str] = []
     for key in stale:
         try:
-            store.delete(key)
+            raw.delete(key)
         except ObjectLocked:
             locked.append(key)
+    if isinstance(store, EncryptedStore):
+        store.forget(ctx.aip_id)
     ctx.log.record(
         EventType.DELETION,
         Outcome.WARNING if locked else Outcome.PASS,
@@ -305,14 +316,19 @@ def remove_unrecorded(ctx: IngestContext, early: EarlyUploads | None) -> None:
     for target in places:
         try:
             with open_store(ctx.settings, target) as store:
-                keys = sorted({v.key for v in store.list_versions(prefix)})
+                # on an encrypted target every opaque object, the key object and the index go
+                # (so locked ciphertext that must stay is left with no key to read it)
+                raw = as_stored(store)
+                keys = sorted({v.key for v in raw.list_versions(prefix)})
                 locked: list[str] = []
                 for key in keys:
                     try:
-                        store.delete(key)
+                        raw.delete(key)
                     except ObjectLocked:
                         locked.append(key)
-                left = sorted({v.key for v in store.list_versions(prefix)})
+                left = sorted({v.key for v in raw.list_versions(prefix)})
+                if isinstance(store, EncryptedStore):
+                    store.forget(ctx.aip_id)
         except StorageError as exc:
             ctx.log.record(
                 EventType.DELETION,

@@ -58,7 +58,7 @@ class Adoption:
 
 @dataclass(frozen=True)
 class UploadPlan:
-    """The multipart upload a put_file writes into: a new one, or an interrupted one adopted.
+    """The multipart upload a put writes into: a new one, or an interrupted one adopted.
     ``lock_until`` is the retention requested when a new upload is created; None for an adopted
     one, whose retention is set once it is complete."""
 

@@ -26,6 +26,7 @@ from preserve.storage.base import (
     ObjectInfo,
     Purge,
     Retained,
+    Source,
     UploadStats,
     check_key,
     check_prefix,
@@ -153,36 +154,67 @@ class S3Store(Closing):
 
     # -- put -----------------------------------------------------------------------------------
     def put_file(self, key: str, path: Path, *, sha256: str, size: int) -> ObjectInfo:
-        """Upload with SHA-256 checksums the server must check, hash what was actually sent, then
-        verify size, checksum and retention with a HEAD of the version written (and read the
-        object back and re-hash it when the target asks for ``read_back``).
-
-        Large files go up in parts, one part in memory at a time (memory bound: one part, see
-        multipart.part_size_for, per concurrent put_file). An interrupted multipart upload of
-        the same key is resumed: its parts that hold our bytes are kept, the rest are sent;
-        uploads that cannot be adopted are aborted. A failure that retrying may cure later (the
-        server is away: StorageUnavailable) leaves the multipart upload for the next put_file to
-        resume; any other failure aborts it. Keys have one writer at a time (the ingest claim
-        ensures it): a put_file adopts or aborts whatever multipart upload of its key it finds."""
-        obj = self._address(key)
+        """`put_source` of the file, after checking that it still has the size it was hashed
+        with (VerificationError before anything is sent)."""
+        self._address(key)
         path = Path(path)
         sha256 = checked_sha256(sha256)
         check_source_size(path, size)
+        return self.put_source(key, Source.of_file(path, sha256=sha256, size=size))
+
+    def put_source(self, key: str, source: Source, *, retain: bool = True) -> ObjectInfo:
+        """Upload with SHA-256 checksums the server must check, hash what was actually sent, then
+        verify size, checksum and retention with a HEAD of the version written (and read the
+        object back and re-hash it when the target asks for ``read_back``). The whole digest
+        must equal ``source.sha256`` before the upload completes (else VerificationError, nothing
+        kept); a source without one is hashed as it is sent, and that digest is returned (and
+        is the one a read-back must give). A stream yielding fewer or more than ``source.size``
+        bytes is a VerificationError; anything else its read() raises aborts the upload and
+        leaves unchanged.
+
+        Large sources go up in parts, one part in memory at a time (memory bound: one part, see
+        multipart.part_size_for, per concurrent put). An interrupted multipart upload of the
+        same key is resumed: its parts that hold our bytes (re-read from the new stream and
+        compared) are kept, the rest are sent; uploads that cannot be adopted are aborted. A
+        failure that retrying may cure later (the server is away: StorageUnavailable) leaves the
+        multipart upload for the next put to resume; any other failure aborts it. Keys have one
+        writer at a time (the ingest claim ensures it): a put adopts or aborts whatever
+        multipart upload of its key it finds.
+
+        ``retain=False`` sends no ObjectLockMode/RetainUntilDate and neither sets nor checks
+        retention afterwards. A bucket with a *default* retention rule still locks the object
+        (the server applies it); the returned ObjectInfo then shows that lock (a warning is
+        logged), as it would a resumed upload begun by a retained put of the same key."""
+        obj = self._address(key)
+        if source.sha256 is not None:
+            source = replace(source, sha256=checked_sha256(source.sha256))
+        size = source.size
         multipart = size > 0 and size >= self.multipart_threshold
         tally = Tally()
         with self._conn.errors(f"upload of {key!r}"):
             if multipart:
-                sent = put_multipart(self._conn, obj, self.target, path, sha256, size, self.multipart_threshold, tally)
+                sent = put_multipart(
+                    self._conn, obj, self.target, source, self.multipart_threshold, tally, retain=retain
+                )
             else:
-                sent = put_single(self._conn, obj, self.target, path, sha256, size, tally)
+                sent = put_single(self._conn, obj, self.target, source, tally, retain=retain)
             info = self._conn.call(f"verification of {key!r}", lambda: self._verify(obj, sent, size), tally)
             mode = self.target.object_lock_mode
-            if mode and sent.lock_until is None:
+            if retain and mode and sent.lock_until is None:
                 info = lock.extend(self._conn, obj, mode, self.target.object_lock_days, info, tally)
             if self.read_back:
-                self._read_back(obj, info.version_id, sha256, size, tally)
+                self._read_back(obj, info.version_id, sent.sha256, size, tally)
+        if not retain and info.lock_mode:
+            log.warning(
+                "%s on %s was stored without retention asked for, but the server shows %s retention%s "
+                "(a bucket default, or a resumed upload begun with it)",
+                key,
+                self.name,
+                info.lock_mode,
+                f" until {info.lock_until.isoformat()}" if info.lock_until else "",
+            )
         log.info(
-            "stored %s (%d bytes, %s, %d part(s), %d reused, %d retries%s) on %s, verified",
+            "stored %s (%d bytes, %s, %d part(s), %d reused, %d retries%s%s) on %s, verified",
             key,
             size,
             sent.checksum_raw,
@@ -190,14 +222,16 @@ class S3Store(Closing):
             sent.parts_reused,
             tally.retries,
             ", read back" if self.read_back else "",
+            "" if retain else ", no retention asked for",
             self.name,
         )
-        # The whole-file digest equals sha256 (checked while sending) and the server's checksum
-        # matched digests computed from those same bytes, so the store vouches for it.
+        # The whole digest is sent.sha256 (the source's own, checked while sending, or computed
+        # from the bytes sent) and the server's checksum matched digests computed from those same
+        # bytes, so the store vouches for it.
         stats = UploadStats(
             parts=sent.parts, parts_reused=sent.parts_reused, retries=tally.retries, read_back=self.read_back
         )
-        return replace(info, sha256=sha256, upload=stats)
+        return replace(info, sha256=sent.sha256, upload=stats)
 
     def _verify(self, obj: ObjectAddress, sent: Sent, size: int) -> ObjectInfo:
         """HEAD the version we wrote and compare size, checksum and retention."""

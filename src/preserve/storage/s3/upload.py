@@ -1,12 +1,13 @@
-"""Sending one file to S3: a single checksummed PUT, or a multipart upload that resumes an
-interrupted one of the same key (keeping its parts that hold our bytes) or starts afresh. Side
-effects: reads the source file, one part in memory at a time; network requests through the
-connection (uploads, completions, aborts of multipart uploads that cannot be used).
+"""Sending one source (a file, or a stream such as ciphertext made while it is read) to S3: a
+single checksummed PUT, or a multipart upload that resumes an interrupted one of the same key
+(keeping its parts that hold our bytes) or starts afresh. Side effects: reads the source, one part
+in memory at a time; network requests through the connection (uploads, completions, aborts of
+multipart uploads that cannot be used).
 
 Keys have one writer at a time (the ingest claim ensures it): an upload adopts or aborts whatever
 multipart upload of its key it finds. A failure that retrying may cure later (the server is away:
-StorageUnavailable, or an interruption) leaves a multipart upload for the next put_file to resume;
-any other failure aborts it."""
+StorageUnavailable, or an interruption) leaves a multipart upload for the next put of the key to
+resume; any other failure, including any exception the source stream raises, aborts it."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import botocore.exceptions as bex
 
 from preserve.config import TargetSettings
 from preserve.core.errors import StorageUnavailable, VerificationError
 from preserve.core.model import utcnow
+from preserve.storage.base import Source
 from preserve.storage.s3.client import Connection, ObjectAddress, Tally
 from preserve.storage.s3.errors import BOTO_ERRORS, DIGEST_CODES, error_code
 from preserve.storage.s3.lock import retain_until
@@ -45,10 +46,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Sent:
-    """What we uploaded: the checksum the server should now report, and the version written.
-    ``lock_until`` is the retention requested with the upload; None for an adopted (resumed)
-    upload, whose retention is set afterwards (it was requested when that upload began)."""
+    """What we uploaded: the hex SHA-256 of the whole of it (the source's own, checked, or the
+    one computed while sending when the source had none), the checksum the server should now
+    report, and the version written. ``lock_until`` is the retention requested with the upload;
+    None for an adopted (resumed) upload, whose retention is set afterwards (it was requested
+    when that upload began), and for one sent without retention."""
 
+    sha256: str
     checksum_raw: str
     version_id: str | None
     lock_until: dt.datetime | None
@@ -56,9 +60,13 @@ class Sent:
     parts_reused: int = 0
 
 
-def request_args(bucket: str, target: TargetSettings) -> tuple[dict[str, Any], dt.datetime | None]:
+def request_args(
+    bucket: str, target: TargetSettings, *, retain: bool = True
+) -> tuple[dict[str, Any], dt.datetime | None]:
     """The arguments of a PUT or of a new multipart upload (checksum algorithm, storage class,
     encryption, retention), and the retention's end when the target asks for Object Lock.
+    ``retain=False`` asks for no retention even then (the object must stay deletable; a bucket
+    whose own default retention is set still applies it, which the server decides, not us).
     The values are plain strings from the settings, checked by the server; the boto3 stubs'
     Literal types for them cannot be checked from configuration, hence ``Any``."""
     args: dict[str, Any] = {"Bucket": bucket, "ChecksumAlgorithm": "SHA256"}
@@ -67,67 +75,86 @@ def request_args(bucket: str, target: TargetSettings) -> tuple[dict[str, Any], d
     if target.server_side_encryption:
         args["ServerSideEncryption"] = target.server_side_encryption
     until = None
-    if target.object_lock_mode:
+    if retain and target.object_lock_mode:
         until = retain_until(target.object_lock_days, utcnow())
         args["ObjectLockMode"] = target.object_lock_mode
         args["ObjectLockRetainUntilDate"] = until
     return args, until
 
 
-def put_single(
-    conn: Connection, obj: ObjectAddress, target: TargetSettings, path: Path, sha256: str, size: int, tally: Tally
-) -> Sent:
-    """One PUT: the bytes are read once into memory (size < multipart threshold), hashed, and
-    that same buffer is sent with its SHA-256 for the server to check (again, if it failed)."""
+def open_source(source: Source) -> BinaryIO:
+    """A fresh stream of the source's bytes; an OSError opening it is a VerificationError (the
+    source cannot be read), anything else the source raises leaves unchanged."""
     try:
-        with open(path, "rb") as f:
-            data = read_exactly(f, size, path)
-            assert_at_eof(f, path)
+        return source.open()
     except OSError as exc:
-        raise VerificationError(f"source {path} could not be read: {exc}") from exc
+        raise VerificationError(f"source {source.label} could not be read: {exc}") from exc
+
+
+def mismatch(source: Source, got: str, outcome: str) -> VerificationError:
+    """The source's bytes do not hash to the digest it was given."""
+    return VerificationError(
+        f"source {source.label} hashes to {got}, not {source.sha256}: it is "
+        f"corrupt or changed since it was hashed; {outcome}"
+    )
+
+
+def put_single(
+    conn: Connection, obj: ObjectAddress, target: TargetSettings, source: Source, tally: Tally, *, retain: bool = True
+) -> Sent:
+    """One PUT: the bytes are read once into memory (size < multipart threshold), hashed,
+    compared with the source's digest when it has one, and that same buffer is sent with its
+    SHA-256 for the server to check (again, if it failed)."""
+    f = open_source(source)
+    try:
+        data = read_exactly(f, source.size, source.label)
+        assert_at_eof(f, source.label)
+    finally:
+        f.close()
     digest = hashlib.sha256(data).digest()
-    if digest.hex() != sha256:
-        raise VerificationError(
-            f"source {path} hashes to {digest.hex()}, not {sha256}: it is "
-            "corrupt or changed since it was hashed; nothing was uploaded"
-        )
+    if source.sha256 is not None and digest.hex() != source.sha256:
+        raise mismatch(source, digest.hex(), "nothing was uploaded")
     checksum = base64.b64encode(digest).decode("ascii")
-    args, until = request_args(conn.bucket, target)
+    args, until = request_args(conn.bucket, target, retain=retain)
     resp = conn.call(
         f"upload of {obj.key!r}",
-        lambda: conn.client.put_object(Key=obj.full, Body=data, ContentLength=size, ChecksumSHA256=checksum, **args),
+        lambda: conn.client.put_object(
+            Key=obj.full, Body=data, ContentLength=source.size, ChecksumSHA256=checksum, **args
+        ),
         tally,
         resend=True,
     )
-    return Sent(checksum_raw=checksum, version_id=resp.get("VersionId"), lock_until=until)
+    return Sent(sha256=digest.hex(), checksum_raw=checksum, version_id=resp.get("VersionId"), lock_until=until)
 
 
 def put_multipart(
     conn: Connection,
     obj: ObjectAddress,
     target: TargetSettings,
-    path: Path,
-    sha256: str,
-    size: int,
+    source: Source,
     threshold: int,
     tally: Tally,
+    *,
+    retain: bool = True,
 ) -> Sent:
-    """Resume an interrupted upload of this key when one fits, else start a new one."""
+    """Resume an interrupted upload of this key when one fits, else start a new one. Each
+    attempt reads the source afresh (`Source.open`)."""
+    size = source.size
     plan = adopt(conn, obj, size, threshold, tally)
     if plan is not None:
         try:
-            return send_parts(conn, obj, path, sha256, size, plan, tally)
+            return send_parts(conn, obj, source, plan, tally)
         except StaleParts as exc:
             log.warning("%s on %s: %s; aborting that upload and starting again", obj.key, conn.name, exc)
             abort(conn, obj.full, plan.upload_id, tally)
-    args, until = request_args(conn.bucket, target)
+    args, until = request_args(conn.bucket, target, retain=retain)
     created = conn.call(
         f"start of the upload of {obj.key!r}",
         lambda: conn.client.create_multipart_upload(Key=obj.full, **args),
         tally,
     )
     plan = UploadPlan(created["UploadId"], part_size_for(size, threshold), until)
-    return send_parts(conn, obj, path, sha256, size, plan, tally)
+    return send_parts(conn, obj, source, plan, tally)
 
 
 def adopt(conn: Connection, obj: ObjectAddress, size: int, threshold: int, tally: Tally) -> UploadPlan | None:
@@ -190,27 +217,25 @@ def list_parts(conn: Connection, full: str, upload_id: str) -> list[UploadedPart
     return sorted(parts, key=lambda p: p.number)
 
 
-def send_parts(
-    conn: Connection, obj: ObjectAddress, path: Path, sha256: str, size: int, plan: UploadPlan, tally: Tally
-) -> Sent:
-    """Every part in order, one in memory at a time: hashed, kept if the server already holds
-    exactly these bytes (a resume), else sent with its SHA-256; then the whole file's digest
-    is compared with ``sha256`` and the upload completed. Aborted on any failure except one
-    that leaves it resumable (StorageUnavailable, an interruption)."""
+def send_parts(conn: Connection, obj: ObjectAddress, source: Source, plan: UploadPlan, tally: Tally) -> Sent:
+    """Every part in order, one in memory at a time, read from a fresh stream of the source:
+    hashed, kept if the server already holds exactly these bytes (a resume), else sent with its
+    SHA-256; then the whole source's digest is compared with ``source.sha256`` (when it has one;
+    else it is the digest returned) and the upload completed. Aborted on any failure except one
+    that leaves it resumable (StorageUnavailable, an interruption); whatever the stream raises
+    aborts it and leaves unchanged."""
+    size = source.size
     count = part_count(size, plan.part_size)
     whole = hashlib.sha256()
     parts: list[UploadedPart] = []
     digests: list[bytes] = []
     reused = 0
     try:
+        f = open_source(source)
         try:
-            f = open(path, "rb")
-        except OSError as exc:
-            raise VerificationError(f"source {path} could not be read: {exc}") from exc
-        with f:
             for number in range(1, count + 1):
                 length = part_length(number, plan.part_size, size)
-                data = read_exactly(f, length, path)
+                data = read_exactly(f, length, source.label)
                 whole.update(data)
                 digest = hashlib.sha256(data).digest()
                 checksum = base64.b64encode(digest).decode("ascii")
@@ -222,19 +247,18 @@ def send_parts(
                     parts.append(upload_part(conn, obj, plan.upload_id, number, count, data, checksum, tally))
                 del data
                 digests.append(digest)
-            assert_at_eof(f, path)
-        if whole.hexdigest() != sha256:
-            raise VerificationError(
-                f"source {path} hashes to {whole.hexdigest()}, not {sha256}: it is "
-                "corrupt or changed since it was hashed; the upload was aborted"
-            )
+            assert_at_eof(f, source.label)
+        finally:
+            f.close()
+        if source.sha256 is not None and whole.hexdigest() != source.sha256:
+            raise mismatch(source, whole.hexdigest(), "the upload was aborted")
         composite = composite_sha256(digests)
         version_id = complete(conn, obj, plan, parts, composite, tally)
     except StaleParts:
         raise
     except (StorageUnavailable, KeyboardInterrupt, SystemExit):
         log.warning(
-            "upload %s of %s on %s interrupted; the next put_file of this key resumes it",
+            "upload %s of %s on %s interrupted; the next put of this key resumes it",
             plan.upload_id,
             obj.key,
             conn.name,
@@ -244,7 +268,12 @@ def send_parts(
         abort(conn, obj.full, plan.upload_id, tally)
         raise
     return Sent(
-        checksum_raw=composite, version_id=version_id, lock_until=plan.lock_until, parts=count, parts_reused=reused
+        sha256=whole.hexdigest(),
+        checksum_raw=composite,
+        version_id=version_id,
+        lock_until=plan.lock_until,
+        parts=count,
+        parts_reused=reused,
     )
 
 

@@ -1,6 +1,6 @@
 """Verification of S3 copies: the source is what was hashed, the stored object has our size and
 checksum (and the retention asked for), and a read-back hashes to our SHA-256. Side effects: none
-beyond reading the source file it is handed; every check raises VerificationError or
+beyond reading the source (file or stream) it is handed; every check raises VerificationError or
 FeatureNotHonoured, and the requests themselves are made by the store.
 
 A server that silently drops a requested checksum or retention is refused (FeatureNotHonoured),
@@ -43,27 +43,37 @@ def check_source_size(path: Path, size: int) -> None:
         )
 
 
-def read_exactly(f: BinaryIO, n: int, path: Path) -> bytes:
-    """Read n bytes of the source; a short read means the file shrank under us."""
-    try:
-        data = f.read(n)
-    except OSError as exc:
-        raise VerificationError(f"source {path} could not be read: {exc}") from exc
-    if len(data) != n:
+def read_exactly(f: BinaryIO, n: int, label: str) -> bytes:
+    """Read n bytes of the source stream (``label`` names it in messages); a short read means
+    the source shrank under us (or, a stream, yields fewer bytes than its size). Only OSError
+    becomes a VerificationError: anything else the stream raises (an encrypting reader's own
+    VerificationError, say) leaves unchanged."""
+    pieces: list[bytes] = []
+    got = 0
+    while got < n:  # a pipe, or a reader making its bytes on the fly, may return short reads
+        try:
+            chunk = f.read(n - got)
+        except OSError as exc:
+            raise VerificationError(f"source {label} could not be read: {exc}") from exc
+        if not chunk:
+            break
+        pieces.append(chunk)
+        got += len(chunk)
+    if got != n:
         raise VerificationError(
-            f"source {path} is shorter than the {n} bytes expected: it changed while being uploaded"
+            f"source {label} is shorter than the {n} bytes expected: it changed while being uploaded"
         )
-    return data
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def assert_at_eof(f: BinaryIO, path: Path) -> None:
-    """Nothing follows the bytes we sent: a longer file changed while being uploaded."""
+def assert_at_eof(f: BinaryIO, label: str) -> None:
+    """Nothing follows the bytes we sent: a longer source changed while being uploaded."""
     try:
         extra = f.read(1)
     except OSError as exc:
-        raise VerificationError(f"source {path} could not be read: {exc}") from exc
+        raise VerificationError(f"source {label} could not be read: {exc}") from exc
     if extra:
-        raise VerificationError(f"source {path} is longer than expected: it changed while being uploaded")
+        raise VerificationError(f"source {label} is longer than expected: it changed while being uploaded")
 
 
 def b64_to_hex(value: str) -> str | None:

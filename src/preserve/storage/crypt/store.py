@@ -1,0 +1,397 @@
+"""The encrypted view of a target: an ObjectStore over another one (S3 or filesystem) that
+encrypts every object with age while it is uploaded, decrypts while it is read, and hides names.
+Callers use the same keys as on a plaintext target; the target holds only opaque names, the
+AIP's wrapped key and its encrypted name index. Side effects: those of the store it wraps; reads
+the target's identity file (named by the environment) when a key must be opened.
+
+On the target, under each AIP (see `names`):
+
+    <aip>/key.age     the AIP's own age identity, age-encrypted to the target's recipients; never
+                      under Object Lock, so destroying it stays possible (a deaccession)
+    <aip>/index.age   opaque name -> member and plaintext size, age-encrypted to the AIP key
+    <aip>/<opaque>    each object, age-encrypted to the AIP key
+
+Writing a new AIP needs only the recipients (public keys); reading anything, or adding to an
+AIP already there, needs one of the target's identities (KeyUnavailable says which variable).
+The ciphertext is deterministic for a given AIP key, name and plaintext digest, so a killed
+multipart upload resumes with the parts already stored."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+from preserve.catalog.records import AipKeyRecord
+from preserve.config import TargetSettings
+from preserve.core.errors import DecryptionFailed, KeyUnavailable, ObjectMissing, StorageError
+from preserve.core.fs import fsync_dir
+from preserve.core.model import utcnow
+from preserve.storage.base import (
+    CHUNK_SIZE,
+    TEMP_PREFIX,
+    ObjectInfo,
+    ObjectStore,
+    Purge,
+    Source,
+    StoredForm,
+    check_key,
+    check_prefix,
+    read_small,
+)
+from preserve.storage.crypt import age, names
+from preserve.storage.crypt.keys import AipKey, read_identities, unwrap, wrap
+
+log = logging.getLogger(__name__)
+
+#: far above a key object (a few hundred bytes); a bigger one is not ours
+KEY_OBJECT_LIMIT = 64 << 10
+#: bound of a name index read whole (about 100 bytes per object)
+INDEX_LIMIT = 64 << 20
+
+
+def bytes_source(data: bytes, label: str) -> Source:
+    """A small object held in memory, as a Source."""
+    return Source(label=label, size=len(data), open=lambda: io.BytesIO(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def aip_of(key: str) -> str:
+    """The AIP id a key lies under (its first segment); StorageError for a key outside any AIP."""
+    aip, sep, rest = key.partition("/")
+    if not sep or not rest:
+        raise StorageError(f"an encrypted target keeps only objects under an AIP, not {key!r}")
+    return aip
+
+
+class EncryptedStore:
+    """An ObjectStore that age-encrypts into, and decrypts from, ``inner`` (see the module)."""
+
+    def __init__(self, inner: ObjectStore, target: TargetSettings, identity_file: Path | None) -> None:
+        self.name = inner.name
+        self.raw = inner  # the target as it is: opaque names and ciphertext (keyless audits read it)
+        self.target = target
+        self._identity_file = identity_file
+        self._identities: list[str] | None = None
+        self._lock = threading.RLock()
+        self._keys: dict[str, AipKey] = {}
+        self._wrapped: dict[str, bytes] = {}
+        self._index: dict[str, dict[str, tuple[str, int]]] = {}
+
+    # -- context -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> EncryptedStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- keys ----------------------------------------------------------------------------------
+    def identities(self) -> list[str]:
+        """The target's identities from the file its variable names; KeyUnavailable naming the
+        variable when none is configured."""
+        if self._identities is None:
+            if self._identity_file is None:
+                raise KeyUnavailable(
+                    f"target {self.name!r} is encrypted and no identity is configured for it: set "
+                    f"{self.target.identity_env_name()} to a file holding one of its age identities"
+                )
+            self._identities = read_identities(self._identity_file)
+        return self._identities
+
+    @property
+    def has_identity(self) -> bool:
+        return self._identity_file is not None
+
+    def key_object_key(self, aip_id: str) -> str:
+        return f"{aip_id}/{names.KEY_OBJECT}"
+
+    def index_key(self, aip_id: str) -> str:
+        return f"{aip_id}/{names.INDEX_OBJECT}"
+
+    def read_key_object(self, aip_id: str) -> bytes | None:
+        """The AIP's key object as the target holds it (None when there is none)."""
+        try:
+            if self.raw.head(self.key_object_key(aip_id)) is None:
+                return None
+            return read_small(self.raw, self.key_object_key(aip_id), KEY_OBJECT_LIMIT)
+        except ObjectMissing:
+            return None
+
+    def key_for(self, aip_id: str, *, create: bool = False) -> AipKey:
+        """The AIP's key on this target: opened from its key object with the target's identity,
+        or, with ``create`` and nothing of the AIP there yet, made now and its key object
+        written (wrapped to the target's recipients). KeyUnavailable otherwise."""
+        with self._lock:
+            if aip_id in self._keys:
+                return self._keys[aip_id]
+            blob = self.read_key_object(aip_id)
+            if blob is None:
+                if not create:
+                    raise KeyUnavailable(f"target {self.name!r} holds no key object for AIP {aip_id}")
+                if next(iter(self.raw.list(f"{aip_id}/")), None) is not None:
+                    raise KeyUnavailable(
+                        f"target {self.name!r} holds objects of AIP {aip_id} but not its key object: "
+                        "put it back from the catalog or the escrow copy before writing more"
+                    )
+                key = AipKey.generate()
+                blob = wrap(key, self.target.age_recipients)
+                self.raw.put_source(self.key_object_key(aip_id), bytes_source(blob, "key object"), retain=False)
+                log.info(
+                    "made a key for AIP %s on %s, wrapped to %d recipient(s)",
+                    aip_id,
+                    self.name,
+                    len(self.target.age_recipients),
+                )
+            else:
+                try:
+                    key = unwrap(blob, self.identities())
+                except DecryptionFailed as exc:
+                    raise KeyUnavailable(f"the key object of AIP {aip_id} on {self.name!r} is damaged: {exc}") from exc
+            self._keys[aip_id] = key
+            self._wrapped[aip_id] = blob
+            return key
+
+    def key_record(self, aip_id: str) -> AipKeyRecord | None:
+        """The catalog's record of the AIP's key on this target, once this store made or opened it."""
+        with self._lock:
+            key, blob = self._keys.get(aip_id), self._wrapped.get(aip_id)
+        if key is None or blob is None:
+            return None
+        now = utcnow()
+        return AipKeyRecord(
+            aip_id=aip_id,
+            target=self.name,
+            recipient=key.recipient,
+            wrapped=blob,
+            sha256=hashlib.sha256(blob).hexdigest(),
+            recipients=tuple(self.target.age_recipients),
+            created_at=now,
+            verified_at=now,
+        )
+
+    def put_key_object(self, aip_id: str, blob: bytes) -> ObjectInfo:
+        """Write the AIP's key object (a repair from the catalog, or a rewrap), without retention."""
+        info = self.raw.put_source(self.key_object_key(aip_id), bytes_source(blob, "key object"), retain=False)
+        with self._lock:
+            self._wrapped[aip_id] = blob
+        return info
+
+    def rewrap(self, aip_id: str, recipients: Sequence[str]) -> bytes:
+        """Wrap the AIP's key to ``recipients`` and replace its key object (the films are not
+        touched); returns the new key object."""
+        key = self.key_for(aip_id)
+        blob = wrap(key, list(recipients))
+        self.put_key_object(aip_id, blob)
+        return blob
+
+    def destroy_key(self, aip_id: str, *, bypass_governance: bool = False) -> list[Purge]:
+        """Delete every version of the AIP's key object and name index from the target: what is
+        left there of the AIP can no longer be read by anyone (a deaccession of locked copies)."""
+        self.forget(aip_id)
+        return [
+            self.raw.purge(self.key_object_key(aip_id), bypass_governance=bypass_governance),
+            self.raw.purge(self.index_key(aip_id), bypass_governance=bypass_governance),
+        ]
+
+    def forget(self, aip_id: str) -> None:
+        """Drop what this store holds in memory about the AIP (its objects were removed raw)."""
+        with self._lock:
+            self._keys.pop(aip_id, None)
+            self._wrapped.pop(aip_id, None)
+            self._index.pop(aip_id, None)
+
+    # -- names ---------------------------------------------------------------------------------
+    def physical(self, key: str) -> str:
+        """The opaque key the target holds for ``key``."""
+        check_key(key)
+        aip = aip_of(key)
+        return names.hide(self.key_for(aip), aip, key)
+
+    def _entries(self, aip_id: str, key: AipKey) -> dict[str, tuple[str, int]]:
+        """The AIP's name index (opaque -> member, plaintext size), from a listing of the target."""
+        if aip_id not in self._index:
+            found: dict[str, tuple[str, int]] = {}
+            for info in self.raw.list(f"{aip_id}/"):
+                if names.is_opaque(aip_id, info.key):
+                    logical = names.reveal(key, aip_id, info.key)
+                    found[info.key] = (logical.removeprefix(f"{aip_id}/"), _plain_size(info.size))
+            self._index[aip_id] = found
+        return self._index[aip_id]
+
+    def _write_index(self, aip_id: str, key: AipKey) -> None:
+        # the index names objects as they sit in the AIP's folder (how a person reads it)
+        doc = names.index_document({k.removeprefix(f"{aip_id}/"): v for k, v in self._entries(aip_id, key).items()})
+        seed = key.object_seed(self.index_key(aip_id), hashlib.sha256(doc).hexdigest())
+        data = age.encrypt_bytes(doc, key.public, seed)
+        self.raw.put_source(self.index_key(aip_id), bytes_source(data, "name index"), retain=False)
+
+    def _reveal(self, info: ObjectInfo) -> ObjectInfo | None:
+        aip = info.key.partition("/")[0]
+        if not names.is_opaque(aip, info.key):
+            return None  # the key object, the index, or something preserve did not write
+        logical = names.reveal(self.key_for(aip), aip, info.key)
+        return replace(
+            info,
+            key=logical,
+            size=0 if info.delete_marker else _plain_size(info.size),
+            sha256=None,
+            stored=StoredForm(info.key, info.size, info.sha256 or ""),
+        )
+
+    # -- the ObjectStore protocol --------------------------------------------------------------
+    def uri(self, key: str) -> str:
+        """The object's address as stored (its opaque name once the AIP's key is open here;
+        else the AIP's prefix): never a file name."""
+        aip = aip_of(check_key(key))
+        with self._lock:
+            have = self._keys.get(aip)
+        if have is not None:
+            return self.raw.uri(names.hide(have, aip, key))
+        return self.prefix_uri(aip)
+
+    def prefix_uri(self, aip_id: str) -> str:
+        """The AIP's prefix on the target."""
+        return self.raw.uri(self.key_object_key(aip_id)).removesuffix(names.KEY_OBJECT)
+
+    def check_reachable(self) -> None:
+        self.raw.check_reachable()
+
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int) -> ObjectInfo:
+        return self.put_source(key, Source.of_file(path, sha256=sha256, size=size))
+
+    def put_source(self, key: str, source: Source, *, retain: bool = True) -> ObjectInfo:
+        """Encrypt while uploading (no temporary copy): the plaintext is verified against
+        ``source.sha256`` as it is read, the ciphertext's digest is computed as it is sent and
+        verified by the server, and both are returned (``sha256``, ``stored.sha256``)."""
+        check_key(key)
+        aip = aip_of(key)
+        if source.sha256 is None:
+            raise StorageError(f"{key}: an encrypted target needs the plaintext's SHA-256 before it is sent")
+        plain_sha = source.sha256.lower()
+        akey = self.key_for(aip, create=True)
+        phys = names.hide(akey, aip, key)
+        seed = akey.object_seed(key, plain_sha)
+
+        def opened() -> age.Encryptor:
+            return age.Encryptor(source.open(), akey.public, seed, source.size, plain_sha, label=source.label)
+
+        cipher = Source(label=source.label, size=age.ciphertext_size(source.size), open=opened, sha256=None)
+        info = self.raw.put_source(phys, cipher, retain=retain)
+        if info.sha256 is None:
+            raise StorageError(f"{self.name}: the store did not report the digest of what it stored")
+        with self._lock:
+            self._entries(aip, akey)[phys] = (key.removeprefix(f"{aip}/"), source.size)
+            self._write_index(aip, akey)
+        return replace(
+            info, key=key, size=source.size, sha256=plain_sha, stored=StoredForm(phys, info.size, info.sha256)
+        )
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size is the plaintext's (from the ciphertext's; -1 if no age file can have that size);
+        ``sha256`` None (only decrypting can vouch for it); ``stored`` the ciphertext's."""
+        phys = self.physical(key)
+        info = self.raw.head(phys)
+        if info is None:
+            return None
+        return replace(
+            info,
+            key=key,
+            size=_plain_size(info.size),
+            sha256=None,
+            stored=StoredForm(phys, info.size, info.sha256 or ""),
+        )
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The plaintext, decrypted as it streams (DecryptionFailed at the first damaged chunk)."""
+        phys = self.physical(key)
+        akey = self.key_for(aip_of(key))
+        return age.decrypt_chunks(self.raw.read_chunks(phys, chunk_size), akey.secret)
+
+    def get_file(self, key: str, dest: Path) -> str:
+        """Decrypt to dest (a temporary name beside it, then rename); the plaintext's SHA-256."""
+        dest = Path(dest)
+        chunks = self.read_chunks(key)
+        tmp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        digest = hashlib.sha256()
+        try:
+            try:
+                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                    for chunk in chunks:
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, dest)
+                fsync_dir(dest.parent)
+            except OSError as exc:
+                raise StorageError(f"cannot write {dest}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest.hexdigest()
+
+    def _listed(self, prefix: str, versions: bool) -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        scan = f"{prefix.partition('/')[0]}/" if "/" in prefix else prefix
+        listing = self.raw.list_versions(scan) if versions else self.raw.list(scan)
+        group: builtins.list[ObjectInfo] = []
+        current = ""
+        for info in listing:
+            aip = info.key.partition("/")[0]
+            if aip != current:
+                yield from sorted(group, key=lambda i: i.key.encode("utf-8"))
+                group, current = [], aip
+            shown = self._reveal(info)
+            if shown is not None and shown.key.startswith(prefix):
+                group.append(shown)
+        yield from sorted(group, key=lambda i: i.key.encode("utf-8"))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects under the prefix by their real keys (each AIP's names revealed with its key:
+        KeyUnavailable without the target's identity); key objects and indexes are not listed."""
+        return self._listed(prefix, versions=False)
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self._listed(prefix, versions=True)
+
+    def delete(self, key: str) -> None:
+        phys = self.physical(key)
+        self.raw.delete(phys)
+        aip = aip_of(key)
+        with self._lock:
+            akey = self.key_for(aip)
+            self._entries(aip, akey).pop(phys, None)
+            self._write_index(aip, akey)
+
+    def purge(self, key: str, *, bypass_governance: bool = False) -> Purge:
+        phys = self.physical(key)
+        done = self.raw.purge(phys, bypass_governance=bypass_governance)
+        with self._lock:
+            entries = self._index.get(aip_of(key))
+            if entries is not None and not done.retained:
+                entries.pop(phys, None)
+        return replace(done, key=key)
+
+
+def _plain_size(cipher_size: int) -> int:
+    try:
+        return age.plaintext_size(cipher_size)
+    except ValueError:
+        return -1
+
+
+def as_stored(store: ObjectStore) -> ObjectStore:
+    """The target as it holds its objects: an encrypted store's ``raw`` (opaque names and
+    ciphertext, readable without any key), any other store itself."""
+    return store.raw if isinstance(store, EncryptedStore) else store
