@@ -28,8 +28,6 @@ from preserve.core.errors import ConfigError
 from preserve.core.model import Agent, EventType, Outcome
 from preserve.operations import audit, keys
 from preserve.pipeline import ingest_submission
-from preserve.storage import open_store
-from preserve.storage.crypt import EncryptedStore
 from tests.support import isolated_settings, raw_s3, write_config
 
 pytestmark = pytest.mark.skipif(
@@ -119,7 +117,7 @@ def _payload(catalog: Catalog, aip_id: str, target: str) -> StoredObject:
 def _s3_get(settings: Settings, key: str) -> bytes:
     client, bucket, prefix = raw_s3(settings, "seaweed")
     try:
-        return client.get_object(Bucket=bucket, Key=prefix + key)["Body"].read()
+        return bytes(client.get_object(Bucket=bucket, Key=prefix + key)["Body"].read())
     finally:
         client.close()
 
@@ -377,15 +375,20 @@ def test_rewrap_to_an_added_recipient_whose_identity_alone_then_decrypts(s3_encr
     assert (work / "film").read_bytes() == a.originals["report-a.pdf"]
     # and preserve with only that identity decrypts every object
     a.identity("seaweed", added)
-    report = audit.run_audit(wider, a.catalog, audit.AuditScope(full=True), decrypt=True)
-    assert report.exit_code == 0, audit.format_report(report)
-    assert all(c.decrypted for c in report.checks if c.target == "seaweed")
+    audited = audit.run_audit(wider, a.catalog, audit.AuditScope(full=True), decrypt=True)
+    assert audited.exit_code == 0, audit.format_report(audited)
+    assert all(c.decrypted for c in audited.checks if c.target == "seaweed")
 
     # removing the online recipient: its identity no longer opens the key object
+    # (through the command line, as an operator does it: edit the config, then rewrap)
     narrower = _with_recipients(a.settings, "seaweed", [old[1], recipient])
-    report = keys.rewrap(narrower, a.catalog, operator=who, target="seaweed")
-    assert report.exit_code == 0, report.lines()
-    assert all(r.removed == (old[0],) for r in report.results)
+    config = write_config(narrower, tmp_path / "preserve.toml")
+    assert cli.main(["--config", str(config), "keys", "rewrap", "--target", "seaweed", "--operator", "Bo"]) == 0
+    for aip in a.aips:
+        rec = a.catalog.key_of(aip, "seaweed")
+        assert rec is not None and rec.recipients == (old[1], recipient)
+        last = a.catalog.events(aip, EventType.ENCRYPTION)[-1]
+        assert last.extra["removed"] == [old[0]] and last.extra["operator"] == "Bo"
     (work / "key2.age").write_bytes(_s3_get(a.settings, f"{aip}/key.age"))
     assert age_decrypt(a.online, work / "key2.age", work / "no.txt").returncode != 0
     assert age_decrypt(a.offline, work / "key2.age", work / "yes.txt").returncode == 0

@@ -119,9 +119,7 @@ def test_compliance_locked_encrypted_replica_deleted_by_destroying_its_key(
         monkeypatch.delenv(var)  # carried out without the target's identity: it needs none
         report = deaccession.approve(settings, catalog, d.id, operator=BOB)
         approved = dt.datetime.now(dt.UTC)
-        kept = [
-            o for o in report.deaccession.objects if o.target == "vault" and o.stored_key and o.key in objects
-        ]
+        kept = [o for o in report.deaccession.objects if o.target == "vault" and o.stored_key and o.key in objects]
         if approved < until and all(o.method == DeletionMethod.KEY_DESTROYED.value for o in kept):
             break
     else:

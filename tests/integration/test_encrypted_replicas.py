@@ -240,15 +240,8 @@ def test_six_gigabytes_encrypted_killed_midway_resumed_and_decrypted_by_age(
     identity = tmp_path / "id.txt"
     recipient = keygen(identity)
     target = own_server.target("seaweed").model_dump(mode="json")
-    settings = own_server.model_copy(
-        update={
-            "targets": [
-                own_server.target("seaweed").model_validate(
-                    {**target, "encryption": "age", "age_recipients": [recipient]}
-                )
-            ]
-        }
-    )
+    sealed = own_server.target("seaweed").model_validate({**target, "encryption": "age", "age_recipients": [recipient]})
+    settings = own_server.model_copy(update={"targets": [sealed, *own_server.targets[1:]]})
     size = 6 * GiB
     film = tmp_path / "film.mkv"
     sha = _sparse_film(film, size)

@@ -34,7 +34,7 @@ FOLDER = "Ciné été 1968"
 FILES = {
     "affiche — 流浪北京.pdf": b"%PDF-1.4\n" + bytes(range(256)) * 300,
     "lettre à Sébastien.txt": "écrit à la main, le 3 mai\n".encode() * 400,
-    "dossier de presse/critique n°1 — Télérama.txt": "un film admirable\n".encode() * 50,
+    "dossier de presse/critique n°1 — Télérama.txt": b"un film admirable\n" * 50,
 }
 
 
@@ -79,7 +79,9 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_restore_from_the_encrypted_replica_alone(encrypted: tuple[Settings, Catalog, str, Path], tmp_path: Path) -> None:
+def test_restore_from_the_encrypted_replica_alone(
+    encrypted: tuple[Settings, Catalog, str, Path], tmp_path: Path
+) -> None:
     settings, catalog, aip_id, _ = encrypted
     aip = catalog.get_aip(aip_id)
     assert aip is not None
@@ -132,11 +134,7 @@ def test_missing_wrong_identity_and_damaged_ciphertext_fall_back_to_the_plain_re
     aip = catalog.get_aip(aip_id)
     assert aip is not None
     letter = next(
-        o
-        for r in aip.replicas
-        if r.target == "seaweed"
-        for o in r.objects
-        if o.key.endswith("lettre à Sébastien.txt")
+        o for r in aip.replicas if r.target == "seaweed" for o in r.objects if o.key.endswith("lettre à Sébastien.txt")
     )
     client, bucket, prefix = raw_s3(settings, "seaweed")
     try:

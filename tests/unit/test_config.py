@@ -88,3 +88,81 @@ def test_embedded_keys_before_services_up(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         embedded_credentials(s)
     assert "preserve services up" in caught.value.advice
+
+
+# -- encrypted targets and custody (issue 16) --------------------------------------------------------
+def _recipient() -> str:
+    from pyrage import x25519
+
+    return str(x25519.Identity.generate().to_public())
+
+
+def _target(tmp_path: Path, **values: object) -> dict[str, object]:
+    return {"name": "vault", "kind": "filesystem", "path": str(tmp_path / "vault"), **values}
+
+
+def _targets(tmp_path: Path, **values: object) -> list[dict[str, object]]:
+    """The target under test and a plain second one (the default config asks for two replicas)."""
+    return [_target(tmp_path, **values), {"name": "home", "kind": "filesystem", "path": str(tmp_path / "home")}]
+
+
+def test_an_encrypted_target_needs_well_formed_recipients(tmp_path: Path) -> None:
+    good = _recipient()
+    s = load(DEFAULT_CONFIG, env={}, overrides={"targets": _targets(tmp_path, encryption="age", age_recipients=[good])})
+    vault = s.target("vault")
+    assert vault.encrypted and vault.age_recipients == [good]
+    assert vault.identity_env_name() == "PRESERVE_VAULT_AGE_IDENTITY"
+    for bad, says in [
+        ([], "needs age_recipients"),
+        ([good[:-1] + ("q" if good[-1] != "q" else "p")], r"age_recipients\[0\] is not an age X25519 public key"),
+        ([good, "ssh-ed25519 AAAA"], r"age_recipients\[1\]"),
+        ([good, good], "lists a key twice"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            load(
+                DEFAULT_CONFIG, env={}, overrides={"targets": _targets(tmp_path, encryption="age", age_recipients=bad)}
+            )
+    with pytest.raises(ConfigError, match="encryption is not"):
+        load(DEFAULT_CONFIG, env={}, overrides={"targets": _targets(tmp_path, age_recipients=[good])})
+
+
+def test_a_third_party_target_must_be_encrypted_unless_plaintext_is_allowed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='custody = "third-party"'):
+        load(DEFAULT_CONFIG, env={}, overrides={"targets": _targets(tmp_path, custody="third-party")})
+    allowed = load(
+        DEFAULT_CONFIG, env={}, overrides={"targets": _targets(tmp_path, custody="third-party", allow_plaintext=True)}
+    )
+    assert not allowed.target("vault").encrypted
+    sealed = load(
+        DEFAULT_CONFIG,
+        env={},
+        overrides={
+            "targets": _targets(tmp_path, custody="third-party", encryption="age", age_recipients=[_recipient()])
+        },
+    )
+    assert sealed.target("vault").encrypted
+    # the default config's own targets are the archive's, in plaintext
+    assert all(t.custody == "archive" and not t.encrypted for t in load(DEFAULT_CONFIG, env={}).targets)
+
+
+def test_access_copies_are_never_encrypted(tmp_path: Path) -> None:
+    access = {**_target(tmp_path, encryption="age", age_recipients=[_recipient()]), "name": "pub"}
+    with pytest.raises(ConfigError, match="access copies are for viewers"):
+        load(DEFAULT_CONFIG, env={}, overrides={"access_target": access})
+
+
+def test_a_malformed_recipient_is_a_config_error_at_the_command_line(tmp_path: Path) -> None:
+    import tomllib
+
+    from preserve.cli.main import main
+
+    text = DEFAULT_CONFIG.read_text(encoding="utf-8")
+    assert tomllib.loads(text)  # the default config parses; the broken one differs by one target
+    broken = tmp_path / "preserve.toml"
+    broken.write_text(
+        text
+        + '\n[[targets]]\nname = "cloud"\nkind = "filesystem"\npath = "/tmp/x"\nencryption = "age"\n'
+        + 'age_recipients = ["age1notakey"]\n',
+        encoding="utf-8",
+    )
+    assert main(["--config", str(broken), "status"]) == 2
