@@ -24,6 +24,7 @@ import pytest
 
 from preserve.catalog import Catalog
 from preserve.config import Settings
+from preserve.core.errors import KeyUnavailable
 from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
 from preserve.storage.crypt import EncryptedStore
@@ -171,6 +172,33 @@ def test_ingest_to_an_encrypted_and_a_plain_target(encrypted: tuple[Settings, Ca
         assert {o.key for o in encrypted_objects} <= listed
         film_key = f"{aip_id}/{film_member}"
         assert b"".join(store.read_chunks(film_key)) == film_bytes
+
+
+def test_an_ingest_needs_only_the_recipients(
+    encrypted: tuple[Settings, Catalog, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine that ingests need not hold any identity: the key it makes for a new AIP is
+    kept in memory while the ingest's uploads and journal go on; reading it back needs one."""
+    settings, catalog, _ = encrypted
+    variable = settings.target("seaweed").identity_env_name()
+    monkeypatch.delenv(variable)
+    folder = settings.ingest_dir / "信件"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"第{i}封信.txt").write_text(f"第{i}封信\n" * 300, encoding="utf-8")
+    outcome = ingest_submission(settings, catalog, folder)
+    aip = catalog.get_aip(outcome.aip_id)
+    assert aip is not None and {r.target for r in aip.replicas} == {"seaweed", "local"}
+    assert catalog.key_of(aip.id, "seaweed") is not None
+    raw = _raw_objects(settings, "seaweed", aip.id)
+    # the journal's event records went there too, encrypted, although no identity is present
+    assert len(raw) > len([r for r in aip.replicas if r.target == "seaweed"][0].objects) + 2
+    assert all(body.startswith(AGE_MAGIC) for body in raw.values())
+
+    # later, outside the ingest: reading needs the identity, and says which
+    with open_store(settings, settings.target("seaweed")) as store:
+        with pytest.raises(KeyUnavailable, match=variable):
+            next(iter(store.read_chunks(f"{aip.id}/bagit.txt")))
 
 
 # -- 6 GiB: killed mid-upload to an encrypted target, resumed, decrypted by the stock tool ----------

@@ -156,6 +156,11 @@ def test_status_json(catalog: Catalog) -> None:
         "other": 0,
         "objects": 1,
         "bytes": 10,
+        # encryption (issue 16): the catalog alone knows no custody; the CLI adds the config's
+        "encrypted": False,
+        "custody": "",
+        "encrypted_objects": 0,
+        "keys_unverified": 0,
     }
 
 

@@ -806,7 +806,7 @@ def _audit_keys(
             continue
         report.key_checks.append(check)
         catalog.add_events(aip_id, [_key_event(check, agent)])
-        _key_alert(settings, catalog, check, report.started_at)
+        _key_alert(settings, catalog, check)
         if check.problem == "not destroyed":
             continue  # left for a person (the deaccession's audit deletes what should be gone)
         ok, how = restore_key_object(store, rec) if rec is not None else (False, check.detail)
@@ -870,7 +870,7 @@ def _record_found_key(
     )
 
 
-def _key_alert(settings: Settings, catalog: Catalog, check: KeyCheck, started: dt.datetime) -> None:
+def _key_alert(settings: Settings, catalog: Catalog, check: KeyCheck) -> None:
     """Tell the operators now: losing an AIP's key object is how an encrypted copy is lost."""
     status = {"missing": "missing", "not destroyed": "present although destroyed"}.get(check.problem, "damaged")
     alert = alerts.damage_found(check.aip_id, [{"target": check.target, "key": check.key, "status": status}])
@@ -879,7 +879,7 @@ def _key_alert(settings: Settings, catalog: Catalog, check: KeyCheck, started: d
         catalog,
         dataclasses.replace(
             alert,
-            key=f"{alert.key}:key:{started:%Y%m%dT%H%M%S}",
+            key=f"{alert.key}:key-object",  # once per condition, as for damaged objects
             summary=f"the key object of AIP {check.aip_id} on {check.target} is {status}: {check.detail}",
         ),
     )

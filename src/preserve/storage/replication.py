@@ -169,7 +169,9 @@ def upload_all(
             for upload in uploads:
                 for i, t in enumerate(targets):
                     if not stop[i] and upload.key not in have.get(t.name, ()):
-                        jobs[pool.submit(one, i, upload)] = (i, upload)
+                        # in the caller's context: an ingest's keys made for encrypted targets
+                        # (crypt.remembering_keys) are shared by its upload threads
+                        jobs[pool.submit(contextvars.copy_context().run, one, i, upload)] = (i, upload)
             try:
                 for fut in as_completed(jobs):
                     i, upload = jobs[fut]

@@ -4,6 +4,6 @@ their wrapping to a target's recipients and the identity files; `names` the opaq
 and the encrypted name index; `store` the EncryptedStore that wraps a target's ObjectStore.
 Side effects: none of the package itself (see each module)."""
 
-from preserve.storage.crypt.store import EncryptedStore, as_stored
+from preserve.storage.crypt.store import EncryptedStore, as_stored, remembering_keys
 
-__all__ = ["EncryptedStore", "as_stored"]
+__all__ = ["EncryptedStore", "as_stored", "remembering_keys"]

@@ -11,14 +11,18 @@ On the target, under each AIP (see `names`):
     <aip>/index.age   opaque name -> member and plaintext size, age-encrypted to the AIP key
     <aip>/<opaque>    each object, age-encrypted to the AIP key
 
-Writing a new AIP needs only the recipients (public keys); reading anything, or adding to an
-AIP already there, needs one of the target's identities (KeyUnavailable says which variable).
+Writing a new AIP needs only the recipients (public keys): an ingest keeps the key it made in
+memory while it goes on writing (its uploads and journal; `remembering_keys`). Reading anything,
+or adding to an AIP later, needs one of the target's identities (KeyUnavailable says which
+variable).
 The ciphertext is deterministic for a given AIP key, name and plaintext digest, so a killed
 multipart upload resumes with the parts already stored."""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import contextvars
 import hashlib
 import io
 import logging
@@ -56,6 +60,29 @@ log = logging.getLogger(__name__)
 KEY_OBJECT_LIMIT = 64 << 10
 #: bound of a name index read whole (about 100 bytes per object)
 INDEX_LIMIT = 64 << 20
+
+
+#: the keys made during one ingest, by the address of their key object: its early and late
+#: uploads and its journal flush each open a store of their own, and need no identity to go on
+#: writing an AIP whose key they made. Memory only, and only inside `remembering_keys` (outside,
+#: None: a long-running worker does not keep every key it ever made); a key is used only while
+#: its key object on the target is still byte for byte the one made with it
+_MADE: contextvars.ContextVar[dict[str, tuple[AipKey, bytes]] | None] = contextvars.ContextVar(
+    "preserve_made_keys", default=None
+)
+_MADE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def remembering_keys() -> Iterator[None]:
+    """Within this block (one ingest, and the threads it starts with a copy of its context), a
+    key an encrypted store makes is remembered, so the block's later stores write with it
+    without the target's identity; forgotten at the end of the block."""
+    token = _MADE.set({})
+    try:
+        yield
+    finally:
+        _MADE.reset(token)
 
 
 def bytes_source(data: bytes, label: str) -> Source:
@@ -137,6 +164,13 @@ class EncryptedStore:
             if aip_id in self._keys:
                 return self._keys[aip_id]
             blob = self.read_key_object(aip_id)
+            address = self.raw.uri(self.key_object_key(aip_id))
+            registry = _MADE.get()
+            with _MADE_LOCK:
+                made = registry.get(address) if registry is not None else None
+            if made is not None and blob == made[1]:
+                self._keys[aip_id], self._wrapped[aip_id] = made
+                return made[0]
             if blob is None:
                 if not create:
                     raise KeyUnavailable(f"target {self.name!r} holds no key object for AIP {aip_id}")
@@ -148,6 +182,9 @@ class EncryptedStore:
                 key = AipKey.generate()
                 blob = wrap(key, self.target.age_recipients)
                 self.raw.put_source(self.key_object_key(aip_id), bytes_source(blob, "key object"), retain=False)
+                if registry is not None:
+                    with _MADE_LOCK:
+                        registry[address] = (key, blob)
                 log.info(
                     "made a key for AIP %s on %s, wrapped to %d recipient(s)",
                     aip_id,
@@ -207,6 +244,10 @@ class EncryptedStore:
 
     def forget(self, aip_id: str) -> None:
         """Drop what this store holds in memory about the AIP (its objects were removed raw)."""
+        registry = _MADE.get()
+        if registry is not None:
+            with _MADE_LOCK:
+                registry.pop(self.raw.uri(self.key_object_key(aip_id)), None)
         with self._lock:
             self._keys.pop(aip_id, None)
             self._wrapped.pop(aip_id, None)
