@@ -10,7 +10,7 @@ Every AIP id is a fresh UUID (an encrypted target keeps objects only under "<aip
 new key for a new AIP); each run's objects, key object and name index are deleted afterwards.
 
 Side effects: writes an age identity file (0600) and the SHA-256 of each sparse input (beside it
-in the cache, so a 20 GB file is hashed once) and a sparse file a tenth of the cached one's size;
+in the cache, so a 20 GB file is hashed once) and B18's smaller sparse input (2 GB, quick 200 MB);
 uploads to and deletes from the benchmark's own SeaweedFS; runs one Python child per B18 upload."""
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def file_sha256(path: Path) -> str:
 
 
 def cached_sha256(path: Path) -> str:
-    """`file_sha256`, remembered beside the file (``<name>.sha256``, with its size and mtime) so
-    that a 20 GB input is hashed once, not on every benchmark run."""
+    """`file_sha256`, remembered beside the file (``.<name>.sha256.json``, with its size and
+    mtime) so that a 20 GB input is hashed once, not on every benchmark run."""
     st = path.stat()
     memo = path.with_name(f".{path.name}.sha256.json")
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}

@@ -25,9 +25,10 @@ import pytest
 from preserve.catalog import Catalog
 from preserve.config import Settings
 from preserve.core.errors import KeyUnavailable
+from preserve.core.model import Agent
 from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
-from preserve.storage.crypt import EncryptedStore
+from preserve.storage.crypt import EncryptedStore, remembering_keys
 from tests.mediafactory import make_clip
 from tests.support import isolated_settings, raw_s3
 
@@ -201,6 +202,39 @@ def test_an_ingest_needs_only_the_recipients(
             next(iter(store.read_chunks(f"{aip.id}/bagit.txt")))
 
 
+def test_an_amend_on_an_encrypted_target_keeps_both_layers(
+    encrypted: tuple[Settings, Catalog, Path], tmp_path: Path
+) -> None:
+    """A new version written to an encrypted target: its members are encrypted under opaque
+    names, the catalog has their ciphertext digests (a keyless audit re-reads them all), and a
+    restore from that target alone gives the new version."""
+    from preserve.operations import amend, audit, restore
+
+    settings, catalog, _ = encrypted
+    folder = settings.ingest_dir / "信件"
+    folder.mkdir()
+    (folder / "信.txt").write_text("一封信\n" * 300, encoding="utf-8")
+    aip_id = ingest_submission(settings, catalog, folder).aip_id
+    sidecar = tmp_path / "new.yaml"
+    sidecar.write_text("title: 给村长的信\n", encoding="utf-8")
+    result = amend.amend(settings, catalog, aip_id, sidecar, reason="described", operator=Agent("alice", kind="person"))
+    assert result.sidecar
+    aip = catalog.get_aip(aip_id)
+    assert aip is not None and aip.versions[-1].number == 2
+    on_target = {o.key: o for r in aip.replicas if r.target == "seaweed" for o in r.objects}
+    v2 = [o for k, o in on_target.items() if "/versions/v2/" in k]
+    assert v2 and all(o.encrypted and o.stored_sha256 for o in v2)
+    raw = _raw_objects(settings, "seaweed", aip_id)
+    for o in on_target.values():
+        assert hashlib.sha256(raw[o.stored_key]).hexdigest() == o.stored_sha256
+    assert not any("versions" in k or "给村长" in k for k in raw)
+    report = audit.run_audit(settings, catalog, audit.AuditScope(aip_id=aip_id, full=True))
+    assert not report.damage_found, audit.format_report(report)
+    back = restore.restore(settings, catalog, aip_id, tmp_path / "back", replica="seaweed")
+    assert back.ok and back.version == 2
+    assert (back.path / "data/objects/metadata.yaml").read_text(encoding="utf-8") == "title: 给村长的信\n"
+
+
 # -- 6 GiB: killed mid-upload to an encrypted target, resumed, decrypted by the stock tool ----------
 WORKER = """
 import json, os, sys
@@ -290,7 +324,7 @@ def test_six_gigabytes_encrypted_killed_midway_resumed_and_decrypted_by_age(
         )
 
     monkeypatch.setenv(settings.target("seaweed").identity_env_name(), str(identity))
-    with open_store(settings, settings.target("seaweed")) as store:
+    with remembering_keys(), open_store(settings, settings.target("seaweed")) as store:
         assert isinstance(store, EncryptedStore)
         store.key_for(aip_id, create=True)  # the key object first, so the opaque name is known here
         name = store.physical(key)

@@ -60,7 +60,8 @@ from preserve.operations.embargo import embargo_until
 from preserve.packaging import bag, premis
 from preserve.storage import ObjectInfo, ObjectStore, layout, open_store
 from preserve.storage.base import member_path, sha256_of
-from preserve.storage.replication import TargetOutcome, Upload, upload_all
+from preserve.storage.crypt import as_stored
+from preserve.storage.replication import TargetOutcome, Upload, stored_object, upload_all
 
 log = logging.getLogger(__name__)
 
@@ -625,18 +626,7 @@ def _upload(
             uploaded[o.target] = sum(x.size for x in o.objects)
             for info in reused[o.target]:
                 u = by_key[info.key]
-                objects.append(
-                    StoredObject(
-                        target=o.target,
-                        key=u.key,
-                        size=u.size,
-                        sha256=u.sha256,
-                        verified_at=utcnow(),
-                        version_id=info.version_id or "",
-                        lock_mode=info.lock_mode or "",
-                        lock_until=info.lock_until,
-                    )
-                )
+                objects.append(stored_object(o.target, u.key, u.size, u.sha256, info))
     return objects, uploaded, {t: tuple(sorted(i.key for i in infos)) for t, infos in reused.items() if infos}
 
 
@@ -653,6 +643,11 @@ def _existing(store: ObjectStore, uploads: Sequence[Upload]) -> tuple[list[Objec
         if digest is None and info.size == u.size:
             digest = sha256_of(store, u.key)
         if info.size == u.size and digest == u.sha256:
+            if info.stored is not None and not info.stored.sha256:  # encrypted: the ciphertext's too
+                raw = as_stored(store)
+                info = dataclasses.replace(
+                    info, stored=dataclasses.replace(info.stored, sha256=sha256_of(raw, info.stored.key))
+                )
             same.append(info)
         else:
             other.append(u.key)

@@ -50,6 +50,7 @@ from preserve.core.model import AipStatus, Event, Role, utcnow
 from preserve.packaging import bag, eventlog, inventory
 from preserve.storage import ObjectStore, layout, open_store, replication
 from preserve.storage.base import read_small, sha256_of
+from preserve.storage.crypt import remembering_keys
 
 log = logging.getLogger(__name__)
 
@@ -403,10 +404,11 @@ def backfill(
     results), then the journal of every AIP copied, so the new replica gets every event record
     (none of it was there) and every version inventory. What cannot be written then is logged and
     written by housekeeping."""
-    results = replication.backfill(settings, catalog, aip_id=aip_id, target=target, on_result=on_result)
-    copied = list(dict.fromkeys(r.aip_id for r in results if r.status == "copied"))
-    if copied:
-        flush(settings, catalog, copied)
+    with remembering_keys():  # keys made on a new encrypted target serve its journal too
+        results = replication.backfill(settings, catalog, aip_id=aip_id, target=target, on_result=on_result)
+        copied = list(dict.fromkeys(r.aip_id for r in results if r.status == "copied"))
+        if copied:
+            flush(settings, catalog, copied)
     return results
 
 

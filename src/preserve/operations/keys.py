@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,11 @@ from preserve.core.model import Agent, Event, EventType, Outcome, utcnow
 from preserve.operations import journal
 from preserve.operations.journal import JournalReport
 from preserve.storage import layout, open_store
+from preserve.storage.base import ObjectStore, Purge, Retained
 from preserve.storage.crypt import EncryptedStore
 from preserve.storage.crypt.keys import wrap
+from preserve.storage.s3 import S3Store
+from preserve.storage.s3 import lock as s3lock
 
 EXPORT_FORMAT = "preserve key export 1"
 EXPORT_INDEX = "keys.json"
@@ -67,12 +71,35 @@ def check_key_object(store: EncryptedStore, rec: AipKeyRecord | None, aip_id: st
     """The AIP's key object on the target against the catalog's record: there, with the recorded
     SHA-256 (absent, when the key was destroyed). Reads the target as stored: no identity needed."""
     key = store.key_object_key(aip_id)
-    blob = store.read_key_object(aip_id)
+    unreadable = ""
+    try:
+        blob = store.read_key_object(aip_id)
+    except StorageUnavailable:
+        raise
+    except StorageError as exc:  # too large to be a key object, or unreadable: damaged
+        blob, unreadable = None, str(exc)
     found = hashlib.sha256(blob).hexdigest() if blob is not None else ""
 
     def check(problem: str, detail: str) -> KeyCheck:
         return KeyCheck(aip_id, store.name, key, problem, detail)
 
+    if unreadable:
+        if rec is not None and rec.destroyed:
+            return check(
+                "not destroyed",
+                f"the key was destroyed on {rec.destroyed_at:%Y-%m-%d} but an object is there again under the key "
+                f"object's name ({unreadable}); left in place for a person to examine",
+            )
+        return check(
+            "checksum",
+            f"the key object on {store.name} is damaged: it is not a key object ({unreadable})"
+            + (
+                f"; without an intact copy the AIP cannot be read from {store.name}"
+                if rec is not None
+                else f"; the catalog has no record of the key: the AIP's copies on {store.name} cannot be read "
+                "unless an escrow copy holds it"
+            ),
+        )
     if rec is not None and rec.destroyed:
         if blob is None:
             return check("", "destroyed, and absent as it should be")
@@ -179,6 +206,14 @@ def _encrypted_targets(settings: Settings, target: str | None) -> list[TargetSet
     return [t for t in settings.targets if t.encrypted]
 
 
+def needs_rewrap(recorded: Sequence[str], want: Sequence[str]) -> bool:
+    """Whether a key recorded as wrapped to ``recorded`` must be wrapped again to ``want`` (a
+    target's configured recipients): they differ as sets, or ``recorded`` is () (unknown: a key
+    object the catalog learnt from a target, where only opening it shows nothing of who it is
+    wrapped to)."""
+    return not recorded or set(recorded) != set(want)
+
+
 def rewrap(
     settings: Settings,
     catalog: Catalog,
@@ -188,18 +223,21 @@ def rewrap(
     now: Callable[[], dt.datetime] = utcnow,
 ) -> RewrapReport:
     """Re-wrap every AIP key (not destroyed) of each encrypted target (or ``target``) whose
-    recorded recipients differ from the target's ``age_recipients``: the config is the truth (edit
-    it, then rewrap). Each key object is replaced on the target and in the catalog (the catalog
-    first, so an interruption leaves a key object the next audit puts back from it); when a
-    recipient is removed, the earlier versions of the key object are deleted too, as far as
-    retention lets. Needs each target's identity (to open the keys). One event per AIP."""
+    recorded recipients differ from the target's ``age_recipients`` or are not known
+    (`needs_rewrap`): the config is the truth (edit it, then rewrap). Each key object is replaced
+    on the target and in the catalog (the catalog first, so an interruption leaves a key object
+    the next audit puts back from it); when a recipient is removed (or the earlier ones are not
+    known), the earlier versions of the key object are then deleted, as far as retention lets,
+    never the new one: the target always holds a key object. Needs each target's identity (to
+    open the keys). One event per AIP."""
     report = RewrapReport()
     agent = tools.python_agent("pyrage")
     touched: set[str] = set()
     for t in _encrypted_targets(settings, target):
         want = tuple(t.age_recipients)
-        todo = [r for r in catalog.keys(t.name) if set(r.recipients) != set(want)]
-        report.unchanged[t.name] = len(catalog.keys(t.name)) - len(todo)
+        recorded = catalog.keys(t.name)
+        todo = [r for r in recorded if needs_rewrap(r.recipients, want)]
+        report.unchanged[t.name] = len(recorded) - len(todo)
         if not todo:
             continue
         with open_store(settings, t) as store:
@@ -214,11 +252,11 @@ def rewrap(
             try:
                 store.check_reachable()
                 for rec in todo:
-                    result = _rewrap_one(catalog, store, rec, want, now)
+                    result, version = _rewrap_one(catalog, store, rec, want, now)
                     report.results.append(result)
                     touched.add(rec.aip_id)
-                    if result.status == "rewrapped" and result.removed:
-                        report.warnings += _purge_old_versions(catalog, store, rec.aip_id, now)
+                    if result.status == "rewrapped" and (result.removed or not rec.recipients):
+                        report.warnings += _purge_old_versions(store, rec.aip_id, version)
                     catalog.add_events(rec.aip_id, [_rewrap_event(result, agent, operator, want)])
             except StorageUnavailable as exc:
                 report.errors.append(f"{t.name}: unreachable: {exc}")
@@ -228,15 +266,23 @@ def rewrap(
 
 def _rewrap_one(
     catalog: Catalog, store: EncryptedStore, rec: AipKeyRecord, want: tuple[str, ...], now: Callable[[], dt.datetime]
-) -> Rewrapped:
-    added = tuple(r for r in want if r not in rec.recipients)
+) -> tuple[Rewrapped, str | None]:
+    """Re-wrap one key: (what was done, the version id of the new key object, if the target
+    keeps versions)."""
+    # recipients () are not known (`needs_rewrap`): nothing can be said added or removed
+    added = tuple(r for r in want if r not in rec.recipients) if rec.recipients else ()
     removed = tuple(r for r in rec.recipients if r not in want)
 
-    def failed(why: str) -> Rewrapped:
-        return Rewrapped(rec.aip_id, store.name, "failed", why, added, removed)
+    def failed(why: str) -> tuple[Rewrapped, str | None]:
+        return Rewrapped(rec.aip_id, store.name, "failed", why, added, removed), None
 
     try:
-        there = store.read_key_object(rec.aip_id)
+        try:
+            there = store.read_key_object(rec.aip_id)
+        except StorageUnavailable:
+            raise
+        except StorageError:  # not a key object (too large, unreadable): damaged
+            there = None
         if there is None or hashlib.sha256(there).hexdigest() != rec.sha256:
             ok, how = restore_key_object(store, rec)  # open the key the catalog recorded, nothing else
             if not ok:
@@ -249,7 +295,7 @@ def _rewrap_one(
         blob = wrap(key, want)
         digest = hashlib.sha256(blob).hexdigest()
         catalog.record_key(dataclasses.replace(rec, wrapped=blob, sha256=digest, recipients=want, verified_at=None))
-        store.put_key_object(rec.aip_id, blob)
+        info = store.put_key_object(rec.aip_id, blob)
         again = store.read_key_object(rec.aip_id)
         if again is None or hashlib.sha256(again).hexdigest() != digest:
             return failed("the new key object does not read back intact (the next audit puts it back from the catalog)")
@@ -258,51 +304,84 @@ def _rewrap_one(
         raise
     except (StorageError, CatalogError, ValueError) as exc:
         return failed(str(exc))
+    was = (
+        f", removed {', '.join(removed)}"
+        if removed
+        else ("" if rec.recipients else " (the recipients it was wrapped to before were not recorded)")
+    )
     return Rewrapped(
         rec.aip_id,
         store.name,
         "rewrapped",
         f"wrapped to {len(want)} recipient(s)"
         + (f", added {', '.join(added)}" if added else "")
-        + (f", removed {', '.join(removed)}" if removed else "")
+        + was
         + f"; key object sha256 {digest}",
         added,
         removed,
-    )
+    ), info.version_id
 
 
-def _purge_old_versions(
-    catalog: Catalog, store: EncryptedStore, aip_id: str, now: Callable[[], dt.datetime]
-) -> list[str]:
+def _purge_old_versions(store: EncryptedStore, aip_id: str, current: str | None) -> list[str]:
     """A removed recipient must not keep the key in an earlier version of the key object (a
-    versioned bucket keeps them): delete every version, then put the current one back from the
-    catalog. Returns warnings."""
-    rec = catalog.key_of(aip_id, store.name)
-    if rec is None:
-        return []
+    versioned bucket keeps them): delete every version of it but ``current``, the one just
+    written (it stays the target's key object throughout). Returns warnings."""
     key = store.key_object_key(aip_id)
+    where = f"{store.name}: AIP {aip_id}"
     try:
         versions = [v for v in store.raw.list_versions(key) if v.key == key]
-        if len(versions) <= 1:
-            return []
-        done = store.raw.purge(key)
-        ok, how = restore_key_object(store, rec)
+        older = [v for v in versions if v.version_id != current]
+        if not older or not current or current == "null":
+            return []  # one version only (no versioning, or a directory)
+        if not any(v.version_id == current for v in versions):
+            return [
+                f"{where}: the new key object's version {current} is not among those listed; no earlier version "
+                "was deleted (they may still let a removed recipient read the key): run the rewrap again"
+            ]
+        retained: list[Retained] = []
+        unaddressed = 0
+        for v in older:
+            if not v.version_id or v.version_id == "null":  # from before versioning: not addressable alone
+                unaddressed += 1
+                continue
+            kept = _delete_version(store.raw, key, v.version_id)
+            if kept is not None:
+                retained.append(kept)
     except StorageUnavailable:
         raise
     except StorageError as exc:
-        return [f"{store.name}: AIP {aip_id}: earlier versions of the key object could not be deleted: {exc}"]
+        return [f"{where}: earlier versions of the key object could not be deleted: {exc}"]
     out = []
-    if done.retained:
+    if retained:
+        until = Purge(key, retained=tuple(retained)).retained_until
         out.append(
-            f"{store.name}: AIP {aip_id}: {len(done.retained)} earlier version(s) of the key object, readable by "
-            "the removed recipient(s), are kept by retention"
-            + (f" until {done.retained_until:%Y-%m-%d}" if done.retained_until else "")
+            f"{where}: {len(retained)} earlier version(s) of the key object, readable by the removed recipient(s), "
+            "are kept by retention" + (f" until {until:%Y-%m-%d}" if until else "")
         )
-    if not ok:
-        out.append(f"{store.name}: AIP {aip_id}: after deleting the earlier versions, {how}")
-    else:
-        catalog.mark_key_verified(aip_id, store.name, now())
+    if unaddressed:
+        out.append(
+            f"{where}: {unaddressed} earlier version(s) of the key object from before the bucket kept versions were "
+            "not deleted (deleting one would hide the new key object); a removed recipient may still read the key "
+            "from it"
+        )
     return out
+
+
+def _delete_version(raw: ObjectStore, key: str, version_id: str) -> Retained | None:
+    """Delete one version (or delete marker) of ``key`` on an S3 target, unless retention or a
+    legal hold keeps it (then what keeps it). The ObjectStore protocol deletes only every version
+    of a key (`purge`), so this goes to the S3 store's own connection.
+    TODO(storage): a public ``ObjectStore.purge(key, keep=version_id)`` would replace this."""
+    if not isinstance(raw, S3Store):
+        raise StorageError(f"target {raw.name!r} keeps versions, but deleting one of them is done on S3 targets only")
+    what = f"deletion of an earlier version of {key!r}"
+    full = raw._full(key)
+    with raw._conn.errors(what):
+        found = s3lock.lock_of(raw._conn, full, version_id)
+        if found is not None:
+            return Retained(version_id, *found)
+        raw._conn.retried(what, functools.partial(raw._purge_version, full, version_id, False))
+    return None
 
 
 def _rewrap_event(result: Rewrapped, agent: Agent, operator: Agent, want: tuple[str, ...]) -> Event:
@@ -334,6 +413,11 @@ class ExportReport:
     written: list[Path] = field(default_factory=list)
     #: files of an earlier export whose key was destroyed since (or is no longer recorded): deleted
     removed: list[Path] = field(default_factory=list)
+    #: those of ``removed`` whose key the catalog has no record of at all (not destroyed)
+    unrecorded: list[Path] = field(default_factory=list)
+    #: files of an earlier export of keys that could not be exported now (see ``errors``): kept,
+    #: with their entries in the index and manifest
+    kept: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -342,7 +426,11 @@ class ExportReport:
 
     def lines(self) -> list[str]:
         out = [f"{len(self.written)} key object(s) written to {self.dest}"]
-        out += [f"removed {p} (its key was destroyed)" for p in self.removed]
+        out += [
+            f"removed {p} ({'no key of it is recorded' if p in self.unrecorded else 'its key was destroyed'})"
+            for p in self.removed
+        ]
+        out += [f"kept {p} from the earlier export (its key could not be exported now)" for p in self.kept]
         out += [f"ERROR {e}" for e in self.errors]
         out.append(f"see {self.dest / EXPORT_README} for how to use them with the stock age tool")
         return out
@@ -381,6 +469,18 @@ def _is_export(dest: Path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == EXPORT_FORMAT
 
 
+def _earlier_entries(dest: Path) -> dict[str, dict[str, object]]:
+    """The index entries of an earlier export in DEST, by file ("<target>/<aip>.key.age")."""
+    try:
+        doc = json.loads((dest / EXPORT_INDEX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    listed = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(listed, list):
+        return {}
+    return {str(e["file"]): e for e in listed if isinstance(e, dict) and isinstance(e.get("file"), str)}
+
+
 def _safe_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
@@ -391,8 +491,11 @@ def export(
     """Write every wrapped key the catalog holds (not destroyed) to DEST/<target>/<aip>.key.age
     (files 0600, folders 0700), with a README on using them with the stock age tool, the SHA-256
     manifest and an index of recipients. DEST must be empty, new, or an earlier export (whose
-    files of keys destroyed since are deleted); ConfigError otherwise. ``settings`` names the
-    targets (a key of a target no longer configured is exported too)."""
+    files of keys destroyed since, or no longer recorded at all, are deleted; the file of a key
+    that cannot be exported now is kept, as it was); ConfigError otherwise. ``settings`` names
+    the targets (a key of a target no longer configured is exported too). An index entry's
+    ``recipients`` is null when they are not known (a key the catalog learnt from its key object
+    on the target: `preserve keys rewrap` wraps it to the configured ones)."""
     dest = Path(dest).expanduser().absolute()
     if dest.exists() and not dest.is_dir():
         raise ConfigError(f"{dest} is not a folder")
@@ -402,18 +505,23 @@ def export(
     os.chmod(dest, 0o700)
     report = ExportReport(dest)
     configured = {t.name: t for t in settings.targets}
+    earlier = _earlier_entries(dest)
+    #: every key recorded, destroyed ones too: only their files, and those of no key at all, go
+    recorded = {(r.target, r.aip_id): r for r in catalog.keys(include_destroyed=True)}
     entries: list[dict[str, object]] = []
     keep: set[Path] = set()
-    for rec in catalog.keys():
+    for rec in (r for r in recorded.values() if not r.destroyed):
         if not (_safe_name(rec.target) and layout.AIP_ID_RE.match(rec.aip_id)):
             report.errors.append(f"key of {rec.aip_id!r} on {rec.target!r}: not a name a file can have; not exported")
             continue
         if not rec.wrapped or hashlib.sha256(rec.wrapped).hexdigest() != rec.sha256:
+            there = (dest / rec.target / f"{rec.aip_id}{KEY_SUFFIX}").is_file()
             report.errors.append(
-                f"key of AIP {rec.aip_id} on {rec.target}: the catalog's copy does not match its recorded SHA-256; "
-                "not exported (`preserve audit` checks the copy on the target)"
+                f"key of AIP {rec.aip_id} on {rec.target}: the catalog's copy is empty or does not match its "
+                "recorded SHA-256; not exported (`preserve audit` checks the copy on the target)"
+                + ("; the earlier export's file of it is kept" if there else "")
             )
-            continue
+            continue  # its earlier file, if any, is kept below
         folder = dest / rec.target
         if not folder.is_dir():
             folder.mkdir(mode=0o700)
@@ -429,17 +537,39 @@ def export(
                 "aip_id": rec.aip_id,
                 "target": rec.target,
                 "sha256": rec.sha256,
-                "recipients": list(rec.recipients),
+                "recipients": list(rec.recipients) if rec.recipients else None,
                 "aip_recipient": rec.recipient,
                 "custody": t.custody if t is not None else "",
                 "created_at": rec.created_at.isoformat(),
             }
         )
-    for folder in (p for p in dest.iterdir() if p.is_dir()):
-        for stale in folder.glob(f"*{KEY_SUFFIX}"):
-            if stale not in keep:
-                stale.unlink()
-                report.removed.append(stale)
+    for folder in sorted(p for p in dest.iterdir() if p.is_dir()):
+        for old in sorted(folder.glob(f"*{KEY_SUFFIX}")):
+            if old in keep:
+                continue
+            rec = recorded.get((folder.name, old.name.removesuffix(KEY_SUFFIX)))
+            if rec is None or rec.destroyed:
+                old.unlink()
+                report.removed.append(old)
+                if rec is None:
+                    report.unrecorded.append(old)
+                continue
+            # a live key not exported now: the earlier export's file stays, and stays listed
+            name = f"{folder.name}/{old.name}"
+            report.kept.append(old)
+            entries.append(
+                earlier.get(name)
+                or {
+                    "file": name,
+                    "aip_id": rec.aip_id,
+                    "target": rec.target,
+                    "sha256": hashlib.sha256(old.read_bytes()).hexdigest(),
+                    "recipients": None,
+                    "aip_recipient": rec.recipient,
+                    "custody": t.custody if (t := configured.get(rec.target)) is not None else "",
+                    "created_at": rec.created_at.isoformat(),
+                }
+            )
         fsync_dir(folder)
     manifest = "".join(f"{e['sha256']}  {e['file']}\n" for e in sorted(entries, key=lambda e: str(e["file"])))
     index = {"format": EXPORT_FORMAT, "exported_at": now().isoformat(), "keys": entries}

@@ -24,7 +24,7 @@ from preserve.config import Settings, TargetSettings
 from preserve.core.errors import ConfigError, StorageError, VerificationError
 from preserve.core.model import AipStatus, Event, EventType, Outcome, ReplicaStatus, utcnow
 from preserve.storage import ObjectInfo, ObjectStore, open_store, store_agent
-from preserve.storage.crypt import EncryptedStore
+from preserve.storage.crypt import EncryptedStore, remembering_keys
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,8 @@ def backfill(
     wanted = [t for t in settings.targets if target in (None, t.name)]
     work = settings.var_dir / "replicate-work"  # not under staging/, which crash recovery empties
     results: list[Backfill] = []
-    with contextlib.ExitStack() as stack:
+    # a back-fill makes the AIP's key on a new encrypted target (remembered while it writes)
+    with remembering_keys(), contextlib.ExitStack() as stack:
         stores: dict[str, ObjectStore] = {}
 
         def store_of(name: str) -> ObjectStore:

@@ -271,7 +271,8 @@ def sweep_unrecorded(ctx: IngestContext, store: ObjectStore, target: str) -> Non
     this attempt uploads. Locked objects cannot go; the event says so."""
     prefix = f"{ctx.aip_id}/"
     raw = as_stored(store)  # on an encrypted target: the opaque objects, key object and index too
-    stale = [info.key for info in raw.list(prefix)]
+    keep = _reusable_key(store, ctx.aip_id)
+    stale = [info.key for info in raw.list(prefix) if info.key not in keep]
     if not stale:
         return
     locked: list[str] = []
@@ -280,8 +281,10 @@ def sweep_unrecorded(ctx: IngestContext, store: ObjectStore, target: str) -> Non
             raw.delete(key)
         except ObjectLocked:
             locked.append(key)
-    if isinstance(store, EncryptedStore):
+    if isinstance(store, EncryptedStore) and not keep:
         store.forget(ctx.aip_id)
+        if locked:  # ciphertext retention keeps, under a key now gone: a new key may be made beside it
+            store.accept_leftovers(ctx.aip_id)
     ctx.log.record(
         EventType.DELETION,
         Outcome.WARNING if locked else Outcome.PASS,
@@ -291,6 +294,19 @@ def sweep_unrecorded(ctx: IngestContext, store: ObjectStore, target: str) -> Non
         subject=target,
         keys=stale[:50],
     )
+
+
+def _reusable_key(store: ObjectStore, aip_id: str) -> set[str]:
+    """On an encrypted target, the key object and name index an earlier attempt wrote, when this
+    one can open that key (the target's identity is here): kept, so the objects it sends encrypt
+    as before and an interrupted multipart upload of a film resumes. Otherwise nothing."""
+    if not isinstance(store, EncryptedStore) or not store.has_identity:
+        return set()
+    try:
+        store.key_for(aip_id)
+    except StorageError:
+        return set()
+    return {store.key_object_key(aip_id), store.index_key(aip_id)}
 
 
 def remove_unrecorded(ctx: IngestContext, early: EarlyUploads | None) -> None:

@@ -33,10 +33,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from preserve.catalog.records import AipKeyRecord
 from preserve.config import TargetSettings
-from preserve.core.errors import DecryptionFailed, KeyUnavailable, ObjectMissing, StorageError
+from preserve.core.errors import DecryptionFailed, KeyUnavailable, ObjectMissing, StorageError, VerificationError
 from preserve.core.fs import fsync_dir
 from preserve.core.model import utcnow
 from preserve.storage.base import (
@@ -78,6 +79,9 @@ def remembering_keys() -> Iterator[None]:
     """Within this block (one ingest, and the threads it starts with a copy of its context), a
     key an encrypted store makes is remembered, so the block's later stores write with it
     without the target's identity; forgotten at the end of the block."""
+    if _MADE.get() is not None:  # already inside one (a back-fill and the journal after it)
+        yield
+        return
     token = _MADE.set({})
     try:
         yield
@@ -111,6 +115,8 @@ class EncryptedStore:
         self._keys: dict[str, AipKey] = {}
         self._wrapped: dict[str, bytes] = {}
         self._index: dict[str, dict[str, tuple[str, int]]] = {}
+        self._made: set[str] = set()  # AIPs whose key object this store (or its ingest) made
+        self._leftovers: set[str] = set()  # AIPs whose prefix may hold a swept attempt's locked leftovers
 
     # -- context -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -158,8 +164,10 @@ class EncryptedStore:
 
     def key_for(self, aip_id: str, *, create: bool = False) -> AipKey:
         """The AIP's key on this target: opened from its key object with the target's identity,
-        or, with ``create`` and nothing of the AIP there yet, made now and its key object
-        written (wrapped to the target's recipients). KeyUnavailable otherwise."""
+        or, with ``create`` inside `remembering_keys` (an ingest, a back-fill) and no key object
+        there, made now and its key object written (wrapped to the target's recipients). Only
+        those make keys: elsewhere a missing key object is put back from the catalog (the audit),
+        never replaced by a new key. KeyUnavailable otherwise."""
         with self._lock:
             if aip_id in self._keys:
                 return self._keys[aip_id]
@@ -170,21 +178,25 @@ class EncryptedStore:
                 made = registry.get(address) if registry is not None else None
             if made is not None and blob == made[1]:
                 self._keys[aip_id], self._wrapped[aip_id] = made
+                self._made.add(aip_id)
                 return made[0]
             if blob is None:
-                if not create:
-                    raise KeyUnavailable(f"target {self.name!r} holds no key object for AIP {aip_id}")
-                if next(iter(self.raw.list(f"{aip_id}/")), None) is not None:
+                if not create or registry is None:
+                    raise KeyUnavailable(
+                        f"target {self.name!r} holds no key object for AIP {aip_id}"
+                        + ("" if not create else " (only an ingest or a back-fill makes one)")
+                    )
+                if aip_id not in self._leftovers and next(iter(self.raw.list(f"{aip_id}/")), None) is not None:
                     raise KeyUnavailable(
                         f"target {self.name!r} holds objects of AIP {aip_id} but not its key object: "
                         "put it back from the catalog or the escrow copy before writing more"
                     )
                 key = AipKey.generate()
                 blob = wrap(key, self.target.age_recipients)
-                self.raw.put_source(self.key_object_key(aip_id), bytes_source(blob, "key object"), retain=False)
-                if registry is not None:
-                    with _MADE_LOCK:
-                        registry[address] = (key, blob)
+                self._put_unlocked(self.key_object_key(aip_id), blob, "key object")
+                with _MADE_LOCK:
+                    registry[address] = (key, blob)
+                self._made.add(aip_id)
                 log.info(
                     "made a key for AIP %s on %s, wrapped to %d recipient(s)",
                     aip_id,
@@ -200,10 +212,33 @@ class EncryptedStore:
             self._wrapped[aip_id] = blob
             return key
 
+    def accept_leftovers(self, aip_id: str) -> None:
+        """What is left under the AIP's prefix (ciphertext Object Lock keeps after a sweep of an
+        attempt that was never recorded, its key object gone) may stay: a new key can be made."""
+        with self._lock:
+            self._leftovers.add(aip_id)
+
+    def _put_unlocked(self, key: str, blob: bytes, what: str) -> ObjectInfo:
+        """A key object or name index: written without retention, and refused if the bucket locks
+        it anyway (a default retention): a locked key object could never be destroyed."""
+        info = self.raw.put_source(key, bytes_source(blob, what), retain=False)
+        if info.lock_mode:
+            raise StorageError(
+                f"target {self.name!r}: the bucket put its default Object Lock retention ({info.lock_mode}) "
+                f"on the {what} of an encrypted AIP; a locked key could never be destroyed",
+                advice="Remove the bucket's default retention (preserve sets retention on each object itself), "
+                "then retry; the locked object stays until its retention ends.",
+            )
+        return info
+
     def key_record(self, aip_id: str) -> AipKeyRecord | None:
-        """The catalog's record of the AIP's key on this target, once this store made or opened it."""
+        """The catalog's record of the AIP's key on this target, once this store made or opened it.
+        ``recipients`` are the ones it was wrapped to when this store (or its ingest) made the
+        key object; for a key object only opened they cannot be read off it: () (unknown), so
+        `preserve keys rewrap` wraps it to the configured ones."""
         with self._lock:
             key, blob = self._keys.get(aip_id), self._wrapped.get(aip_id)
+            made = aip_id in self._made
         if key is None or blob is None:
             return None
         now = utcnow()
@@ -213,14 +248,14 @@ class EncryptedStore:
             recipient=key.recipient,
             wrapped=blob,
             sha256=hashlib.sha256(blob).hexdigest(),
-            recipients=tuple(self.target.age_recipients),
+            recipients=tuple(self.target.age_recipients) if made else (),
             created_at=now,
             verified_at=now,
         )
 
     def put_key_object(self, aip_id: str, blob: bytes) -> ObjectInfo:
         """Write the AIP's key object (a repair from the catalog, or a rewrap), without retention."""
-        info = self.raw.put_source(self.key_object_key(aip_id), bytes_source(blob, "key object"), retain=False)
+        info = self._put_unlocked(self.key_object_key(aip_id), blob, "key object")
         with self._lock:
             self._wrapped[aip_id] = blob
         return info
@@ -231,6 +266,8 @@ class EncryptedStore:
         key = self.key_for(aip_id)
         blob = wrap(key, list(recipients))
         self.put_key_object(aip_id, blob)
+        with self._lock:
+            self._made.add(aip_id)  # wrapped to these recipients here
         return blob
 
     def destroy_key(self, aip_id: str, *, bypass_governance: bool = False) -> list[Purge]:
@@ -252,6 +289,7 @@ class EncryptedStore:
             self._keys.pop(aip_id, None)
             self._wrapped.pop(aip_id, None)
             self._index.pop(aip_id, None)
+            self._made.discard(aip_id)
 
     # -- names ---------------------------------------------------------------------------------
     def physical(self, key: str) -> str:
@@ -266,7 +304,10 @@ class EncryptedStore:
             found: dict[str, tuple[str, int]] = {}
             for info in self.raw.list(f"{aip_id}/"):
                 if names.is_opaque(aip_id, info.key):
-                    logical = names.reveal(key, aip_id, info.key)
+                    try:
+                        logical = names.reveal(key, aip_id, info.key)
+                    except DecryptionFailed:  # a swept attempt's locked leftover, under a key now gone
+                        continue
                     found[info.key] = (logical.removeprefix(f"{aip_id}/"), _plain_size(info.size))
             self._index[aip_id] = found
         return self._index[aip_id]
@@ -276,13 +317,16 @@ class EncryptedStore:
         doc = names.index_document({k.removeprefix(f"{aip_id}/"): v for k, v in self._entries(aip_id, key).items()})
         seed = key.object_seed(self.index_key(aip_id), hashlib.sha256(doc).hexdigest())
         data = age.encrypt_bytes(doc, key.public, seed)
-        self.raw.put_source(self.index_key(aip_id), bytes_source(data, "name index"), retain=False)
+        self._put_unlocked(self.index_key(aip_id), data, "name index")
 
     def _reveal(self, info: ObjectInfo) -> ObjectInfo | None:
         aip = info.key.partition("/")[0]
         if not names.is_opaque(aip, info.key):
             return None  # the key object, the index, or something preserve did not write
-        logical = names.reveal(self.key_for(aip), aip, info.key)
+        try:
+            logical = names.reveal(self.key_for(aip), aip, info.key)
+        except DecryptionFailed:
+            return None  # not under this key: a swept attempt's locked leftover (the raw store shows it)
         return replace(
             info,
             key=logical,
@@ -323,10 +367,9 @@ class EncryptedStore:
         plain_sha = source.sha256.lower()
         akey = self.key_for(aip, create=True)
         phys = names.hide(akey, aip, key)
-        seed = akey.object_seed(key, plain_sha)
 
         def opened() -> age.Encryptor:
-            return age.Encryptor(source.open(), akey.public, seed, source.size, plain_sha, label=source.label)
+            return self._encrypting_stream(key, source)
 
         cipher = Source(label=source.label, size=age.ciphertext_size(source.size), open=opened, sha256=None)
         info = self.raw.put_source(phys, cipher, retain=retain)
@@ -337,6 +380,26 @@ class EncryptedStore:
             self._write_index(aip, akey)
         return replace(
             info, key=key, size=source.size, sha256=plain_sha, stored=StoredForm(phys, info.size, info.sha256)
+        )
+
+    def _encrypting_stream(self, key: str, source: Source) -> age.Encryptor:
+        """The ciphertext of ``source`` as a stream (opened afresh for each attempt of a put)."""
+        if source.sha256 is None:
+            raise StorageError(f"{key}: an encrypted target needs the plaintext's SHA-256 before it is sent")
+        plain_sha = source.sha256.lower()
+        akey = self.key_for(aip_of(key))
+        seed = akey.object_seed(key, plain_sha)
+        stream = source.open()
+        stamp = _file_stamp(stream)
+        if stamp is None:  # bytes in memory: they cannot change
+            return age.Encryptor(stream, akey.public, seed, source.size, plain_sha, label=source.label)
+        # A file: the keystream also depends on its size and mtime, and encryption stops at the
+        # first sign of a change, so bytes that differ from an earlier attempt's are never sent
+        # under that attempt's keystream (the digest check alone comes only at the end); an
+        # unchanged file encrypts to the same bytes again, so an interrupted upload resumes
+        own = age.derive(seed, f"source {stamp[0]} {stamp[1]}", 32)
+        return age.Encryptor(
+            _Unchanged(stream, stamp, source.label), akey.public, own, source.size, plain_sha, label=source.label
         )
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -423,6 +486,41 @@ class EncryptedStore:
             if entries is not None and not done.retained:
                 entries.pop(phys, None)
         return replace(done, key=key)
+
+
+def _file_stamp(stream: BinaryIO) -> tuple[int, int, int] | None:
+    """(size, mtime_ns, ctime_ns) of an open file; None for a stream that is not a file."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class _Unchanged(io.RawIOBase, BinaryIO):
+    """A file read for encryption that fails (VerificationError) as soon as it is seen to change
+    (size, mtime or ctime), before the bytes of that read are encrypted."""
+
+    def __init__(self, f: BinaryIO, stamp: tuple[int, int, int], label: str) -> None:
+        super().__init__()
+        self._f, self._stamp, self._label = f, stamp, label
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self._f.read(-1 if n is None else n)
+        if _file_stamp(self._f) != self._stamp:
+            raise VerificationError(
+                f"source {self._label} changed while it was being encrypted; nothing more of it is sent"
+            )
+        return data
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            super().close()
 
 
 def _plain_size(cipher_size: int) -> int:
