@@ -100,3 +100,20 @@ def raw_s3(settings: Settings, target_name: str) -> tuple[Any, str, str]:
         "s3", endpoint_url=settings.endpoint_of(t), region_name=t.region, **credentials_for(settings, t, env={})
     )
     return client, t.bucket, (t.prefix.strip("/") + "/") if t.prefix else ""
+
+
+def parts_on_server(settings: Settings, target_name: str, key: str) -> int:
+    """How many parts the largest unfinished multipart upload of ``key`` holds on an S3 target
+    (what an interrupted upload left for a resume)."""
+    client, bucket, prefix = raw_s3(settings, target_name)
+    try:
+        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix + key).get("Uploads", [])
+        return max(
+            (
+                len(client.list_parts(Bucket=bucket, Key=prefix + key, UploadId=u["UploadId"]).get("Parts", []))
+                for u in uploads
+            ),
+            default=0,
+        )
+    finally:
+        client.close()

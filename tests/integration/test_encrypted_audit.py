@@ -185,9 +185,15 @@ def test_keyless_audit_passes_then_finds_a_flipped_ciphertext_byte(s3_encrypted:
     report = _full(a)
     assert report.exit_code == 1 and [r.ok for r in report.repairs] == [True]
     assert "restored from local" in report.repairs[0].detail
-    assert _s3_get(a.settings, obj.physical_key) == original  # the ciphertext is deterministic
+    # encrypted again under the same opaque name (the keystream also depends on the source file's
+    # size and mtime, so the bytes need not be the ingest's): the catalog records what is there now
+    repaired = _s3_get(a.settings, obj.physical_key)
+    assert repaired.startswith(b"age-encryption.org/v1\n") and len(repaired) == len(original)
     after = _payload(a.catalog, a.aips[0], "seaweed")
-    assert (after.stored_key, after.stored_sha256, after.status) == (obj.stored_key, obj.stored_sha256, "verified")
+    assert (after.stored_key, after.stored_size, after.status) == (obj.stored_key, obj.stored_size, "verified")
+    assert after.stored_sha256 == hashlib.sha256(repaired).hexdigest()
+    decrypted = _full(a, decrypt=True)  # and it decrypts to the file ingested
+    assert decrypted.exit_code == 0 and all(c.decrypted for c in decrypted.checks if c.target == "seaweed")
     a.identity("seaweed", None)
     again = _full(a)
     assert again.exit_code == 0, audit.format_report(again)
@@ -234,18 +240,64 @@ def test_decrypt_passes_and_finds_what_only_decryption_can(fs_encrypted: Archive
     assert "authentication" in found.found or "damaged" in found.found
     [repair] = report.repairs
     assert repair.ok and repair.source == "seaweed", repair.detail
-    assert path.read_bytes() == good
+    now = path.read_bytes()
+    assert now != bad and now.startswith(b"age-encryption.org/v1\n")
     fixed = _payload(a.catalog, a.aips[0], "local")
-    assert fixed.stored_sha256 == hashlib.sha256(good).hexdigest()  # the catalog records what is stored now
+    assert fixed.stored_sha256 == hashlib.sha256(now).hexdigest()  # the catalog records what is stored now
     assert _full(a, decrypt=True).exit_code == 0
 
 
 def _record_stored_sha(catalog: Catalog, obj: StoredObject, sha: str) -> None:
+    _rerecord(catalog, obj, stored_sha256=sha)
+
+
+def _rerecord(catalog: Catalog, obj: StoredObject, **changes: Any) -> None:
+    """The catalog's record of one object changed behind preserve's back."""
     aip = catalog.get_aip(obj.aip_id)
     assert aip is not None
     rep = next(r for r in aip.replicas if r.target == obj.target)
-    objects = tuple(dataclasses.replace(o, stored_sha256=sha) if o.key == obj.key else o for o in rep.objects)
+    objects = tuple(dataclasses.replace(o, **changes) if o.key == obj.key else o for o in rep.objects)
     catalog.upsert_replica(obj.aip_id, ReplicaRecord(rep.target, rep.uri, rep.status, rep.verified_at, objects))
+
+
+def test_repair_on_an_encrypted_target_never_writes_plaintext(fs_encrypted: Archive) -> None:
+    """An object of an encrypted target whose record lacks its stored form (opaque key, ciphertext
+    size and digest: a catalog rebuilt or edited) is repaired through the encrypted store: written
+    encrypted under its opaque name, never as plaintext under its own, and recorded as stored."""
+    a = fs_encrypted
+    obj = _payload(a.catalog, a.aips[0], "local")
+    assert obj.encrypted
+    _rerecord(a.catalog, obj, stored_key="", stored_size=None, stored_sha256="")
+    root = a.settings.target_path(a.settings.target("local"))
+    (root / obj.physical_key).unlink()  # and its copy is gone
+
+    # without the identity nothing can be written encrypted: not repaired, and the reason says so
+    report = _full(a)
+    [bad] = report.failures
+    assert (bad.key, bad.problem) == (obj.key, "missing")
+    [repair] = report.repairs
+    assert not repair.ok and a.settings.target("local").identity_env_name() in repair.detail
+    assert not (root / obj.physical_key).exists() and not (root / obj.key).exists()
+
+    a.identity("local", a.online)
+    report = _full(a)
+    [repair] = report.repairs
+    assert repair.ok and repair.source == "seaweed", repair.detail
+    assert "encrypted (ciphertext sha256" in repair.detail and "opaque name" in repair.detail
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    assert files and not (root / obj.key).exists()
+    for p in files:  # the key objects, the name indexes, every object and event record: all age files
+        assert p.read_bytes().startswith(b"age-encryption.org/v1\n"), p
+        rel = p.relative_to(root).as_posix()
+        assert "report-" not in rel and "data/objects" not in rel, rel
+    assert (root / obj.physical_key).is_file()
+    again = _payload(a.catalog, a.aips[0], "local")
+    # recorded as stored now: its opaque name (the same as the ingest's), the ciphertext's size and digest
+    assert (again.stored_key, again.stored_size) == (obj.stored_key, obj.stored_size)
+    assert again.stored_sha256 == hashlib.sha256((root / obj.physical_key).read_bytes()).hexdigest()
+    assert again.status == "verified"
+    a.identity("local", None)
+    assert _full(a).exit_code == 0
 
 
 def test_decrypt_without_or_with_a_wrong_identity_is_a_clear_error(fs_encrypted: Archive, tmp_path: Path) -> None:
@@ -307,6 +359,26 @@ def test_a_deleted_or_damaged_key_object_is_found_alerted_and_put_back(s3_encryp
     again = _full(a, decrypt=True)
     assert again.exit_code == 0, audit.format_report(again)
     assert all(c.decrypted for c in again.checks if c.target == "seaweed")
+
+
+def test_an_oversized_key_object_is_damage_put_back_not_a_crash(s3_encrypted: Archive) -> None:
+    """100 KiB of garbage where the key object belongs (more than a key object can be): the
+    audit goes on, reports the key object damaged, alerts, and puts it back from the catalog."""
+    a = s3_encrypted
+    aip = a.aips[0]
+    rec = a.catalog.key_of(aip, "seaweed")
+    assert rec is not None
+    _s3_put(a.settings, f"{aip}/key.age", os.urandom(100 << 10))
+    report = _full(a)
+    assert report.exit_code == 1 and not report.errors, audit.format_report(report)
+    [damaged] = report.key_failures
+    assert (damaged.aip_id, damaged.problem) == (aip, "checksum") and "not a key object" in damaged.detail
+    [repair] = report.repairs
+    assert repair.ok and repair.source == "catalog" and repair.key == f"{aip}/key.age", repair.detail
+    assert _s3_get(a.settings, f"{aip}/key.age") == rec.wrapped
+    assert len(report.checks) == len(a.catalog.objects())  # every object was still checked
+    assert any(al.subject == aip and "key object" in al.summary for al in a.catalog.alerts())
+    assert _full(a).exit_code == 0
 
 
 def test_a_key_object_the_catalog_lacks_is_recorded_with_the_identity(s3_encrypted: Archive) -> None:
@@ -394,6 +466,79 @@ def test_rewrap_to_an_added_recipient_whose_identity_alone_then_decrypts(s3_encr
     assert age_decrypt(a.offline, work / "key2.age", work / "yes.txt").returncode == 0
     with pytest.raises(ConfigError):
         keys.rewrap(narrower, a.catalog, operator=who, target="local")  # not an encrypted target
+
+
+def _key_versions(settings: Settings, aip: str) -> tuple[list[str], list[str]]:
+    """The version ids and delete-marker ids the bucket holds of the AIP's key object."""
+    client, bucket, prefix = raw_s3(settings, "seaweed")
+    try:
+        full = f"{prefix}{aip}/key.age"
+        page = client.list_object_versions(Bucket=bucket, Prefix=full)
+        versions = [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == full]
+        markers = [m["VersionId"] for m in page.get("DeleteMarkers", []) if m["Key"] == full]
+        return versions, markers
+    finally:
+        client.close()
+
+
+def _key_version_body(settings: Settings, aip: str, version_id: str) -> bytes:
+    client, bucket, prefix = raw_s3(settings, "seaweed")
+    try:
+        return bytes(
+            client.get_object(Bucket=bucket, Key=f"{prefix}{aip}/key.age", VersionId=version_id)["Body"].read()
+        )
+    finally:
+        client.close()
+
+
+def test_rewrap_removing_a_recipient_keeps_only_the_new_key_object(
+    s3_encrypted: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earlier versions of each key object (readable by the removed recipient) are deleted,
+    and only they: the new key object is written once and never deleted, so the target holds a
+    key object throughout, whatever happens in between."""
+    from preserve.storage.s3 import S3Store
+
+    a = s3_encrypted
+    online, offline = a.settings.target("seaweed").age_recipients
+    narrower = _with_recipients(a.settings, "seaweed", [offline])
+    before = {aip: _key_versions(a.settings, aip) for aip in a.aips}
+    assert all(len(v) == 1 and not m for v, m in before.values())  # the versioned bucket: one, from the ingest
+    written: list[tuple[str, str | None]] = []  # (key, version id) of every key object put
+    deleted: list[str] = []  # version ids deleted
+    put, purge_version = S3Store.put_source, S3Store._purge_version
+
+    def spy_put(self: S3Store, key: str, source: Any, *, retain: bool = True) -> Any:
+        info = put(self, key, source, retain=retain)
+        if key.endswith("/key.age"):
+            written.append((key, info.version_id))
+        return info
+
+    def spy_purge_version(self: S3Store, full: str, version_id: str, bypass: bool) -> None:
+        purge_version(self, full, version_id, bypass)
+        deleted.append(version_id)
+
+    monkeypatch.setattr(S3Store, "put_source", spy_put)
+    monkeypatch.setattr(S3Store, "_purge_version", spy_purge_version)
+    a.identity("seaweed", a.online)
+    report = keys.rewrap(narrower, a.catalog, operator=Agent("Ana", kind="person"))
+    assert report.exit_code == 0 and not report.warnings, report.lines()
+    assert all(r.removed == (online,) for r in report.results) and len(report.results) == len(a.aips)
+    # one put per key object, and no version it wrote was deleted
+    assert sorted(k for k, _ in written) == sorted(f"{aip}/key.age" for aip in a.aips)
+    new = {k.partition("/")[0]: v for k, v in written}
+    assert not set(new.values()) & set(deleted)
+    assert sorted(deleted) == sorted(v for vs, _ in before.values() for v in vs)
+    for aip in a.aips:
+        rec = a.catalog.key_of(aip, "seaweed")
+        assert rec is not None and rec.recipients == (offline,)
+        versions, markers = _key_versions(a.settings, aip)
+        assert versions == [new[aip]] and not markers  # exactly one: the new wrapping
+        body = _key_version_body(a.settings, aip, versions[0])
+        assert body == rec.wrapped == _s3_get(a.settings, f"{aip}/key.age")
+        (tmp_path / "k.age").write_bytes(body)
+        assert age_decrypt(a.online, tmp_path / "k.age", tmp_path / "no.txt").returncode != 0
+        assert age_decrypt(a.offline, tmp_path / "k.age", tmp_path / "yes.txt").returncode == 0
 
 
 def test_export_writes_keys_the_stock_age_opens(s3_encrypted: Archive, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
 from preserve.storage.crypt import EncryptedStore, remembering_keys
 from tests.mediafactory import make_clip
-from tests.support import isolated_settings, raw_s3
+from tests.support import isolated_settings, parts_on_server, raw_s3
 
 pytestmark = pytest.mark.skipif(shutil.which("age") is None, reason="needs the stock age CLI (apt install age)")
 
@@ -250,21 +250,6 @@ print(json.dumps({{"parts": info.upload.parts, "reused": info.upload.parts_reuse
 """
 
 
-def _parts_of(settings: Settings, physical: str) -> int:
-    client, bucket, prefix = raw_s3(settings, "seaweed")
-    try:
-        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix + physical).get("Uploads", [])
-        return max(
-            (
-                len(client.list_parts(Bucket=bucket, Key=prefix + physical, UploadId=u["UploadId"]).get("Parts", []))
-                for u in uploads
-            ),
-            default=0,
-        )
-    finally:
-        client.close()
-
-
 def _sparse_film(path: Path, size: int) -> str:
     with open(path, "wb") as f:
         f.truncate(size)
@@ -331,16 +316,16 @@ def test_six_gigabytes_encrypted_killed_midway_resumed_and_decrypted_by_age(
 
     first = worker()
     deadline = time.monotonic() + 600
-    while _parts_of(settings, name) < 4:
+    while parts_on_server(settings, "seaweed", name) < 4:
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline, "no parts appeared"
         time.sleep(0.5)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    uploaded, still_since = _parts_of(settings, name), time.monotonic()
+    uploaded, still_since = parts_on_server(settings, "seaweed", name), time.monotonic()
     while time.monotonic() - still_since < 2.0:
         time.sleep(0.25)
-        now = _parts_of(settings, name)
+        now = parts_on_server(settings, "seaweed", name)
         if now != uploaded:
             uploaded, still_since = now, time.monotonic()
     assert uploaded >= 4

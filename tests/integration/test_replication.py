@@ -35,7 +35,7 @@ from preserve.storage.credentials import credentials_for
 from preserve.storage.s3 import S3Store
 from preserve.storage.s3.multipart import composite_sha256
 from tests.faultproxy import FaultProxy
-from tests.support import isolated_settings, raw_s3
+from tests.support import isolated_settings, parts_on_server, raw_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -76,21 +76,6 @@ def own_server(make_storage_settings: Callable[..., Settings]) -> Iterator[Setti
     finally:
         services.down(settings, timeout=5)
         shutil.rmtree(settings.var_dir, ignore_errors=True)
-
-
-def _parts_on_server(settings: Settings, target: str, key: str) -> int:
-    client, bucket, prefix = raw_s3(settings, target)
-    try:
-        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix + key).get("Uploads", [])
-        return max(
-            (
-                len(client.list_parts(Bucket=bucket, Key=prefix + key, UploadId=u["UploadId"]).get("Parts", []))
-                for u in uploads
-            ),
-            default=0,
-        )
-    finally:
-        client.close()
 
 
 # -- 6 GB: multipart, bounded memory, killed midway and resumed -----------------------------------
@@ -147,7 +132,7 @@ def test_six_gigabytes_in_parts_killed_midway_and_resumed(own_server: Settings, 
     # first run: a real process, killed with SIGKILL once a few parts are on the server
     first = _put_in_subprocess(settings_file, key, film, sha, size)
     deadline = time.monotonic() + 300
-    while _parts_on_server(settings, "seaweed", key) < 4:
+    while parts_on_server(settings, "seaweed", key) < 4:
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline, "no parts appeared"
         time.sleep(0.5)
@@ -155,10 +140,10 @@ def test_six_gigabytes_in_parts_killed_midway_and_resumed(own_server: Settings, 
     first.wait()
     # a part whose bytes were all sent before the kill may still be committed by the server just
     # after it: count once the server's view has been still for two seconds
-    uploaded, still_since = _parts_on_server(settings, "seaweed", key), time.monotonic()
+    uploaded, still_since = parts_on_server(settings, "seaweed", key), time.monotonic()
     while time.monotonic() - still_since < 2.0:
         time.sleep(0.25)
-        now = _parts_on_server(settings, "seaweed", key)
+        now = parts_on_server(settings, "seaweed", key)
         if now != uploaded:
             uploaded, still_since = now, time.monotonic()
     assert 4 <= uploaded < 96
@@ -249,7 +234,7 @@ def test_server_stopped_mid_upload_then_started_again(own_server: Settings, tmp_
 
     worker = threading.Thread(target=upload)
     worker.start()
-    while _parts_on_server(settings, "seaweed", key) < 3:
+    while parts_on_server(settings, "seaweed", key) < 3:
         assert worker.is_alive(), result
         time.sleep(0.05)
     pid = services.status(settings).pid

@@ -26,7 +26,7 @@ from preserve.core.errors import ConfigError
 from preserve.core.model import Agent, utcnow
 from preserve.operations import keys
 from preserve.storage import open_store
-from preserve.storage.crypt import EncryptedStore
+from preserve.storage.crypt import EncryptedStore, remembering_keys
 from preserve.storage.crypt.keys import AipKey, wrap
 from tests.support import load_merged
 from tests.unit.test_catalog_keys import _sealed
@@ -93,7 +93,10 @@ def test_a_key_object_is_checked_against_the_catalog_and_put_back(vault: tuple[S
     src = settings.var_dir / "film.bin"
     src.parent.mkdir(parents=True, exist_ok=True)
     src.write_bytes(b"frames" * 1000)
-    store.put_file(f"{AIP}/data/objects/film.bin", src, sha256=hashlib.sha256(src.read_bytes()).hexdigest(), size=6000)
+    with remembering_keys():  # as an ingest does: only it makes keys
+        store.put_file(
+            f"{AIP}/data/objects/film.bin", src, sha256=hashlib.sha256(src.read_bytes()).hexdigest(), size=6000
+        )
     rec = store.key_record(AIP)
     assert rec is not None
     on_disk = settings.target_path(settings.target("vault")) / AIP / "key.age"
@@ -120,6 +123,14 @@ def test_a_key_object_is_checked_against_the_catalog_and_put_back(vault: tuple[S
     assert keys.check_key_object(store, destroyed, AIP).problem == "not destroyed"
     on_disk.unlink()
     assert keys.check_key_object(store, destroyed, AIP).ok
+    # something too large to be a key object where it belongs: damaged (not an error that stops
+    # the audit), and put back from the catalog
+    on_disk.write_bytes(b"\0" * (100 << 10))
+    big = keys.check_key_object(store, rec, AIP)
+    assert (big.problem, big.failed) == ("checksum", True) and "not a key object" in big.detail
+    assert keys.check_key_object(store, None, AIP).problem == "checksum"
+    assert keys.check_key_object(store, destroyed, AIP).problem == "not destroyed"
+    assert keys.restore_key_object(store, rec)[0] and on_disk.read_bytes() == rec.wrapped
     store.close()
 
 
@@ -133,6 +144,60 @@ def test_rewrap_refuses_unknown_and_plaintext_targets(vault: tuple[Settings, Pat
             keys.rewrap(settings, catalog, target="local", operator=who)
         report = keys.rewrap(settings, catalog, operator=who)  # no keys recorded: nothing to do
         assert report.exit_code == 0 and report.results == [] and report.unchanged == {"vault": 0}
+
+
+def test_rewrap_decides_on_recorded_recipients_and_rewraps_unknown_ones(
+    vault: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    """Recipients () in the catalog mean "not known" (a key object only opened, never made, by the
+    store that recorded it): always re-wrapped to the configured ones, as a difference is."""
+    settings, identity = vault
+    extra = AipKey.generate()  # an age identity of its own: a recipient the config does not list
+    a, b = settings.target("vault").age_recipients[0], extra.recipient
+    assert not keys.needs_rewrap([a], [a]) and not keys.needs_rewrap([a, b], [b, a])
+    assert keys.needs_rewrap([a], [a, b]) and keys.needs_rewrap([a, b], [a])
+    assert keys.needs_rewrap([], [a]) and keys.needs_rewrap((), [a, b])
+
+    key = AipKey.generate()
+    blob = wrap(key, [a, b])  # wrapped to more than the config says, which the catalog does not know
+    root = settings.target_path(settings.target("vault"))
+    (root / AIP).mkdir(parents=True)
+    (root / AIP / "key.age").write_bytes(blob)
+    who = Agent("Ana", kind="person")
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+        rec = _record(key, AIP, "vault", [a], wrapped=blob, sha256=hashlib.sha256(blob).hexdigest())
+        catalog.record_key(dataclasses.replace(rec, recipients=()))
+        # status and export take a key of unknown recipients as any other
+        st = catalog.status(min_verified_replicas=0)
+        assert {t.target: t.keys_unverified for t in st.targets}.get("vault", 0) == 0
+        exported = keys.export(settings, catalog, tmp_path / "escrow")
+        assert exported.exit_code == 0 and len(exported.written) == 1
+        [entry] = json.loads((tmp_path / "escrow" / "keys.json").read_text())["keys"]
+        assert entry["recipients"] is None  # not known, and not claimed to be []
+
+        report = keys.rewrap(settings, catalog, operator=who)
+        assert report.exit_code == 0, report.lines()
+        [done] = report.results
+        assert done.status == "rewrapped" and "were not recorded" in done.detail
+        after = catalog.key_of(AIP, "vault")
+        assert after is not None and after.recipients == (a,) and after.recipient == key.recipient
+        assert (root / AIP / "key.age").read_bytes() == after.wrapped != blob
+        # wrapped to the configured recipient only now: the one the config does not list no longer opens it
+        other = tmp_path / "other.txt"
+        other.write_text(f"{extra.identity}\n")
+
+        def opens(with_identity: Path) -> bool:
+            run = subprocess.run(
+                ["age", "-d", "-i", str(with_identity), str(root / AIP / "key.age")], capture_output=True, text=True
+            )
+            return run.returncode == 0 and key.identity in run.stdout
+
+        assert opens(identity) and not opens(other)
+        (root / AIP / "key.age").write_bytes(blob)
+        assert opens(other)  # (it did before)
+        (root / AIP / "key.age").write_bytes(after.wrapped)
+        # and the decision now says nothing is left to do
+        assert keys.rewrap(settings, catalog, operator=who).results == []
 
 
 # -- export ---------------------------------------------------------------------------------------------
@@ -172,6 +237,13 @@ def test_export_writes_private_files_age_opens(vault: tuple[Settings, Path], tmp
         assert [p.name for p in (dest / "vault").iterdir()] == [f"{AIP}.key.age"]
         assert len((dest / "manifest-sha256.txt").read_text().splitlines()) == 1
 
+        # a file of no recorded key at all goes too (it says so)
+        rogue = dest / "vault" / "2e3f4051-3333-4c4c-8d8d-abcdefabcdef.key.age"
+        rogue.write_bytes(b"not ours")
+        again = keys.export(settings, catalog, dest)
+        assert again.removed == again.unrecorded == [rogue] and not rogue.exists()
+        assert any("no key of it is recorded" in line for line in again.lines())
+
         # anything else is refused, and nothing is written into it
         busy = tmp_path / "busy"
         busy.mkdir()
@@ -181,6 +253,44 @@ def test_export_writes_private_files_age_opens(vault: tuple[Settings, Path], tmp
         assert [p.name for p in busy.iterdir()] == ["thesis.odt"]
         with pytest.raises(ConfigError, match="not a folder"):
             keys.export(settings, catalog, busy / "thesis.odt")
+
+
+def test_export_again_keeps_the_file_of_a_key_it_cannot_export_now(
+    vault: tuple[Settings, Path], tmp_path: Path
+) -> None:
+    """A key whose catalog copy is lost or damaged since an earlier export is not a destroyed key:
+    its escrow file, maybe the last intact copy, stays with its index and manifest entries."""
+    settings, _ = vault
+    recipient = settings.target("vault").age_recipients[0]
+    first, second = AipKey.generate(), AipKey.generate()
+    dest = tmp_path / "escrow"
+    with Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}") as catalog:
+        catalog.record_key(_record(first, AIP, "vault", [recipient]))
+        catalog.record_key(_record(second, OTHER, "vault", [recipient]))
+        assert keys.export(settings, catalog, dest).exit_code == 0
+        path = dest / "vault" / f"{OTHER}.key.age"
+        good = path.read_bytes()
+        index_before = {e["file"]: e for e in json.loads((dest / "keys.json").read_text())["keys"]}
+
+        for broken in (b"", b"x" + good):  # the catalog's copy emptied, then one not matching its SHA-256
+            rec = catalog.key_of(OTHER, "vault")
+            assert rec is not None and not rec.destroyed
+            catalog.record_key(dataclasses.replace(rec, wrapped=broken))
+            report = keys.export(settings, catalog, dest)
+            assert report.exit_code == 1 and report.removed == [] and report.kept == [path]
+            [error] = report.errors
+            assert OTHER in error and "not exported" in error and "earlier export's file of it is kept" in error
+            assert not any("removed" in line for line in report.lines())
+            assert path.read_bytes() == good  # the escrow copy survives, byte for byte
+            index = {e["file"]: e for e in json.loads((dest / "keys.json").read_text())["keys"]}
+            assert index == index_before  # still listed, as the earlier export listed it
+            check = subprocess.run(["sha256sum", "-c", "manifest-sha256.txt"], cwd=dest, capture_output=True, text=True)
+            assert check.returncode == 0 and check.stdout.count(": OK") == 2, check.stdout
+
+        # once it is destroyed, though, the file goes
+        catalog.destroy_key(OTHER, "vault", utcnow())
+        report = keys.export(settings, catalog, dest)
+        assert report.exit_code == 0 and report.removed == [path] and not path.exists()
 
 
 # -- status -----------------------------------------------------------------------------------------------

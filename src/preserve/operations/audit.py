@@ -379,8 +379,10 @@ def repair_object(
     """Restore one damaged or missing copy from another replica whose copy verifies *now*: download
     it (hashing as it arrives), upload it to the damaged target (checksummed and verified). Across
     encrypted and plain targets both ways: the good copy is read through its target's store (an
-    encrypted one decrypts it, with that target's identity) and the damaged one written as it was
-    recorded (an encrypted object encrypted again, which needs the damaged target's identity)."""
+    encrypted one decrypts it, with that target's identity) and the damaged one written through
+    its target's: on an encrypted target always encrypted (which needs its identity), even for
+    an object recorded without its stored form (never plaintext there), and ``stored`` says what
+    it is stored as now, for the catalog."""
     target = stores[obj.target]
     if obj.encrypted and not isinstance(target, EncryptedStore):
         return Repair(
@@ -391,14 +393,14 @@ def repair_object(
             False,
             f"the object was stored encrypted but {obj.target} is no longer configured for encryption; nothing was written",
         )
-    if obj.encrypted and isinstance(target, EncryptedStore) and not target.has_identity:
+    if isinstance(target, EncryptedStore) and not target.has_identity:
         return Repair(
             obj.aip_id,
             obj.target,
             obj.key,
             "",
             False,
-            f"{obj.target} is encrypted: writing the object again needs one of its identities (set "
+            f"{obj.target} is encrypted: writing the object again (encrypted) needs one of its identities (set "
             f"{target.target.identity_env_name()} to a file holding one); nothing was written",
         )
     tried: list[str] = []
@@ -422,15 +424,34 @@ def repair_object(
                 tried.append(f"{source.target}: changed while copying")
                 continue
             was_locked = bool(obj.lock_mode and obj.lock_until and obj.lock_until > utcnow())
-            dest = target if obj.encrypted else as_stored(target)
-            info = dest.put_file(obj.key, local, sha256=obj.sha256, size=obj.size)
-        how = (
-            f"written as a new version {info.version_id}; the damaged version stays under Object Lock "
-            f"({obj.lock_mode}) until {obj.lock_until:%Y-%m-%d}"
-            if was_locked and obj.lock_until
-            else "overwritten" + (f" (new version {info.version_id})" if info.version_id else "")
-        )
-        layers = f", encrypted again (ciphertext sha256 {info.stored.sha256})" if obj.encrypted and info.stored else ""
+            # through the target's own store: an encrypted one encrypts (its opaque name, its key)
+            info = target.put_file(obj.key, local, sha256=obj.sha256, size=obj.size)
+        encrypted = isinstance(target, EncryptedStore)
+        if encrypted and info.stored is None:
+            return Repair(
+                obj.aip_id,
+                obj.target,
+                obj.key,
+                "",
+                False,
+                f"written encrypted to {obj.target} from {source.target}, but the store did not say what it stored "
+                "(its opaque name and ciphertext digest), so the catalog cannot record it",
+            )
+        if encrypted and not obj.encrypted:  # recorded without its stored form: never written in plaintext
+            how = (
+                "written under its opaque name; the catalog had no stored form of it, so anything under its "
+                "plain name there is left in place (the audit reports it unexpected)"
+            )
+        elif was_locked and obj.lock_until:
+            how = (
+                f"written as a new version {info.version_id}; the damaged version stays under Object Lock "
+                f"({obj.lock_mode}) until {obj.lock_until:%Y-%m-%d}"
+            )
+        else:
+            how = "overwritten" + (f" (new version {info.version_id})" if info.version_id else "")
+        layers = ""
+        if encrypted and info.stored is not None:
+            layers = f", {'encrypted again' if obj.encrypted else 'encrypted'} (ciphertext sha256 {info.stored.sha256})"
         return Repair(
             obj.aip_id,
             obj.target,
@@ -438,7 +459,7 @@ def repair_object(
             source.target,
             True,
             f"restored from {source.target}, verified sha256 {obj.sha256}{layers}; {how}",
-            info.stored if obj.encrypted else None,
+            info.stored if encrypted else None,
         )
     return Repair(
         obj.aip_id,

@@ -442,7 +442,8 @@ README = """Keys of the AIPs on encrypted targets, exported by preserve for offl
 <TARGET>/<AIP>.key.age is the key object of AIP <AIP> on target <TARGET>, byte for byte as
 the target stores it beside the AIP (<AIP>/key.age there): the AIP's own age key, encrypted
 to the target's recipients (its age_recipients). {manifest} holds the SHA-256 of each
-(check with `sha256sum -c {manifest}`); {index} says which recipients each was wrapped to.
+(check with `sha256sum -c {manifest}`); {index} says which recipients each was wrapped to
+(null where the archive does not know: `preserve keys rewrap` wraps such a key anew).
 
 With only the stock age tool (https://age-encryption.org; Debian: apt install age), a file
 of an AIP comes back from a copy of the target in two steps:
@@ -458,6 +459,7 @@ The object names on the target are opaque; <AIP>/index.age, opened as in step 2
 Keep this folder offline and as safe as the identities: with an identity, these files open
 every AIP listed. When a key is destroyed (a deaccession), delete its file here too: the
 next `preserve keys export` into this folder does so, but other copies of it do not change.
+A key the catalog cannot give intact when exporting again keeps its earlier file here.
 """
 
 
@@ -547,11 +549,11 @@ def export(
         for old in sorted(folder.glob(f"*{KEY_SUFFIX}")):
             if old in keep:
                 continue
-            rec = recorded.get((folder.name, old.name.removesuffix(KEY_SUFFIX)))
-            if rec is None or rec.destroyed:
+            found = recorded.get((folder.name, old.name.removesuffix(KEY_SUFFIX)))
+            if found is None or found.destroyed:
                 old.unlink()
                 report.removed.append(old)
-                if rec is None:
+                if found is None:
                     report.unrecorded.append(old)
                 continue
             # a live key not exported now: the earlier export's file stays, and stays listed
@@ -561,13 +563,13 @@ def export(
                 earlier.get(name)
                 or {
                     "file": name,
-                    "aip_id": rec.aip_id,
-                    "target": rec.target,
+                    "aip_id": found.aip_id,
+                    "target": found.target,
                     "sha256": hashlib.sha256(old.read_bytes()).hexdigest(),
                     "recipients": None,
-                    "aip_recipient": rec.recipient,
-                    "custody": t.custody if (t := configured.get(rec.target)) is not None else "",
-                    "created_at": rec.created_at.isoformat(),
+                    "aip_recipient": found.recipient,
+                    "custody": t.custody if (t := configured.get(found.target)) is not None else "",
+                    "created_at": found.created_at.isoformat(),
                 }
             )
         fsync_dir(folder)

@@ -6,9 +6,11 @@ store given)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import secrets
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from types import TracebackType
 from typing import BinaryIO, Protocol, Self, runtime_checkable
 
 from preserve.core.errors import StorageError
+from preserve.core.fs import PRIVATE_FILE, private_dir
 from preserve.core.fs import fsync_dir as fsync_dir  # re-exported: it used to live here
 
 #: S3's limit on a whole key (prefix included), in UTF-8 bytes
@@ -276,6 +279,34 @@ def read_small(store: ObjectStore, key: str, limit: int = SMALL_OBJECT_LIMIT) ->
         if len(out) > limit:
             raise StorageError(f"{key} is larger than {limit} bytes: not a tag file, inventory or event record")
     return bytes(out)
+
+
+def write_chunks(dest: Path, chunks: Iterable[bytes]) -> str:
+    """Write a downloaded object to ``dest``: under a temporary name beside it (0600, fsynced),
+    then renamed into place; the hex SHA-256 of what was written. StorageError when the disk
+    refuses; nothing is left under the temporary name."""
+    dest = Path(dest)
+    tmp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    digest = hashlib.sha256()
+    try:
+        try:
+            private_dir(dest.parent)
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, dest)
+            fsync_dir(dest.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot write {dest}: {exc}") from exc
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return digest.hexdigest()
 
 
 def sha256_of(store: ObjectStore, key: str) -> str:

@@ -35,6 +35,7 @@ from preserve.storage.base import (
     UploadStats,
     check_key,
     check_prefix,
+    write_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -290,30 +291,11 @@ class LocalStore(Closing):
                 yield chunk
 
     def get_file(self, key: str, dest: Path) -> str:
-        dest = Path(dest)
         src = self._open(key)
-        tmp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        digest = hashlib.sha256()
         try:
-            try:
-                private_dir(dest.parent)
-                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as out:
-                    for chunk in self._stream(src, key, CHUNK_SIZE):
-                        digest.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, dest)
-                fsync_dir(dest.parent)
-            except OSError as exc:
-                raise StorageError(f"cannot write {dest}: {exc}") from exc
+            return write_chunks(Path(dest), self._stream(src, key, CHUNK_SIZE))
         finally:
             src.close()
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-        return digest.hexdigest()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Regular files under the root whose key starts with prefix, sorted like S3 (by UTF-8

@@ -18,7 +18,9 @@ import base64
 import hashlib
 import hmac
 import io
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -46,6 +48,8 @@ HEADER_BYTES = len(MAGIC) + len(b"-> X25519 ") + 43 + 1 + 43 + 1 + len(b"--- ") 
 PREFIX_BYTES = HEADER_BYTES + 16
 #: chunks read, hashed and encrypted together (1 MiB of plaintext)
 BATCH_CHUNKS = 16
+#: batches of plaintext handed to the hashing thread and not yet hashed, at most
+HASH_AHEAD = 4
 #: the most header bytes read before giving up on finding its end
 MAX_HEADER = 65536
 
@@ -94,9 +98,11 @@ def is_age(prefix: bytes | bytearray | memoryview) -> bool:
 class Encryptor(io.RawIOBase, BinaryIO):
     """A readable stream of the age file of ``size`` plaintext bytes read from ``source``, encrypted
     to the X25519 public key ``recipient``, with everything random derived from ``seed``. Reads
-    return exactly what was asked for until the end; memory stays about one read's worth. The
-    plaintext read is hashed: when it ends, it must be ``size`` bytes with SHA-256 ``sha256`` (when
-    given), else :class:`VerificationError` is raised before the final chunk is returned."""
+    return exactly what was asked for until the end; memory stays about one read's worth (the buffer
+    :meth:`read` encrypts into is kept for the next read; :meth:`readinto` encrypts into the
+    caller's and is cheaper still). The plaintext read is hashed, on a worker thread while a large
+    read is encrypted: when it ends, it must be ``size`` bytes with SHA-256 ``sha256`` (when given),
+    else :class:`VerificationError` is raised before the final chunk is made."""
 
     def __init__(
         self, source: BinaryIO, recipient: bytes, seed: bytes, size: int, sha256: str | None, label: str = ""
@@ -122,24 +128,26 @@ class Encryptor(io.RawIOBase, BinaryIO):
         self._left = size  # plaintext bytes not yet read from the source
         self._hash = hashlib.sha256()
         self._failed: VerificationError | None = None
+        self._out = bytearray()  # where read() makes its ciphertext
+        self._hasher: ThreadPoolExecutor | None = None
+        self._hashing: deque[Future[None]] = deque()  # plaintext handed to the hasher, in order
         #: the size of the whole ciphertext
         self.length = ciphertext_size(size)
 
     def readable(self) -> bool:
         return True
 
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._source.close()
-            finally:
-                super().close()
-
     def readinto(self, buffer: WriteableBuffer) -> int:
+        """Encrypts straight into ``buffer``: the cheapest way to read (no copy at all)."""
+        if self.closed:
+            raise ValueError("read of a closed Encryptor")
         with memoryview(buffer) as view, view.cast("B") as target:
-            data = self.read(target.nbytes)
-            target[: len(data)] = data
-        return len(data)
+            n = min(target.nbytes, self._remaining())
+            if n == 0:
+                return 0
+            with target[:n] as part:
+                self._fill(part)
+        return n
 
     def readall(self) -> bytes:
         return self.read(-1)
@@ -149,58 +157,114 @@ class Encryptor(io.RawIOBase, BinaryIO):
             raise ValueError("read of a closed Encryptor")
         if size is None or size < 0:
             size = self.length
-        if size == 0:
-            return b""
         available = len(self._pending) - self._pos
-        if available >= size:
+        if size <= available:
             out = self._pending[self._pos : self._pos + size]
             self._pos += size
             return out
-        parts: list[bytes] = [self._pending[self._pos :]] if available else []
-        need = size - available
-        count = min(-(-need // SEALED), self._chunks - self._next)
+        n = min(size, self._remaining())
+        if n == available:  # nothing left to encrypt
+            out, self._pending, self._pos = self._pending[self._pos :], b"", 0
+            return out
+        # the ciphertext is made in place in one buffer kept from read to read (no object per
+        # chunk, no join, no fresh pages to fault in while encrypting), then copied out once
+        if len(self._out) < n:
+            self._out = bytearray(n)
+        with memoryview(self._out) as whole, whole[:n] as view:
+            self._fill(view)
+            return bytes(view)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._out = bytearray()
+            self._stop_hasher()
+            try:
+                self._source.close()
+            finally:
+                super().close()
+
+    def _remaining(self) -> int:
+        """Ciphertext bytes not yet returned."""
+        return len(self._pending) - self._pos + self._left + TAG * (self._chunks - self._next)
+
+    def _fill(self, view: memoryview) -> None:
+        """Write the next ``len(view)`` bytes of ciphertext (at most :meth:`_remaining`) into ``view``."""
         if self._failed is not None:
             raise self._failed  # the source failed its check: never go on with it
+        available = len(self._pending) - self._pos
+        if available:
+            view[:available] = memoryview(self._pending)[self._pos :]
+        self._pending, self._pos = b"", 0
+        need = view.nbytes - available
+        if need <= 0:
+            return
+        count = min(-(-need // SEALED), self._chunks - self._next)
         try:
-            sealed = self._seal(count) if count else []
+            self._seal(count, view[available:])
         except VerificationError as exc:
             self._failed = exc
             raise
-        if sealed and sum(len(p) for p in sealed) > need:
-            # the last chunk is only partly wanted: keep its tail for the next read
-            lead = sum(len(p) for p in sealed[:-1])
-            cut = need - lead
-            last = sealed.pop()
-            sealed.append(last[:cut])
-            self._pending, self._pos = last, cut
-        else:
-            self._pending, self._pos = b"", 0
-        parts.extend(sealed)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        finally:
+            self._drain()  # no plaintext outlives the read that took it
+        if self._next == self._chunks:
+            self._stop_hasher()
 
-    def _seal(self, count: int) -> list[bytes]:
-        """Read and encrypt the next ``count`` chunks, a batch at a time (a batch stays in the CPU's
-        cache while it is hashed and encrypted)."""
-        sealed: list[bytes] = []
-        encrypt = self._aead.encrypt
+    def _seal(self, count: int, out: memoryview) -> None:
+        """Read and encrypt the next ``count`` chunks into ``out``, a batch at a time; the part of the
+        last one that does not fit is kept for the next read. The plaintext is hashed on a worker
+        thread (hashlib lets go of the GIL) while it is encrypted here, and the hash is complete and
+        checked before the final chunk is made."""
+        encrypt_into = self._aead.encrypt_into
+        threaded = count > BATCH_CHUNKS
         end = self._next + count
+        pos = 0
         while self._next < end:
             first = self._next
             batch = min(BATCH_CHUNKS, end - first)
             final = first + batch == self._chunks
             want = self._left if final else batch * CHUNK
             plain = self._take(want)
-            self._hash.update(plain)
             self._left -= want
+            if threaded and not final:
+                self._hash_later(plain)
+            else:
+                self._drain()
+                self._hash.update(plain)
             if final:
                 self._check_end()  # before the final chunk exists
             with memoryview(plain) as view:
                 for index in range(first, first + batch):
                     nonce = index.to_bytes(11, "big") + (b"\x01" if index == self._chunks - 1 else b"\x00")
                     offset = (index - first) * CHUNK
-                    sealed.append(encrypt(nonce, view[offset : offset + CHUNK], None))
+                    with view[offset : offset + CHUNK] as chunk:
+                        sealed = chunk.nbytes + TAG
+                        if pos + sealed <= out.nbytes:
+                            encrypt_into(nonce, chunk, None, out[pos : pos + sealed])
+                        else:  # only partly wanted: keep its tail for the next read
+                            whole = bytearray(sealed)
+                            encrypt_into(nonce, chunk, None, whole)
+                            out[pos:] = memoryview(whole)[: out.nbytes - pos]
+                            self._pending, self._pos = bytes(whole), out.nbytes - pos
+                        pos += sealed
             self._next += batch
-        return sealed
+
+    def _hash_later(self, plain: bytes) -> None:
+        if self._hasher is None:
+            self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="age-sha256")
+        while len(self._hashing) >= HASH_AHEAD:  # bound the plaintext held for the hasher
+            self._hashing.popleft().result()
+        self._hashing.append(self._hasher.submit(self._hash.update, plain))
+
+    def _drain(self) -> None:
+        """Wait for the plaintext handed to the worker to be hashed."""
+        while self._hashing:
+            self._hashing.popleft().result()
+
+    def _stop_hasher(self) -> None:
+        hasher, self._hasher = self._hasher, None
+        if hasher is not None:
+            hasher.shutdown(wait=True, cancel_futures=False)
+        self._hashing.clear()
 
     def _take(self, n: int) -> bytes:
         """Exactly ``n`` bytes from the source; VerificationError when it ends sooner."""

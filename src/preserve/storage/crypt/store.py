@@ -27,7 +27,6 @@ import hashlib
 import io
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -38,11 +37,9 @@ from typing import BinaryIO
 from preserve.catalog.records import AipKeyRecord
 from preserve.config import TargetSettings
 from preserve.core.errors import DecryptionFailed, KeyUnavailable, ObjectMissing, StorageError, VerificationError
-from preserve.core.fs import fsync_dir
 from preserve.core.model import utcnow
 from preserve.storage.base import (
     CHUNK_SIZE,
-    TEMP_PREFIX,
     ObjectInfo,
     ObjectStore,
     Purge,
@@ -51,6 +48,7 @@ from preserve.storage.base import (
     check_key,
     check_prefix,
     read_small,
+    write_chunks,
 )
 from preserve.storage.crypt import age, names
 from preserve.storage.crypt.keys import AipKey, read_identities, unwrap, wrap
@@ -425,25 +423,7 @@ class EncryptedStore:
 
     def get_file(self, key: str, dest: Path) -> str:
         """Decrypt to dest (a temporary name beside it, then rename); the plaintext's SHA-256."""
-        dest = Path(dest)
-        chunks = self.read_chunks(key)
-        tmp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        digest = hashlib.sha256()
-        try:
-            try:
-                with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-                    for chunk in chunks:
-                        digest.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, dest)
-                fsync_dir(dest.parent)
-            except OSError as exc:
-                raise StorageError(f"cannot write {dest}: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
-        return digest.hexdigest()
+        return write_chunks(Path(dest), self.read_chunks(key))
 
     def _listed(self, prefix: str, versions: bool) -> Iterator[ObjectInfo]:
         check_prefix(prefix)
