@@ -50,3 +50,37 @@ def test_ingest_flow_stores_and_quarantines(prefect_harness, s3_settings: Settin
     task_names = {r.name for r in task_runs}
     for step in ("stage", "characterise", "make_access", "package", "replicate", "record", "accession"):
         assert f"{step} · good film.mp4" in task_names
+
+
+def test_ingest_flow_to_an_encrypted_target_needs_no_identity(
+    prefect_harness, s3_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through Prefect's tasks (each step a task run), the key an ingest makes for an encrypted
+    target is still the ingest's own: its later uploads and journal write with it, although the
+    machine holds no identity of the target."""
+    from pyrage import x25519
+
+    from flows.ingest import ingest_flow
+
+    base = isolated_settings(s3_settings, tmp_path)
+    sealed = {
+        **base.target("seaweed").model_dump(mode="json"),
+        "custody": "third-party",
+        "encryption": "age",
+        "age_recipients": [str(x25519.Identity.generate().to_public())],
+    }
+    settings = isolated_settings(s3_settings, tmp_path, targets=[sealed, base.target("local").model_dump(mode="json")])
+    monkeypatch.delenv(settings.target("seaweed").identity_env_name(), raising=False)
+    config = str(write_config(settings, tmp_path / "preserve.toml"))
+    film = make_clip(settings.ingest_dir / "film.mp4", duration=1.0)
+    state = ingest_flow(path=str(film), config=config, return_state=True)
+    assert state.is_completed(), state.message
+    data = state.result()
+    catalog = Catalog(settings.catalog_url)
+    try:
+        aip = catalog.get_aip(data["aip_id"])
+        assert aip is not None and {r.target for r in aip.replicas} == {"seaweed", "local"}
+        assert all(o.encrypted for r in aip.replicas if r.target == "seaweed" for o in r.objects)
+        assert catalog.key_of(aip.id, "seaweed") is not None
+    finally:
+        catalog.close()
