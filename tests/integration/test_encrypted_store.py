@@ -149,3 +149,12 @@ def test_a_bucket_that_locks_the_key_object_anyway_is_refused(own_server: Settin
         assert isinstance(store, EncryptedStore) and isinstance(store.raw, S3Store)
         with pytest.raises(StorageError, match="default Object Lock retention"):
             _put(store, f"{AIP}/bagit.txt", b"BagIt-Version: 1.0\n", tmp_path)
+
+
+def test_a_name_too_long_for_an_opaque_key_is_a_storage_error(s3_settings: Settings, tmp_path: Path) -> None:
+    """A member name whose opaque form would pass S3's 1,024-byte key limit fails that target's
+    upload as a StorageError (the other targets go on), never an unexpected exception."""
+    _, recipient = _identity(tmp_path)
+    with remembering_keys(), _store(s3_settings, _target(tmp_path, recipient), None) as store:
+        with pytest.raises(StorageError, match="cannot store .* on an encrypted target"):
+            _put(store, f"{AIP}/data/objects/" + "长" * 250 + ".txt", b"x", tmp_path)

@@ -294,7 +294,7 @@ class EncryptedStore:
         """The opaque key the target holds for ``key``."""
         check_key(key)
         aip = aip_of(key)
-        return names.hide(self.key_for(aip), aip, key)
+        return _hidden(self.key_for(aip), aip, key)
 
     def _entries(self, aip_id: str, key: AipKey) -> dict[str, tuple[str, int]]:
         """The AIP's name index (opaque -> member, plaintext size), from a listing of the target."""
@@ -341,7 +341,7 @@ class EncryptedStore:
         with self._lock:
             have = self._keys.get(aip)
         if have is not None:
-            return self.raw.uri(names.hide(have, aip, key))
+            return self.raw.uri(_hidden(have, aip, key))
         return self.prefix_uri(aip)
 
     def prefix_uri(self, aip_id: str) -> str:
@@ -364,7 +364,7 @@ class EncryptedStore:
             raise StorageError(f"{key}: an encrypted target needs the plaintext's SHA-256 before it is sent")
         plain_sha = source.sha256.lower()
         akey = self.key_for(aip, create=True)
-        phys = names.hide(akey, aip, key)
+        phys = _hidden(akey, aip, key)
 
         def opened() -> age.Encryptor:
             return self._encrypting_stream(key, source)
@@ -466,6 +466,14 @@ class EncryptedStore:
             if entries is not None and not done.retained:
                 entries.pop(phys, None)
         return replace(done, key=key)
+
+
+def _hidden(key: AipKey, aip_id: str, logical: str) -> str:
+    """`names.hide`, its refusal (a name too long for an opaque key) as a StorageError."""
+    try:
+        return names.hide(key, aip_id, logical)
+    except ValueError as exc:
+        raise StorageError(f"cannot store {logical!r} on an encrypted target: {exc}") from exc
 
 
 def _file_stamp(stream: BinaryIO) -> tuple[int, int, int] | None:
