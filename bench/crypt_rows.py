@@ -35,7 +35,7 @@ from bench.rows import FLAT_GOAL, RSS_GOAL, Context, settle
 from preserve.config import Settings, TargetSettings
 from preserve.storage import ObjectStore, open_store
 from preserve.storage.base import object_key, sha256_of
-from preserve.storage.crypt import EncryptedStore, as_stored
+from preserve.storage.crypt import EncryptedStore, as_stored, remembering_keys
 
 #: the encrypted target's name in the benchmark's settings (its identity variable is named after it)
 CRYPT_TARGET = "bench-age"
@@ -192,7 +192,8 @@ def _crypt_run(
     crypt_aip = str(uuid.uuid4())
     crypt_key = object_key(crypt_aip, MEMBER)
     stored: dict[str, Any] = {}
-    with open_store(settings, plain_t) as plain, open_store(settings, crypt_t) as crypt:
+    # as an ingest (or a back-fill) writes a new AIP: it makes the AIP's key and keeps it meanwhile
+    with remembering_keys(), open_store(settings, plain_t) as plain, open_store(settings, crypt_t) as crypt:
         if not isinstance(crypt, EncryptedStore):
             raise RuntimeError("open_store did not return an EncryptedStore for the encrypted target")
 
@@ -317,11 +318,12 @@ def hwm():
 
 from preserve import config as settings_mod
 from preserve.storage import open_store
+from preserve.storage.crypt import remembering_keys
 
 spec = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
 settings = settings_mod.load(settings_mod.DEFAULT_CONFIG, env={}, overrides=spec["overrides"])
 before = hwm()
-with open_store(settings, settings.target(spec["target"])) as store:
+with remembering_keys(), open_store(settings, settings.target(spec["target"])) as store:
     t0 = time.monotonic()
     info = store.put_file(spec["key"], Path(spec["source"]), sha256=spec["sha256"], size=spec["size"])
     seconds = time.monotonic() - t0

@@ -145,9 +145,6 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: ConnectionPoolEntry
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
-    # a destroyed key (or any deleted value) is overwritten in the file, not left in a free page
-    # (the WAL keeps it until the next checkpoint; backups keep what they took)
-    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 
