@@ -473,7 +473,8 @@ def _hidden(key: AipKey, aip_id: str, logical: str) -> str:
     try:
         return names.hide(key, aip_id, logical)
     except ValueError as exc:
-        raise StorageError(f"cannot store {logical!r} on an encrypted target: {exc}") from exc
+        # the name itself is never quoted: this message reaches logs, the catalog and alerts
+        raise StorageError(f"cannot store an object of AIP {aip_id} on an encrypted target: {exc}") from exc
 
 
 def _file_stamp(stream: BinaryIO) -> tuple[int, int, int] | None:
