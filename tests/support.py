@@ -117,3 +117,28 @@ def parts_on_server(settings: Settings, target_name: str, key: str) -> int:
         )
     finally:
         client.close()
+
+
+def kill_once_parts_are_stored(
+    proc: Any, settings: Settings, target_name: str, key: str, *, parts: int = 4, timeout: float = 300
+) -> int:
+    """SIGKILL an uploading child process once ``parts`` parts of ``key`` are on the server, then
+    the number of parts stored, counted once the server's view has been still for two seconds (a
+    part whose bytes were all sent before the kill may still be committed just after it)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while parts_on_server(settings, target_name, key) < parts:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no parts appeared"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    uploaded, still_since = parts_on_server(settings, target_name, key), time.monotonic()
+    while time.monotonic() - still_since < 2.0:
+        time.sleep(0.25)
+        now = parts_on_server(settings, target_name, key)
+        if now != uploaded:
+            uploaded, still_since = now, time.monotonic()
+    return uploaded

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from preserve.pipeline import ingest_submission
 from preserve.storage import open_store
 from preserve.storage.crypt import EncryptedStore, remembering_keys
 from tests.mediafactory import make_clip
-from tests.support import isolated_settings, parts_on_server, raw_s3
+from tests.support import isolated_settings, kill_once_parts_are_stored, raw_s3
 
 pytestmark = pytest.mark.skipif(shutil.which("age") is None, reason="needs the stock age CLI (apt install age)")
 
@@ -315,19 +314,7 @@ def test_six_gigabytes_encrypted_killed_midway_resumed_and_decrypted_by_age(
         name = store.physical(key)
 
     first = worker()
-    deadline = time.monotonic() + 600
-    while parts_on_server(settings, "seaweed", name) < 4:
-        assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline, "no parts appeared"
-        time.sleep(0.5)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    uploaded, still_since = parts_on_server(settings, "seaweed", name), time.monotonic()
-    while time.monotonic() - still_since < 2.0:
-        time.sleep(0.25)
-        now = parts_on_server(settings, "seaweed", name)
-        if now != uploaded:
-            uploaded, still_since = now, time.monotonic()
+    uploaded = kill_once_parts_are_stored(first, settings, "seaweed", name, timeout=600)
     assert uploaded >= 4
 
     started = time.monotonic()

@@ -35,7 +35,7 @@ from preserve.storage.credentials import credentials_for
 from preserve.storage.s3 import S3Store
 from preserve.storage.s3.multipart import composite_sha256
 from tests.faultproxy import FaultProxy
-from tests.support import isolated_settings, parts_on_server, raw_s3
+from tests.support import isolated_settings, kill_once_parts_are_stored, parts_on_server, raw_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -131,21 +131,7 @@ def test_six_gigabytes_in_parts_killed_midway_and_resumed(own_server: Settings, 
 
     # first run: a real process, killed with SIGKILL once a few parts are on the server
     first = _put_in_subprocess(settings_file, key, film, sha, size)
-    deadline = time.monotonic() + 300
-    while parts_on_server(settings, "seaweed", key) < 4:
-        assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline, "no parts appeared"
-        time.sleep(0.5)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    # a part whose bytes were all sent before the kill may still be committed by the server just
-    # after it: count once the server's view has been still for two seconds
-    uploaded, still_since = parts_on_server(settings, "seaweed", key), time.monotonic()
-    while time.monotonic() - still_since < 2.0:
-        time.sleep(0.25)
-        now = parts_on_server(settings, "seaweed", key)
-        if now != uploaded:
-            uploaded, still_since = now, time.monotonic()
+    uploaded = kill_once_parts_are_stored(first, settings, "seaweed", key)
     assert 4 <= uploaded < 96
 
     # second run, also a real process: it resumes, and its peak memory stays far below the file

@@ -36,17 +36,6 @@ WRAPPED = b"age-encryption.org/v1\n-> X25519 abc\nxyz\n--- mac\n\x00\xff\xfe\x80
 RECIPIENT = "age1" + "q" * 58
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'c.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_server").new_database()
-    c = Catalog(url)
-    yield c
-    c.close()
-
-
 def _key(aip_id: str = AIP, target: str = "vault", wrapped: bytes = WRAPPED, **kw: object) -> AipKeyRecord:
     values: dict[str, object] = {
         "aip_id": aip_id,

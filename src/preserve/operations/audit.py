@@ -510,6 +510,14 @@ def _event(check: ObjectCheck, agent: Agent) -> Event:
     )
 
 
+def _record_check(
+    catalog: Catalog, aip_id: str | None, outcome: Outcome, agent: Agent, detail: str, subject: str
+) -> None:
+    """One fixity-check event about a replica as a whole (an inventory, an unreachable replica,
+    an unexpected object, a bag-level problem)."""
+    catalog.add_events(aip_id, [Event(EventType.FIXITY_CHECK, outcome, agent, detail, subject=subject)])
+
+
 def _key_event(check: KeyCheck, agent: Agent) -> Event:
     return Event(
         EventType.FIXITY_CHECK,
@@ -575,17 +583,13 @@ def run_audit(
                 reachable.add(t.name)
             except StorageUnavailable as exc:
                 report.errors.append(f"{t.name}: unreachable: {exc}")
-                catalog.add_events(
+                _record_check(
+                    catalog,
                     None,
-                    [
-                        Event(
-                            EventType.FIXITY_CHECK,
-                            Outcome.FAIL,
-                            agent,
-                            f"replica {t.name} unreachable; nothing on it verified: {exc}",
-                            subject=t.name,
-                        )
-                    ],
+                    Outcome.FAIL,
+                    agent,
+                    f"replica {t.name} unreachable; nothing on it verified: {exc}",
+                    t.name,
                 )
         _repair_all(
             settings,
@@ -665,17 +669,13 @@ def _audit_target(
             events=[_event(check, agent)],
         )
     if inventory_ok:
-        catalog.add_events(
+        _record_check(
+            catalog,
             None,
-            [
-                Event(
-                    EventType.FIXITY_CHECK,
-                    Outcome.PASS,
-                    agent,
-                    f"inventory: {inventory_ok} objects present with the right size and stored checksum (HEAD)",
-                    subject=target.name,
-                )
-            ],
+            Outcome.PASS,
+            agent,
+            f"inventory: {inventory_ok} objects present with the right size and stored checksum (HEAD)",
+            target.name,
         )
     for aip_id, objs in aips.items():
         listed = (
@@ -685,18 +685,13 @@ def _audit_target(
         )
         for key, size in listed:
             report.unexpected.append((target.name, key))
-            catalog.add_events(
+            _record_check(
+                catalog,
                 aip_id,
-                [
-                    Event(
-                        EventType.FIXITY_CHECK,
-                        Outcome.FAIL,
-                        agent,
-                        f"unexpected object {key} ({size} bytes) under the AIP's "
-                        "prefix; left in place for a person to examine",
-                        subject=f"{target.name}:{key}",
-                    )
-                ],
+                Outcome.FAIL,
+                agent,
+                f"unexpected object {key} ({size} bytes) under the AIP's prefix; left in place for a person to examine",
+                f"{target.name}:{key}",
             )
         # the tag files of an encrypted target can be read only decrypted: with its AIP's key
         readable = not isinstance(store, EncryptedStore) or aip_id in secrets
@@ -706,18 +701,7 @@ def _audit_target(
                 problems = bag_check(store, aip, objs)
                 report.bag_problems += [f"{target.name}: {p}" for p in problems]
                 for p in problems:
-                    catalog.add_events(
-                        aip_id,
-                        [
-                            Event(
-                                EventType.FIXITY_CHECK,
-                                Outcome.FAIL,
-                                agent,
-                                "bag-level check: " + p,
-                                subject=target.name,
-                            )
-                        ],
-                    )
+                    _record_check(catalog, aip_id, Outcome.FAIL, agent, "bag-level check: " + p, target.name)
 
 
 def _unexpected_plain(store: ObjectStore, aip_id: str, objs: Sequence[StoredObject]) -> list[tuple[str, int]]:
@@ -849,17 +833,13 @@ def _audit_keys(
         if repair.ok:
             catalog.mark_key_verified(aip_id, store.name, now())
     if intact:
-        catalog.add_events(
+        _record_check(
+            catalog,
             None,
-            [
-                Event(
-                    EventType.FIXITY_CHECK,
-                    Outcome.PASS,
-                    agent,
-                    f"key objects: {intact} present, each with the SHA-256 the catalog recorded",
-                    subject=store.name,
-                )
-            ],
+            Outcome.PASS,
+            agent,
+            f"key objects: {intact} present, each with the SHA-256 the catalog recorded",
+            store.name,
         )
 
 

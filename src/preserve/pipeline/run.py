@@ -75,33 +75,8 @@ class _Progress:
     uploading: bool = False
 
 
+@remembering_keys()  # the keys it makes for encrypted targets serve its later uploads and journal
 def ingest_submission(
-    settings: Settings,
-    catalog: Catalog,
-    source: Path,
-    *,
-    runner: StepRunner = run_directly,
-    worker: str | None = None,
-    accept_invalid: bool = False,
-    progress: Progress | None = None,
-    media_progress: MediaProgress | None = None,
-) -> IngestResult:
-    """Ingest one submission end to end (see `_ingest`). The keys it makes for encrypted targets
-    are remembered until it ends, so it needs only their recipients, not their identities."""
-    with remembering_keys():
-        return _ingest(
-            settings,
-            catalog,
-            source,
-            runner=runner,
-            worker=worker,
-            accept_invalid=accept_invalid,
-            progress=progress,
-            media_progress=media_progress,
-        )
-
-
-def _ingest(
     settings: Settings,
     catalog: Catalog,
     source: Path,
